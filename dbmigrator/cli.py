@@ -1,0 +1,321 @@
+"""The ``dbmigrator`` console script: parses arguments, calls :mod:`dbmigrator.commands`.
+
+Like ``pserve``, it accepts the config URI as its first positional argument
+(``dbmigrator development.ini#api migrate``).  It never imports Pyramid.
+"""
+import argparse
+import logging
+import os
+import sys
+
+from . import __version__
+from .errors import EXIT_MIGRATION_FAILED, EXIT_USAGE, DBMigratorError
+
+COMMANDS = ('generate', 'init', 'list', 'migrate', 'rollback', 'mark', 'hash-password')
+VALUE_OPTIONS = ('--config', '--db-connection-string', '--db-config-ini-key',
+                 '--migrations-directory', '--context', '--super-user',
+                 '--connect-timeout', '--lock-wait')
+
+DESCRIPTION = '''\
+PostgreSQL schema migrations. Settings come from the command line, from the
+[app:NAME] section of a PasteDeploy ini file (first argument, or --config),
+and from the "dbmigrator" entry point of --context packages.'''
+
+EPILOG = '''\
+exit codes: 0 success, 1 a migration failed (it was rolled back),
+2 bad arguments, settings or migration files, or no database connection,
+3 --lock-wait expired, 130 interrupted (Ctrl-C; the running migration was
+rolled back).'''
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """Reports bad arguments on one line and exits 2."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, '%s: error: %s (see %s --help)\n' % (
+            self.prog, message, self.prog))
+
+
+def _global_options(parser, suppress):
+    """Options accepted before and after the command name."""
+    default = {'default': argparse.SUPPRESS} if suppress else {}
+    listdefault = {'default': argparse.SUPPRESS} if suppress else {'default': []}
+    group = parser.add_argument_group('settings')
+    group.add_argument('--config', metavar='FILE[#NAME]', **default,
+                       help='PasteDeploy ini file; settings come from its [app:NAME] '
+                            'section (default NAME: main)')
+    group.add_argument('--db-connection-string', metavar='DSN', **default,
+                       help='libpq URI or key=value string, SQLAlchemy URL, or '
+                            'embedded:PATH for a local server kept in PATH')
+    group.add_argument('--db-config-ini-key', metavar='KEY', **default,
+                       help='read the connection string from this key of the ini '
+                            'section (e.g. sqlalchemy.url)')
+    group.add_argument('--migrations-directory', action='append', metavar='DIR', **listdefault,
+                       help='directory of migration files (repeatable)')
+    group.add_argument('--context', action='append', metavar='PACKAGE', **listdefault,
+                       help='installed package whose "dbmigrator" entry point '
+                            '"migrations_directory" names its migrations (repeatable)')
+    group.add_argument('--super-user', metavar='ROLE', **default,
+                       help='role used by super_user() in migrations (default: postgres)')
+    group.add_argument('--connect-timeout', type=int, metavar='SECONDS', **default,
+                       help='give up connecting after SECONDS (default: 10)')
+    group.add_argument('--lock-wait', type=float, metavar='SECONDS', **default,
+                       help='wait at most SECONDS for another dbmigrator run on the same '
+                            'database (default: forever; 0: fail at once, exit 3)')
+    group.add_argument('-v', '--verbose', action='store_true', **default,
+                       help='debug output, and tracebacks on errors')
+    group.add_argument('-q', '--quiet', action='store_true', **default,
+                       help='print errors only')
+
+
+def build_parser():
+    parser = ArgumentParser(
+        prog='dbmigrator', description=DESCRIPTION, epilog=EPILOG,
+        usage='%(prog)s [options] [CONFIG_URI] COMMAND [command options]',
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('-V', '--version', action='version', version=__version__)
+    parser.add_argument('config_uri', nargs='?', metavar='CONFIG_URI',
+                        help='ini file, optionally with #NAME (as pserve takes it)')
+    _global_options(parser, suppress=False)
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND', parser_class=ArgumentParser)
+
+    def command(name, help):
+        p = sub.add_parser(name, help=help, description=help)
+        _global_options(p, suppress=True)
+        return p
+
+    p = command('generate', 'write a new migration file <UTC timestamp>_NAME.py')
+    p.add_argument('name', metavar='NAME', help='letters, digits and underscores')
+
+    p = command('init', 'create schema_migrations and mark migrations up to --version '
+                        'as applied')
+    p.add_argument('--version', metavar='V',
+                   help='mark migrations with version <= V as applied (default: now; '
+                        '0 marks none)')
+
+    p = command('list', 'list migrations and whether they are applied')
+    p.add_argument('--wide', action='store_true', help='show full migration names')
+    p.add_argument('--sort', choices=('version', 'applied'), default='version',
+                   help='order by version (default) or by date applied')
+
+    p = command('migrate', 'run pending migrations')
+    p.add_argument('--version', metavar='V', help='run migrations up to version V only')
+    p.add_argument('target', nargs='?', metavar='version=V', help='same as --version V')
+    p.add_argument('--run-deferred', action='store_true', help='run deferred migrations too')
+    p.add_argument('--no-diff', action='store_true', help='do not print schema diffs')
+
+    p = command('rollback', 'roll back the last applied migrations')
+    p.add_argument('--steps', type=int, default=1, metavar='N',
+                   help='how many migrations to roll back, newest applied first (default: 1)')
+    p.add_argument('--version', metavar='V',
+                   help='roll back every applied migration newer than V instead')
+    p.add_argument('--no-diff', action='store_true', help='do not print schema diffs')
+
+    p = command('mark', 'mark migrations as completed, not completed or deferred')
+    state = p.add_mutually_exclusive_group(required=True)
+    state.add_argument('-t', dest='state', action='store_const', const='completed',
+                       help='completed')
+    state.add_argument('-f', dest='state', action='store_const', const='not-completed',
+                       help='not completed')
+    state.add_argument('-d', dest='state', action='store_const', const='deferred',
+                       help='deferred: ignored by migrate and rollback')
+    p.add_argument('versions', nargs='+', metavar='VERSION')
+
+    command('hash-password', 'print a salted hash for dbmigrator.admin_password_hash '
+                             '(reads the password from the terminal or stdin)')
+    return parser
+
+
+def _split_config_uri(argv):
+    """Let the first positional argument be a config URI, as pserve does."""
+    argv = list(argv)
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == '--':
+            return argv
+        if arg.startswith('-'):
+            if arg in VALUE_OPTIONS:
+                i += 1
+            i += 1
+            continue
+        if arg in COMMANDS:
+            return argv
+        return argv[:i] + ['--config', arg] + argv[i + 1:]
+    return argv
+
+
+class _StdoutFilter(logging.Filter):
+    def filter(self, record):
+        return record.levelno < logging.WARNING
+
+
+def setup_logging(config_file, level):
+    """Plain messages on stdout (warnings and errors on stderr), or the ini's logging."""
+    from .redact import ScrubFilter
+    logger = logging.getLogger('dbmigrator')
+    for handler in [h for h in logger.handlers if getattr(h, 'dbmigrator_cli', False)]:
+        logger.removeHandler(handler)
+    scrubber = ScrubFilter()
+    if config_file and _has_logging_sections(config_file):
+        import plaster
+        plaster.setup_logging(config_file)
+        for handler in logging.getLogger().handlers + logger.handlers:
+            handler.addFilter(scrubber)
+    else:
+        formatter = logging.Formatter('%(message)s')
+        out = logging.StreamHandler(sys.stdout)
+        out.addFilter(_StdoutFilter())
+        err = logging.StreamHandler(sys.stderr)
+        err.setLevel(logging.WARNING)
+        for handler in (out, err):
+            handler.setFormatter(formatter)
+            handler.addFilter(scrubber)
+            handler.dbmigrator_cli = True
+            logger.addHandler(handler)
+        logger.propagate = False
+    if level is not None:
+        logger.setLevel(level)
+    elif logger.level == logging.NOTSET or not config_file:
+        logger.setLevel(logging.INFO)
+    return logger
+
+
+def _has_logging_sections(config_file):
+    import configparser
+    parser = configparser.RawConfigParser(strict=False)
+    try:
+        parser.read(config_file, encoding='utf-8')
+    except (configparser.Error, UnicodeDecodeError):
+        return False
+    return parser.has_section('loggers')
+
+
+def _render_list(status, wide, sort):
+    rows = list(status.migrations)
+    if sort == 'applied':
+        far = max((r.applied_at for r in rows if r.applied_at), default=None)
+        rows.sort(key=lambda r: (r.applied_at is None, r.applied_at or far, int(r.version)))
+    else:
+        rows.sort(key=lambda r: int(r.version))
+    names = [r.name if wide else r.name[:15] for r in rows]
+    name_width = max([len('name')] + [len(n) for n in names])
+    version_width = max([len('version')] + [len(r.version) for r in rows])
+    header = '%s | %s | %s | %s' % ('version'.ljust(version_width), 'name'.ljust(name_width),
+                                    'is applied', 'date applied')
+    lines = [header, '-' * max(70, len(header))]
+    for row, name in zip(rows, names):
+        if row.state == 'deferred':
+            applied = 'deferred'
+        else:
+            applied = str(row.state == 'applied') + ('*' if row.repeat else '')
+        note = ''
+        if row.missing:
+            note = '  (file missing)'
+        elif row.changed:
+            note = '  (changed since applied)'
+        date = str(row.applied_at) if row.applied_at else ''
+        lines.append(('%s   %s   %s   %s%s' % (
+            row.version.ljust(version_width), (name or '?').ljust(name_width),
+            applied.ljust(10), date, note)).rstrip())
+    return '\n'.join(lines)
+
+
+def _target_version(args):
+    if args.target:
+        value = args.target.split('=', 1)[1] if args.target.startswith('version=') else args.target
+        if args.version and args.version != value:
+            raise DBMigratorError('give the version once: --version %s and %s disagree' % (
+                args.version, args.target))
+        return value
+    return args.version
+
+
+def _hash_password():
+    import getpass
+    from .passwords import hash_password
+    if sys.stdin.isatty():
+        first = getpass.getpass('Password: ')
+        if first != getpass.getpass('Again: '):
+            raise DBMigratorError('the passwords do not match; nothing was printed')
+    else:
+        first = sys.stdin.readline().rstrip('\n')
+    if not first:
+        raise DBMigratorError('the password is empty; nothing was printed')
+    print(hash_password(first))
+    return 0
+
+
+def _dispatch(args, log):
+    from . import commands, settings as settings_mod
+    if args.command == 'hash-password':
+        return _hash_password()
+    settings = settings_mod.resolve(
+        config=args.config, db_connection_string=args.db_connection_string,
+        migrations_directories=args.migrations_directory, contexts=args.context,
+        super_user=args.super_user, db_config_ini_key=args.db_config_ini_key,
+        connect_timeout=args.connect_timeout, lock_wait=args.lock_wait)
+    if args.command == 'generate':
+        commands.generate(settings, args.name)
+    elif args.command == 'init':
+        commands.init(settings, args.version)
+    elif args.command == 'list':
+        status = commands.status(settings)
+        if not status.initialized:
+            log.warning('Warning: %s', commands.NOT_INITIALIZED)
+        print(_render_list(status, args.wide, args.sort))
+    elif args.command == 'migrate':
+        from . import interrupts
+        interrupts.install()
+        commands.migrate(settings, version=_target_version(args),
+                         run_deferred=args.run_deferred, diff=not args.no_diff)
+    elif args.command == 'rollback':
+        from . import interrupts
+        interrupts.install()
+        commands.rollback(settings, steps=args.steps, version=args.version,
+                          diff=not args.no_diff)
+    elif args.command == 'mark':
+        commands.mark(settings, args.versions, args.state)
+    return 0
+
+
+def main(argv=None):
+    """Run the console script; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    try:
+        args = parser.parse_args(_split_config_uri(argv))
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if not args.command:
+        parser.print_usage(sys.stderr)
+        sys.stderr.write('dbmigrator: error: no command given (see dbmigrator --help)\n')
+        return EXIT_USAGE
+    level = logging.DEBUG if args.verbose else logging.ERROR if args.quiet else None
+    config_file = args.config.partition('#')[0] if args.config else None
+    log = setup_logging(config_file if config_file and os.path.isfile(config_file) else None,
+                        level)
+    try:
+        return _dispatch(args, log)
+    except DBMigratorError as exc:
+        _report(log, args, exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _report(log, args, DBMigratorError('interrupted'))
+        return 130
+    except Exception as exc:
+        _report(log, args, DBMigratorError('unexpected error: %s: %s' % (
+            type(exc).__name__, ' '.join(str(exc).split()))))
+        return EXIT_MIGRATION_FAILED
+
+
+def _report(log, args, exc):
+    from .redact import scrub
+    if args.verbose:
+        log.debug('Traceback of the error below:', exc_info=True)
+    sys.stderr.write('dbmigrator: error: %s\n' % scrub(exc))
+
+
+def run():
+    """Console-script entry point."""
+    sys.exit(main())

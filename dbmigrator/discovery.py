@@ -1,0 +1,118 @@
+"""Finding and loading migration files.
+
+A migration is ``<digits>_<name>.py`` holding ``up(cursor)``, usually
+``down(cursor)``, and optionally ``should_run(cursor)`` (a repeat migration).
+Files are loaded by path under unique module names; ``sys.path`` is left alone.
+"""
+import dataclasses
+import hashlib
+import os
+import re
+import sys
+import traceback
+import types
+
+from .errors import SettingsError
+from .migration_helpers import is_deferred
+
+FILENAME = re.compile(r'^([0-9]+)_(.+)\.py$')
+
+
+@dataclasses.dataclass
+class Migration:
+    version: str
+    name: str
+    path: str
+    checksum: str
+    module: types.ModuleType
+
+    @property
+    def filename(self):
+        return os.path.basename(self.path)
+
+    @property
+    def is_repeat(self):
+        return callable(getattr(self.module, 'should_run', None))
+
+    @property
+    def is_deferred(self):
+        return is_deferred(self.module.up)
+
+    @property
+    def up(self):
+        return self.module.up
+
+    @property
+    def down(self):
+        down = getattr(self.module, 'down', None)
+        if not callable(down):
+            raise SettingsError('%s has no down(cursor) function: it cannot be rolled back' % self.path)
+        return down
+
+    def should_run(self, cursor):
+        return self.module.should_run(cursor)
+
+
+def migration_files(directories):
+    """(version, name, path) of every migration file, in version order."""
+    found = {}
+    for directory in directories:
+        if not os.path.isdir(directory):
+            raise SettingsError(
+                'migrations directory %s does not exist: create it '
+                '(dbmigrator generate does) or fix migrations-directory' % directory)
+        for filename in os.listdir(directory):
+            match = FILENAME.match(filename)
+            if not match:
+                continue
+            version, name = match.groups()
+            path = os.path.join(directory, filename)
+            if version in found and found[version][2] != path:
+                raise SettingsError('two migrations have version %s: %s and %s; rename one' % (
+                    version, found[version][2], path))
+            found[version] = (version, name, path)
+    return [found[v] for v in sorted(found, key=lambda v: (int(v), v))]
+
+
+def error_line(exc, path):
+    """Line of ``path`` where loading failed, from the traceback."""
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename == path:
+            line = frame.lineno
+    return line
+
+
+def load(version, name, path):
+    with open(path, 'rb') as handle:
+        data = handle.read()
+    checksum = hashlib.sha256(data).hexdigest()
+    try:
+        source = data.decode('utf-8')
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b'\n') + 1
+        raise SettingsError('%s is not UTF-8 (byte 0x%02x on line %d): save it as UTF-8' % (
+            path, data[exc.start], line))
+    module_name = 'dbmigrator._migrations.m%s_%s' % (
+        version, hashlib.sha1(path.encode('utf-8', 'surrogateescape')).hexdigest()[:8])
+    module = types.ModuleType(module_name)
+    module.__file__ = path
+    try:
+        code = compile(source, path, 'exec')
+    except SyntaxError as exc:
+        raise SettingsError('%s line %s: syntax error: %s' % (path, exc.lineno, exc.msg))
+    sys.modules[module_name] = module
+    try:
+        exec(code, module.__dict__)
+    except Exception as exc:
+        sys.modules.pop(module_name, None)
+        raise SettingsError('%s line %s: cannot load the migration: %s: %s' % (
+            path, error_line(exc, path), type(exc).__name__, exc))
+    if not callable(getattr(module, 'up', None)):
+        raise SettingsError('%s has no up(cursor) function: every migration needs one' % path)
+    return Migration(version, name, path, checksum, module)
+
+
+def discover(directories):
+    """Load every migration of the directories, ordered by version."""
+    return [load(*entry) for entry in migration_files(directories)]

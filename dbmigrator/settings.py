@@ -1,0 +1,190 @@
+"""One resolver for every command: command line, then ini file, then contexts.
+
+The ini file is read the way ``pyramid.paster.get_appsettings`` reads it,
+through plaster, so ``%(here)s``, ``[DEFAULT]`` and ``use = config:...``
+inheritance behave as in the host application.  The host app itself is
+never loaded.
+"""
+import dataclasses
+import logging
+import os
+
+from .database import normalize
+from .errors import SettingsError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SUPER_USER = 'postgres'
+DEFAULT_CONNECT_TIMEOUT = 10
+DEFAULT_SECTION = 'main'
+ENTRY_POINT_GROUP = 'dbmigrator'
+ENTRY_POINT_NAME = 'migrations_directory'
+
+KEYS = ('db-connection-string', 'migrations-directory', 'super-user',
+        'db-config-ini-key', 'context')
+
+
+@dataclasses.dataclass
+class Settings:
+    """What every command needs, fully resolved."""
+
+    db_connection_string: str = None
+    migrations_directories: list = dataclasses.field(default_factory=list)
+    super_user: str = DEFAULT_SUPER_USER
+    connect_timeout: int = DEFAULT_CONNECT_TIMEOUT
+    lock_wait: float = None
+    config_file: str = None
+
+    def require_database(self):
+        if not self.db_connection_string:
+            raise SettingsError(
+                'no database given: set db-connection-string in the ini file '
+                'or pass --db-connection-string')
+        return self.db_connection_string
+
+    def require_directories(self):
+        if not self.migrations_directories:
+            raise SettingsError(
+                'no migrations directory given: set migrations-directory in the ini file, '
+                'pass --migrations-directory, or --context a package with a dbmigrator entry point')
+        return self.migrations_directories
+
+
+def split_config_uri(uri):
+    """``file.ini#name`` -> (file.ini, name); the name defaults to ``main``."""
+    path, _, name = uri.partition('#')
+    return path, name or DEFAULT_SECTION
+
+
+def read_ini(uri):
+    """The ``[app:NAME]`` settings of a PasteDeploy ini file, plus its folder."""
+    import plaster
+    path, name = split_config_uri(uri)
+    if not os.path.isfile(path):
+        raise SettingsError('config file %s not found: check the path given to --config' % path)
+    if not os.access(path, os.R_OK):
+        raise SettingsError('config file %s is not readable: check its permissions' % path)
+    try:
+        loader = plaster.get_loader(path, protocols=['wsgi'])
+        sections = loader.get_sections()
+    except plaster.PlasterError as exc:
+        raise SettingsError('cannot read config file %s: %s' % (path, exc))
+    except Exception as exc:
+        raise SettingsError('cannot read config file %s: %s' % (
+            path, ' '.join(str(exc).split())))
+    section = 'app:' + name
+    if section not in sections:
+        raise SettingsError('config file %s has no [%s] section (it has: %s): use %s#NAME' % (
+            path, section, ', '.join('[%s]' % s for s in sections) or 'none', path))
+    try:
+        settings = loader.get_wsgi_app_settings(name)
+    except LookupError as exc:
+        if 'No loader given' not in str(exc):
+            raise SettingsError('cannot read [%s] of %s: %s' % (section, path, exc))
+        settings = dict(loader.get_settings('DEFAULT'))
+        settings.update(loader.get_settings(section))
+    except Exception as exc:
+        raise SettingsError('cannot read [%s] of %s: %s' % (
+            section, path, ' '.join(str(exc).split())))
+    return dict(settings), os.path.dirname(os.path.abspath(path))
+
+
+def _lookup(settings, key):
+    """Accept ``db-connection-string`` as well as ``db_connection_string``."""
+    for candidate in (key, key.replace('-', '_'), 'dbmigrator.' + key):
+        value = settings.get(candidate)
+        if value not in (None, ''):
+            return value
+    return None
+
+
+def split_list(value):
+    if isinstance(value, (list, tuple)):
+        items = []
+        for item in value:
+            items.extend(split_list(item))
+        return items
+    return [item for item in str(value).split() if item]
+
+
+def context_directories(context):
+    """Migration directories from a package's ``dbmigrator`` entry point."""
+    from importlib import metadata
+    try:
+        dist = metadata.distribution(context)
+    except metadata.PackageNotFoundError:
+        raise SettingsError(
+            'context %r is not an installed package: install it (pip install -e .) '
+            'or pass --migrations-directory' % context)
+    points = [ep for ep in dist.entry_points
+              if ep.group == ENTRY_POINT_GROUP and ep.name == ENTRY_POINT_NAME]
+    if not points:
+        raise SettingsError(
+            'package %r has no %r entry point in group %r: add one to its setup.py '
+            'or pass --migrations-directory' % (context, ENTRY_POINT_NAME, ENTRY_POINT_GROUP))
+    directories = []
+    for point in points:
+        try:
+            value = point.load()
+            if callable(value):
+                value = value()
+        except Exception as exc:
+            raise SettingsError('cannot load the %s entry point of %r: %s' % (
+                ENTRY_POINT_NAME, context, exc))
+        directories.extend(split_list(value))
+    return directories
+
+
+def resolve(config=None, db_connection_string=None, migrations_directories=None,
+            contexts=None, super_user=None, db_config_ini_key=None,
+            connect_timeout=None, lock_wait=None, ini_settings=None, base_dir=None):
+    """Merge the sources, highest first: arguments, ini settings, contexts.
+
+    ``ini_settings``/``base_dir`` let a Pyramid app pass its own settings
+    instead of a file.
+    """
+    ini = {}
+    here = base_dir or os.getcwd()
+    if config:
+        ini, here = read_ini(config)
+    elif ini_settings is not None:
+        ini = dict(ini_settings)
+
+    ini_key = db_config_ini_key or _lookup(ini, 'db-config-ini-key')
+    dsn = db_connection_string
+    if not dsn:
+        if ini_key:
+            dsn = ini.get(ini_key)
+            if not dsn:
+                raise SettingsError('the ini key %r given by --db-config-ini-key is not set in %s' % (
+                    ini_key, config or 'the settings'))
+        else:
+            dsn = _lookup(ini, 'db-connection-string')
+    if dsn and dsn.strip().startswith('embedded:') and config and not db_connection_string:
+        path = dsn.strip()[len('embedded:'):]
+        dsn = 'embedded:' + os.path.join(here, os.path.expanduser(path))
+
+    if migrations_directories:
+        directories = [os.path.abspath(d) for d in split_list(migrations_directories)]
+    elif _lookup(ini, 'migrations-directory'):
+        directories = [os.path.normpath(os.path.join(here, d))
+                       for d in split_list(_lookup(ini, 'migrations-directory'))]
+    else:
+        names = split_list(contexts or _lookup(ini, 'context') or [])
+        if not names:
+            names = [os.path.basename(os.getcwd())]
+            log.warning('no --context or --migrations-directory given: '
+                        'using context %r, the current directory\'s name', names[0])
+        directories = []
+        for name in names:
+            directories.extend(os.path.abspath(d) for d in context_directories(name))
+
+    timeout = connect_timeout if connect_timeout is not None else _lookup(ini, 'connect-timeout')
+    return Settings(
+        db_connection_string=normalize(dsn) if dsn else None,
+        migrations_directories=directories,
+        super_user=super_user or _lookup(ini, 'super-user') or DEFAULT_SUPER_USER,
+        connect_timeout=int(timeout) if timeout is not None else DEFAULT_CONNECT_TIMEOUT,
+        lock_wait=lock_wait,
+        config_file=split_config_uri(config)[0] if config else None,
+    )

