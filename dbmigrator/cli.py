@@ -18,8 +18,11 @@ VALUE_OPTIONS = ('--config', '--db-connection-string', '--db-config-ini-key',
 
 DESCRIPTION = '''\
 PostgreSQL schema migrations. Settings come from the command line, from the
-[app:NAME] section of a PasteDeploy ini file (first argument, or --config),
-and from the "dbmigrator" entry point of --context packages.'''
+[app:NAME] section of a PasteDeploy ini file, and from the "dbmigrator" entry
+point of --context packages.
+
+CONFIG_URI is an ini file, optionally FILE#NAME for [app:NAME] (default:
+main), as pserve takes it; the same as --config CONFIG_URI.'''
 
 EPILOG = '''\
 exit codes: 0 success, 1 a migration failed (it was rolled back),
@@ -74,8 +77,6 @@ def build_parser():
         usage='%(prog)s [options] [CONFIG_URI] COMMAND [command options]',
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('-V', '--version', action='version', version=__version__)
-    parser.add_argument('config_uri', nargs='?', metavar='CONFIG_URI',
-                        help='ini file, optionally with #NAME (as pserve takes it)')
     _global_options(parser, suppress=False)
     sub = parser.add_subparsers(dest='command', metavar='COMMAND', parser_class=ArgumentParser)
 
