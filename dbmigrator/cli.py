@@ -299,21 +299,22 @@ def main(argv=None):
     try:
         return _dispatch(args, log)
     except DBMigratorError as exc:
-        _report(log, args, exc)
+        _report(args, exc)
         return exc.exit_code
     except KeyboardInterrupt:
-        _report(log, args, DBMigratorError('interrupted'))
+        _report(args, DBMigratorError('interrupted'))
         return 130
     except Exception as exc:
-        _report(log, args, DBMigratorError('unexpected error: %s: %s' % (
+        _report(args, DBMigratorError('unexpected error: %s: %s' % (
             type(exc).__name__, ' '.join(str(exc).split()))))
         return EXIT_MIGRATION_FAILED
 
 
-def _report(log, args, exc):
+def _report(args, exc):
+    import traceback
     from .redact import scrub
     if args.verbose:
-        log.debug('Traceback of the error below:', exc_info=True)
+        sys.stderr.write(scrub(traceback.format_exc()))
     sys.stderr.write('dbmigrator: error: %s\n' % scrub(exc))
 
 

@@ -71,13 +71,27 @@ def connect(dsn, connect_timeout=10, user=None):
     callback = psycopg2.extensions.get_wait_callback()
     psycopg2.extensions.set_wait_callback(None)
     try:
-        return psycopg2.connect(libpq_dsn(dsn), **kwargs)
+        conn = psycopg2.connect(libpq_dsn(dsn), **kwargs)
     except psycopg2.OperationalError as exc:
         reason = ' '.join(str(exc).split())
         raise DatabaseUnavailable(
             'cannot connect to the database %s: %s' % (describe(dsn), scrub(reason)))
     finally:
         psycopg2.extensions.set_wait_callback(callback)
+    _watch_client(conn)
+    return conn
+
+
+def _watch_client(conn):
+    """Have the server notice a killed dbmigrator during a long statement.
+
+    Without this a backend whose client died keeps running the statement,
+    and holding its locks and the migration lock, until the statement ends.
+    """
+    if conn.server_version >= 140000:
+        with conn.cursor() as cursor:
+            cursor.execute("SET client_connection_check_interval = '1s'")
+        conn.commit()
 
 
 def dump_environment(conn, dsn):

@@ -1,0 +1,70 @@
+"""Edited and missing migrations are reported by list and migrate."""
+import re
+
+from tests.test_init_list import rows
+
+
+def test_changed_file_is_flagged_until_marked_again(dbm, migrations, db):
+    path = migrations.table('20200101000000', 'a', 'ta')
+    migrations.table('20200102000000', 'b', 'tb')
+    dbm('migrate', '--version', '20200101000000')
+    stored = db.query('SELECT checksum FROM schema_migrations')[0][0]
+    assert re.match(r'^[0-9a-f]{64}$', stored)
+    assert '(changed' not in dbm('list').out
+
+    path.write_text(path.read_text() + '\n# edited after it ran\n')
+    listing = dbm('list')
+    assert re.search(r'20200101000000\s+a\s+True\s+\S+ \S+\s+\(changed since applied\)',
+                     listing.out)
+    result = dbm('migrate', '--no-diff')
+    assert 'Warning: migration 20200101000000 a was changed after it was applied' in result.err
+    assert 'Running migration 20200102000000 b' in result.out
+
+    assert dbm('mark', '-t', '20200101000000').code == 0
+    assert '(changed' not in dbm('list').out
+    assert 'changed' not in dbm('migrate').err
+
+
+def test_missing_file_of_applied_version(dbm, migrations):
+    path = migrations.table('20200101000000', 'a', 'ta')
+    dbm('migrate')
+    path.unlink()
+    migrations.add('20200102000000', 'b')
+    table = rows(dbm('list').out)
+    assert table[0][0] == '20200101000000'
+    assert table[0][-1] == '(file missing)'
+    assert table[1][:3] == ['20200102000000', 'b', 'False']
+    result = dbm('migrate')
+    assert 'migration 20200101000000 is applied but its file is missing' in result.err
+
+
+def test_repeat_migrations_are_exempt(dbm, migrations):
+    path = migrations.add('20200101000000', 'repeat', '''\
+        def should_run(cursor):
+            return False
+
+
+        def up(cursor):
+            pass
+        ''')
+    dbm('init')
+    path.write_text(path.read_text() + '\n# tweaked\n')
+    assert 'changed' not in dbm('list').out
+    assert 'changed' not in dbm('migrate').err
+
+
+def test_original_tool_table_is_upgraded_in_place(dbm, migrations, db):
+    migrations.table('20200101000000', 'a', 'ta')
+    migrations.table('20200102000000', 'b', 'tb')
+    db.query('CREATE TABLE schema_migrations (version TEXT NOT NULL,'
+             ' applied TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP)')
+    db.query("INSERT INTO schema_migrations VALUES ('20200101000000', '2016-01-31')")
+    db.query('CREATE TABLE ta (id INT)')
+    result = dbm('migrate', '--no-diff')
+    assert result.code == 0, result
+    assert result.out.strip() == 'Running migration 20200102000000 b'
+    assert db.columns('schema_migrations') == ['version', 'applied', 'checksum']
+    checksums = dict(db.query('SELECT version, checksum FROM schema_migrations'))
+    assert checksums['20200101000000'] is None
+    assert len(checksums['20200102000000']) == 64
+    assert '(changed' not in dbm('list').out
