@@ -1,0 +1,156 @@
+"""Concurrent runs, killed processes, dropped connections and Ctrl-C."""
+import signal
+import subprocess
+import time
+
+import psycopg2
+
+from dbmigrator import lock
+from tests.conftest import dbmigrator_command, subprocess_env
+
+
+def start(db, migrations, *argv):
+    return subprocess.Popen(
+        dbmigrator_command('--db-connection-string', db.dsn, '--migrations-directory',
+                           migrations.path, *argv),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
+
+
+def wait_for_query(db, fragment, timeout=30):
+    """Backend pid of the dbmigrator session running a statement containing fragment."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = db.query("SELECT pid FROM pg_stat_activity WHERE application_name = 'dbmigrator'"
+                         " AND state = 'active' AND query LIKE %s", ('%' + fragment + '%',))
+        if found:
+            return found[0][0]
+        time.sleep(0.05)
+    raise AssertionError('no dbmigrator session ran %r' % fragment)
+
+
+def sleeping_migration(migrations, version, name, flag):
+    """Creates a table, then sleeps on the server while ``flag`` exists."""
+    migrations.add(version, name, '''\
+        import os
+
+
+        def up(cursor):
+            cursor.execute('CREATE TABLE %s (id INT)')
+            if os.path.exists(%r):
+                cursor.execute('SELECT pg_sleep(60)')
+        ''' % (name, str(flag)))
+
+
+def test_four_concurrent_runs_apply_each_migration_once(db, migrations):
+    db.query('CREATE TABLE runs (version TEXT)')
+    db.query('CREATE TABLE schema_migrations (version TEXT NOT NULL,'
+             ' applied TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP)')
+    for i in range(20):
+        version = '202001010000%02d' % i
+        migrations.add(version, 'step_%02d' % i, '''\
+            def up(cursor):
+                cursor.execute("INSERT INTO runs VALUES (%%s)", (%r,))
+                cursor.execute('SELECT pg_sleep(0.05)')
+            ''' % version)
+    procs = [start(db, migrations, 'migrate', '--no-diff') for _ in range(4)]
+    results = [(p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in procs]
+    for code, out, err in results:
+        assert code == 0, err
+    workers = [out for code, out, err in results if 'Running migration' in out]
+    assert len(workers) == 1
+    assert workers[0].count('Running migration') == 20
+    waiters = [(out, err) for code, out, err in results if 'Running migration' not in out]
+    assert len(waiters) == 3
+    for out, err in waiters:
+        assert 'No pending migrations.  Database is up to date.' in out
+    assert any('Waiting for another dbmigrator run (backend pid' in out for out, _ in waiters)
+    assert db.query('SELECT version, count(*) FROM runs GROUP BY version HAVING count(*) <> 1') == []
+    assert db.query('SELECT count(*) FROM runs') == [(20,)]
+    assert db.query('SELECT count(*), count(DISTINCT version) FROM schema_migrations') == [(20, 20)]
+
+
+def hold_lock(db):
+    conn = psycopg2.connect(db.dsn)
+    conn.autocommit = True
+    with conn.cursor() as cursor:
+        cursor.execute('SELECT pg_advisory_lock(%s)', (lock.KEY,))
+        cursor.execute('SELECT pg_backend_pid()')
+        pid = cursor.fetchone()[0]
+    return conn, pid
+
+
+def test_lock_wait_gives_up_with_exit_3(dbm, migrations, db):
+    migrations.table('20200101000000', 'a', 'ta')
+    holder, pid = hold_lock(db)
+    try:
+        result = dbm('--lock-wait', '0', 'migrate')
+        assert result.code == 3
+        assert 'another dbmigrator run (backend pid %d) holds the migration lock' % pid in result.err
+        result = dbm('--lock-wait', '0.5', 'mark', '-t', '20200101000000')
+        assert result.code == 3
+        assert 'Waiting for another dbmigrator run (backend pid %d)' % pid in result.out
+        assert dbm('list').code == 0  # list never takes the lock
+    finally:
+        holder.close()
+    assert not db.table_exists('ta')
+    assert dbm('--lock-wait', '0', 'migrate').code == 0
+
+
+def test_sigkill_during_migration_leaves_nothing_recorded(db, migrations, tmp_path):
+    flag = tmp_path / 'sleep'
+    flag.touch()
+    migrations.table('20200101000000', 'first', 'first_table')
+    sleeping_migration(migrations, '20200102000000', 'slow_table', flag)
+    proc = start(db, migrations, 'migrate', '--no-diff')
+    wait_for_query(db, 'pg_sleep')
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert db.versions() == ['20200101000000']
+    assert not db.table_exists('slow_table')
+    flag.unlink()
+    # The dead session's lock goes with it within seconds, not after pg_sleep(60).
+    again = start(db, migrations, '--lock-wait', '20', 'migrate', '--no-diff')
+    out, err = again.communicate(timeout=60)
+    assert again.returncode == 0, err
+    assert out.strip().endswith('Running migration 20200102000000 slow_table')
+    assert db.versions() == ['20200101000000', '20200102000000']
+
+
+def test_terminated_connection_names_the_migration(db, migrations, tmp_path):
+    flag = tmp_path / 'sleep'
+    flag.touch()
+    migrations.table('20200101000000', 'first', 'first_table')
+    sleeping_migration(migrations, '20200102000000', 'slow_table', flag)
+    proc = start(db, migrations, 'migrate', '--no-diff')
+    pid = wait_for_query(db, 'pg_sleep')
+    db.query('SELECT pg_terminate_backend(%s)', (pid,))
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert 'Migration 20200102000000 slow_table failed' in err
+    assert 'connection' in err
+    assert 'Traceback' not in err
+    assert db.versions() == ['20200101000000']
+    assert not db.table_exists('slow_table')
+    flag.unlink()
+    again = start(db, migrations, 'migrate', '--no-diff')
+    assert again.wait(timeout=60) == 0
+    assert db.versions() == ['20200101000000', '20200102000000']
+
+
+def test_ctrl_c_cancels_the_statement_on_the_server(db, migrations, tmp_path):
+    flag = tmp_path / 'sleep'
+    flag.touch()
+    sleeping_migration(migrations, '20200101000000', 'slow_table', flag)
+    proc = start(db, migrations, 'migrate', '--no-diff')
+    wait_for_query(db, 'pg_sleep')
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - started < 10
+    assert proc.returncode == 130
+    assert 'interrupted: migration 20200101000000 slow_table was cancelled and rolled back' in err
+    assert 'Traceback' not in err
+    assert db.query("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%'"
+                    " AND application_name = 'dbmigrator'") == [(0,)]
+    assert not db.table_exists('slow_table')
+    assert not db.versions()
