@@ -222,6 +222,28 @@ def migrate(settings, version=None, run_deferred=False, diff=True):
     return steps
 
 
+def _rollback_targets(records, steps, version):
+    """Records to roll back, newest applied first; deferred ones never."""
+    applied = sorted((r for r in records.values() if not r.is_deferred),
+                     key=lambda r: (r.applied, int(r.version)), reverse=True)
+    if version is not None:
+        return [r for r in applied if int(r.version) > int(version)]
+    return applied[:int(steps)]
+
+
+def rollback_preview(settings, steps=1):
+    """What ``rollback --steps`` would roll back now; reads without the lock."""
+    if steps is None or int(steps) < 1:
+        raise SettingsError('--steps must be 1 or more, not %s' % steps)
+    current = status(settings)
+    if not current.initialized:
+        raise NotInitialized(NOT_INITIALIZED)
+    by_version = {m.version: m for m in current.migrations}
+    records = {m.version: store.Record(m.version, m.applied_at)
+               for m in current.migrations if m.state != PENDING}
+    return [by_version[r.version] for r in _rollback_targets(records, steps, None)]
+
+
 def rollback(settings, steps=1, version=None, diff=True):
     """Roll back the last ``steps`` applied migrations, or all after ``version``."""
     migrations = {m.version: m for m in discover(settings.require_directories())}
@@ -234,19 +256,14 @@ def rollback(settings, steps=1, version=None, diff=True):
         raise SettingsError('--steps must be 1 or more, not %s' % steps)
     with open_database(settings) as conn:
         checksums, records = _prepare(conn)
-        applied = sorted((r for r in records.values() if not r.is_deferred),
-                         key=lambda r: (r.applied, int(r.version)), reverse=True)
-        if version is not None:
-            applied = [r for r in applied if int(r.version) > int(version)]
-        else:
-            applied = applied[:int(steps)]
+        applied = _rollback_targets(records, steps, version)
         missing = [r.version for r in applied if r.version not in migrations]
         if missing:
             raise SettingsError('cannot roll back %s: the migration file is missing' %
                                 ', '.join(missing))
         plan = [migrations[r.version] for r in applied]
         for m in plan:
-            m.down  # a migration without down() fails before anything runs
+            m.require_down()
         done = Runner(conn, settings, diff=diff, checksums=checksums).run(plan, DOWN)
     if not done:
         log.info('No migrations to roll back.')

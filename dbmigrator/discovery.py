@@ -42,12 +42,15 @@ class Migration:
     def up(self):
         return self.module.up
 
-    @property
-    def down(self):
-        down = getattr(self.module, 'down', None)
-        if not callable(down):
-            raise SettingsError('%s has no down(cursor) function: it cannot be rolled back' % self.path)
-        return down
+    def require_down(self):
+        """Fail before anything runs when a migration cannot be rolled back."""
+        if not callable(getattr(self.module, 'down', None)):
+            raise SettingsError('%s has no down(cursor) function: it cannot be rolled back'
+                                % self.path)
+
+    def down(self, cursor):
+        self.require_down()
+        return self.module.down(cursor)
 
     def should_run(self, cursor):
         return self.module.should_run(cursor)

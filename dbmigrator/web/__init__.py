@@ -1,0 +1,56 @@
+"""Pyramid add-on: ``config.include('dbmigrator')``.
+
+Adds a migration status page, its JSON twin and the migrate / rollback /
+mark actions under ``dbmigrator.route_prefix`` (default ``/migrations``), or
+under the ``route_prefix`` given to ``config.include``.  Every view carries
+an explicit permission, checked by the host's security policy; POST views
+require a CSRF token, so the host needs a CSRF storage policy (Pyramid's
+default keeps the token in the session; ``CookieCSRFStoragePolicy`` needs no
+session).
+"""
+from pyramid.settings import aslist
+
+from .. import settings as settings_mod
+from .views import register_views
+
+DEFAULTS = {
+    'dbmigrator.route_prefix': '/migrations',
+    'dbmigrator.permission': 'dbmigrator.admin',
+    'dbmigrator.lock_wait': '10',
+}
+
+
+def parse_settings(settings):
+    """Coerce the add-on's settings once and write them back, as pyramid_tm does."""
+    for key, default in DEFAULTS.items():
+        settings.setdefault(key, default)
+    settings['dbmigrator.view_permission'] = settings.get(
+        'dbmigrator.view_permission') or settings['dbmigrator.permission']
+    settings['dbmigrator.lock_wait'] = float(settings['dbmigrator.lock_wait'])
+    for key in ('migrations-directory', 'migrations_directory', 'context'):
+        if key in settings:
+            settings[key] = aslist(settings[key])
+    return settings
+
+
+def includeme(config):
+    config.include('pyramid_jinja2')
+    settings = parse_settings(config.get_settings())
+    config.registry['dbmigrator.settings'] = settings_mod.resolve(
+        ini_settings=settings, base_dir=settings.get('here'),
+        lock_wait=settings['dbmigrator.lock_wait'])
+    if config.route_prefix:
+        _add_routes(config)
+    else:
+        with config.route_prefix_context(settings['dbmigrator.route_prefix']):
+            _add_routes(config)
+    register_views(config)
+
+
+def _add_routes(config):
+    config.add_route('dbmigrator.status', '', inherit_slash=True)
+    config.add_route('dbmigrator.status_json', '/status.json')
+    config.add_route('dbmigrator.css', '/dbmigrator.css')
+    config.add_route('dbmigrator.migrate', '/migrate')
+    config.add_route('dbmigrator.rollback', '/rollback')
+    config.add_route('dbmigrator.mark', '/mark')
