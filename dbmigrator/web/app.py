@@ -30,7 +30,7 @@ class AdminPasswordPolicy:
         self.password_hash = password_hash
         self.cookie = AuthTktCookieHelper(
             secret='dbmigrator-login:' + (password_hash or ''), cookie_name='dbmigrator_auth',
-            hashalg='sha512', httponly=True, samesite='Lax', max_age=8 * 3600,
+            hashalg='sha512', http_only=True, samesite='Lax', max_age=8 * 3600,
             timeout=8 * 3600, reissue_time=600) if password_hash else None
 
     def _basic_auth(self, request):

@@ -1,0 +1,310 @@
+"""The add-on's pages and actions, through WebTest, in a host app and standalone."""
+import base64
+import json
+import re
+
+import pytest
+import webtest
+from pyramid.config import Configurator
+from pyramid.security import Allowed, Denied
+from pyramid.session import SignedCookieSessionFactory
+
+import dbmigrator
+from dbmigrator.passwords import hash_password
+from tests.conftest import SECRET_PASSWORD, SECRET_USER
+
+ADMIN_PASSWORD = 'correct horse battery staple'
+
+
+class HeaderPolicy:
+    """The host's own security policy: X-User names the user; 'admin' may migrate."""
+
+    def identity(self, request):
+        return request.headers.get('X-User')
+
+    def authenticated_userid(self, request):
+        return self.identity(request)
+
+    def permits(self, request, context, permission):
+        user = self.identity(request)
+        if permission == 'dbmigrator.admin' and user == 'admin':
+            return Allowed('admin')
+        return Denied('not admin')
+
+    def remember(self, request, userid, **kw):
+        return []
+
+    def forget(self, request, **kw):
+        return []
+
+
+def host_app(settings, **include):
+    with Configurator(settings=settings) as config:
+        config.set_security_policy(HeaderPolicy())
+        config.set_session_factory(SignedCookieSessionFactory('host-secret'))
+        config.include('dbmigrator', **include)
+        return config.make_wsgi_app()
+
+
+@pytest.fixture
+def settings(db, migrations):
+    migrations.table('20200101000000', 'create_users', 'users')
+    migrations.add('20200102000000', 'add_karen_to_users', '''\
+        def up(cursor):
+            cursor.execute('ALTER TABLE users ADD COLUMN karen TEXT')
+
+
+        def down(cursor):
+            cursor.execute('ALTER TABLE users DROP COLUMN karen')
+        ''')
+    return {'db-connection-string': db.dsn_for(SECRET_USER, SECRET_PASSWORD),
+            'migrations-directory': str(migrations.path)}
+
+
+@pytest.fixture
+def app(settings, db):
+    return webtest.TestApp(host_app(settings))
+
+
+ADMIN = {'X-User': 'admin'}
+
+
+def csrf_form(page, action):
+    return next(f for f in page.forms.values() if f.action.endswith(action))
+
+
+def test_status_page_shows_database_counts_and_table(app, db):
+    page = app.get('/migrations', headers=ADMIN)
+    assert page.content_type == 'text/html'
+    assert db.name in page.html.find(class_='database').text
+    assert page.html.find(id='count-pending').text == '2'
+    assert page.html.find(id='count-applied').text == '0'
+    row = page.html.find(id='migration-20200102000000')
+    assert 'state-pending' in row['class']
+    assert 'add_karen_to_users' in row.text
+    assert 'dbmigrator.css' in page.text
+    assert app.get('/migrations/dbmigrator.css', headers=ADMIN).content_type == 'text/css'
+
+
+def test_status_json(app, db):
+    db.query('CREATE TABLE schema_migrations (version TEXT NOT NULL,'
+             " applied TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP); INSERT INTO schema_migrations"
+             " VALUES ('20200101000000', '2020-05-01T10:00:00+00:00')")
+    data = app.get('/migrations/status.json', headers=ADMIN).json
+    assert data['pending'] == 1
+    assert db.name in data['database']
+    first, second = data['migrations']
+    assert first == {'version': '20200101000000', 'name': 'create_users', 'state': 'applied',
+                     'repeat': False, 'applied_at': '2020-05-01T10:00:00+00:00',
+                     'changed': False, 'missing': False}
+    assert second['state'] == 'pending' and second['applied_at'] is None
+
+
+def test_post_without_csrf_token_is_400(app, db):
+    app.post('/migrations/migrate', {}, headers=ADMIN, status=400)
+    assert not db.table_exists('users')
+
+
+def test_post_without_permission_is_403(app, db):
+    page = app.get('/migrations', headers=ADMIN)
+    token = csrf_form(page, '/migrate')['csrf_token'].value
+    app.post('/migrations/migrate', {'csrf_token': token}, status=403)
+    app.post('/migrations/migrate', {'csrf_token': token}, headers={'X-User': 'bob'},
+             status=403)
+    assert not db.table_exists('users')
+
+
+def test_anonymous_cannot_see_the_page_of_a_host_app(app):
+    app.get('/migrations', status=403)
+    app.get('/migrations/status.json', status=403)
+
+
+def test_get_never_changes_anything(app, db):
+    for url in ('/migrations/migrate', '/migrations/rollback', '/migrations/mark'):
+        app.get(url, headers=ADMIN, status=404)
+    assert not db.table_exists('users')
+
+
+def test_migrate_from_the_page_shows_the_diff(app, db):
+    page = app.get('/migrations', headers=ADMIN)
+    result = csrf_form(page, '/migrate').submit(headers=ADMIN)
+    assert result.status_int == 200
+    assert db.versions() == ['20200101000000', '20200102000000']
+    assert 'karen' in db.columns('users')
+    text = result.html.get_text()
+    assert 'Ran migration 20200101000000 create_users' in ' '.join(text.split())
+    assert '+    karen text' in text
+    assert SECRET_PASSWORD not in result.text
+
+
+def test_migrate_up_to_version_and_with_deferred(app, db, migrations):
+    migrations.add('20200103000000', 'later', '''\
+        from dbmigrator import deferred
+
+
+        @deferred
+        def up(cursor):
+            cursor.execute('CREATE TABLE later (id INT)')
+        ''')
+    page = app.get('/migrations', headers=ADMIN)
+    form = csrf_form(page, '/migrate')
+    form['version'] = '20200101000000'
+    form.submit(headers=ADMIN)
+    assert db.versions() == ['20200101000000']
+    form = csrf_form(app.get('/migrations', headers=ADMIN), '/migrate')
+    form['run_deferred'] = True
+    form.submit(headers=ADMIN)
+    assert db.table_exists('later')
+
+
+def test_failed_migration_is_shown_in_full(app, db, migrations):
+    migrations.add('20200103000000', 'broken', '''\
+        def up(cursor):
+            cursor.execute('SELECT * FROM no_such_table')
+        ''')
+    result = csrf_form(app.get('/migrations', headers=ADMIN), '/migrate').submit(headers=ADMIN)
+    error = result.html.find(class_='error').text
+    assert 'Migration 20200103000000 broken failed' in error
+    assert 'relation "no_such_table" does not exist' in error
+    assert '+    karen text' in result.text
+    assert db.versions() == ['20200101000000', '20200102000000']
+
+
+def test_rollback_needs_confirmation(app, db):
+    csrf_form(app.get('/migrations', headers=ADMIN), '/migrate').submit(headers=ADMIN)
+    page = app.get('/migrations', headers=ADMIN)
+    form = csrf_form(page, '/rollback')
+    form['steps'] = '1'
+    confirm = form.submit(headers=ADMIN)
+    assert 'add_karen_to_users' in confirm.html.find(class_='targets').text
+    assert db.versions() == ['20200101000000', '20200102000000']
+    result = csrf_form(confirm, '/rollback').submit(headers=ADMIN)
+    assert db.versions() == ['20200101000000']
+    assert '-    karen text' in result.text
+    assert 'Rolled back migration' in result.text
+
+
+def test_mark_from_the_page(app, db):
+    db.query('CREATE TABLE schema_migrations (version TEXT NOT NULL,'
+             ' applied TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP)')
+    form = csrf_form(app.get('/migrations', headers=ADMIN), '/mark')
+    form['version'] = '20200102000000'
+    form['state'] = 'deferred'
+    result = form.submit(headers=ADMIN)
+    assert 'Done.' in result.text
+    assert db.query('SELECT version, applied FROM schema_migrations') == [
+        ('20200102000000', None)]
+    token = form['csrf_token'].value
+    bad = app.post('/migrations/mark', {'csrf_token': token, 'version': '20990101000000',
+                                        'state': 'completed'}, headers=ADMIN)
+    assert 'unknown migration version 20990101000000' in bad.text
+
+
+def test_names_are_escaped(app, migrations):
+    migrations.table('20200103000000', '<script>alert(1)<.script>', 'xss')
+    page = app.get('/migrations', headers=ADMIN)
+    assert '<script>alert' not in page.text
+    assert '&lt;script&gt;alert(1)&lt;.script&gt;' in page.text
+    result = csrf_form(page, '/migrate').submit(headers=ADMIN)
+    assert '<script>alert' not in result.text
+    assert '&lt;script&gt;' in result.text
+
+
+def test_password_never_rendered(app, db):
+    for url in ('/migrations', '/migrations/status.json'):
+        assert SECRET_PASSWORD not in app.get(url, headers=ADMIN).text
+
+
+def test_route_prefix_from_include(settings):
+    app = webtest.TestApp(host_app(settings, route_prefix='/admin/db'))
+    page = app.get('/admin/db', headers=ADMIN)
+    assert page.html.find(id='count-pending').text == '2'
+    assert app.get('/admin/db/status.json', headers=ADMIN).json['pending'] == 2
+    app.get('/migrations', headers=ADMIN, status=404)
+
+
+def test_settings_are_coerced_and_written_back(settings):
+    settings = dict(settings, **{'dbmigrator.route_prefix': '/ops/migrations',
+                                 'dbmigrator.permission': 'ops',
+                                 'dbmigrator.lock_wait': '2',
+                                 'migrations-directory': settings['migrations-directory'] + '\n'})
+    with Configurator(settings=settings) as config:
+        config.include('dbmigrator')
+        registry = config.registry
+    coerced = registry.settings
+    assert coerced['dbmigrator.lock_wait'] == 2.0
+    assert coerced['dbmigrator.view_permission'] == 'ops'
+    assert coerced['migrations-directory'] == [settings['migrations-directory'].strip()]
+    assert registry['dbmigrator.settings'].lock_wait == 2.0
+
+
+def standalone(settings, password_hash=None):
+    if password_hash:
+        settings = dict(settings, **{'dbmigrator.admin_password_hash': password_hash})
+    return webtest.TestApp(dbmigrator.main({'here': '/'}, **settings))
+
+
+def test_standalone_without_password_is_read_only(settings, db):
+    app = standalone(settings)
+    assert app.get('/').location.endswith('/migrations')
+    page = app.get('/migrations')
+    assert page.html.find(id='count-pending').text == '2'
+    assert not page.forms
+    assert app.get('/migrations/status.json').json['pending'] == 2
+    app.post('/migrations/migrate', {}, status=403)
+    login = app.get('/migrations/login')
+    assert 'read-only' in login.text
+    assert not db.table_exists('users')
+
+
+def test_standalone_basic_auth(settings, db):
+    app = standalone(settings, hash_password(ADMIN_PASSWORD))
+    page = app.get('/migrations')
+    assert not page.forms
+    good = {'Authorization': 'Basic ' + base64.b64encode(
+        b'admin:' + ADMIN_PASSWORD.encode()).decode()}
+    bad = {'Authorization': 'Basic ' + base64.b64encode(b'admin:nope').decode()}
+    page = app.get('/migrations', headers=good)
+    form = csrf_form(page, '/migrate')
+    app.post('/migrations/migrate', {'csrf_token': form['csrf_token'].value}, headers=bad,
+             status=403)
+    assert not db.table_exists('users')
+    form.submit(headers=good)
+    assert db.versions() == ['20200101000000', '20200102000000']
+
+
+def test_standalone_login_form(settings, db):
+    app = standalone(settings, hash_password(ADMIN_PASSWORD))
+    login = app.get('/migrations/login')
+    form = login.forms[0]
+    form['password'] = 'wrong'
+    assert 'Wrong password' in form.submit(status=403).text
+    form = app.get('/migrations/login').forms[0]
+    form['password'] = ADMIN_PASSWORD
+    page = form.submit(status=303).follow()
+    assert 'signed in as admin' in ' '.join(page.html.get_text().split())
+    csrf_form(page, '/migrate').submit()
+    assert db.versions() == ['20200101000000', '20200102000000']
+    page = app.get('/migrations')
+    csrf_form(page, '/logout').submit(status=303)
+    assert not app.get('/migrations').html.find(action=re.compile('/migrate$'))
+    assert ADMIN_PASSWORD not in page.text
+
+
+def test_hash_password_command(run, monkeypatch):
+    import io
+    from dbmigrator.passwords import check_password
+    monkeypatch.setattr('sys.stdin', io.StringIO(ADMIN_PASSWORD + '\n'))
+    result = run('hash-password')
+    assert result.code == 0
+    encoded = result.out.strip()
+    assert encoded.startswith('pbkdf2_sha256$')
+    assert ADMIN_PASSWORD not in encoded
+    assert check_password(ADMIN_PASSWORD, encoded)
+    assert not check_password('other', encoded)
+
+
+def test_status_json_is_valid_json_for_uninitialized_database(app):
+    data = json.loads(app.get('/migrations/status.json', headers=ADMIN).text)
+    assert data['initialized'] is False
+    assert data['pending'] == 2
