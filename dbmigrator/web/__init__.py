@@ -8,7 +8,7 @@ require a CSRF token, so the host needs a CSRF storage policy (Pyramid's
 default keeps the token in the session; ``CookieCSRFStoragePolicy`` needs no
 session).
 """
-from pyramid.settings import aslist
+from pyramid.settings import asbool, aslist
 
 from .. import settings as settings_mod
 from .views import register_views
@@ -17,6 +17,7 @@ DEFAULTS = {
     'dbmigrator.route_prefix': '/migrations',
     'dbmigrator.permission': 'dbmigrator.admin',
     'dbmigrator.lock_wait': '10',
+    'dbmigrator.schema_diff': 'true',
 }
 
 
@@ -27,6 +28,7 @@ def parse_settings(settings):
     settings['dbmigrator.view_permission'] = settings.get(
         'dbmigrator.view_permission') or settings['dbmigrator.permission']
     settings['dbmigrator.lock_wait'] = float(settings['dbmigrator.lock_wait'])
+    settings['dbmigrator.schema_diff'] = asbool(settings['dbmigrator.schema_diff'])
     for key in ('migrations-directory', 'migrations_directory', 'context'):
         if key in settings:
             settings[key] = aslist(settings[key])

@@ -57,6 +57,7 @@ class MigrationViews:
         self.settings = migration_settings(request)
         dsn = self.settings.db_connection_string
         self.database = describe(dsn) if dsn else ''
+        self.diff = request.registry.settings['dbmigrator.schema_diff']
 
     def _result(self, title, run):
         steps, error = [], None
@@ -94,7 +95,7 @@ class MigrationViews:
         version = self.request.POST.get('version', '').strip() or None
         run_deferred = self.request.POST.get('run_deferred') == 'on'
         return self._result('Migrate', lambda: commands.migrate(
-            self.settings, version=version, run_deferred=run_deferred))
+            self.settings, version=version, run_deferred=run_deferred, diff=self.diff))
 
     def rollback(self):
         steps = _int_field(self.request, 'steps', 1)
@@ -106,7 +107,8 @@ class MigrationViews:
             self.request.override_renderer = 'dbmigrator:web/templates/confirm_rollback.jinja2'
             return {'steps': steps, 'targets': targets, 'error': error,
                     'csrf_token': get_csrf_token(self.request), 'database': self.database}
-        return self._result('Roll back', lambda: commands.rollback(self.settings, steps=steps))
+        return self._result('Roll back', lambda: commands.rollback(
+            self.settings, steps=steps, diff=self.diff))
 
     def mark(self):
         versions = self.request.POST.getall('version')
