@@ -73,15 +73,16 @@ def open_database(settings, locked=True):
     """A connection, holding the migration lock when ``locked``."""
     conn = connect(settings.require_database(), settings.connect_timeout)
     try:
-        if locked:
-            lock.acquire(conn, settings.lock_wait)
-        yield conn
-    finally:
+        if not locked:
+            yield conn
+            return
+        lock.acquire(conn, settings.lock_wait)
         try:
-            if locked:
-                lock.release(conn)
+            yield conn
         finally:
-            conn.close()
+            lock.release(conn)
+    finally:
+        conn.close()
 
 
 def _version_arg(version, what='--version'):

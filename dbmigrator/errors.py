@@ -1,6 +1,5 @@
 """Exceptions that carry the exit code the console script reports."""
 
-EXIT_OK = 0
 EXIT_MIGRATION_FAILED = 1
 EXIT_USAGE = 2
 EXIT_LOCK_TIMEOUT = 3

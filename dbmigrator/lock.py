@@ -10,6 +10,8 @@ import hashlib
 import logging
 import time
 
+import psycopg2
+
 from .errors import Interrupted, LockTimeout
 
 log = logging.getLogger(__name__)
@@ -58,10 +60,14 @@ def acquire(conn, wait=None):
 
 
 def release(conn):
+    """Give the lock back; a broken connection has already lost it with its session."""
     if conn.closed:
         return
-    conn.rollback()
-    conn.autocommit = True
-    with conn.cursor() as cursor:
-        cursor.execute('SELECT pg_advisory_unlock(%s)', (KEY,))
-    conn.autocommit = False
+    try:
+        conn.rollback()
+        conn.autocommit = True
+        with conn.cursor() as cursor:
+            cursor.execute('SELECT pg_advisory_unlock(%s)', (KEY,))
+        conn.autocommit = False
+    except psycopg2.Error:
+        pass
