@@ -27,7 +27,7 @@ main), as pserve takes it; the same as --config CONFIG_URI.'''
 EPILOG = '''\
 exit codes: 0 success, 1 a migration failed (it was rolled back),
 2 bad arguments, settings or migration files, or no database connection,
-3 --lock-wait expired, 130 interrupted (Ctrl-C; the running migration was
+3 --lock-wait expired, 130 interrupted (Ctrl-C or SIGTERM; the running migration was
 rolled back).'''
 
 

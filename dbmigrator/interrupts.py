@@ -1,10 +1,12 @@
-"""Ctrl-C that reaches the server.
+"""Ctrl-C (and SIGTERM) that reaches the server.
 
 By default libpq blocks in C while a statement runs and Python only sees
 SIGINT once the statement is over.  This wait callback lets psycopg2 poll
-instead, and on Ctrl-C asks the server to cancel the statement.
+instead, and on Ctrl-C asks the server to cancel the statement.  SIGTERM,
+which playbooks and service managers send on timeouts, is handled the same way.
 """
 import select
+import signal
 
 import psycopg2.extensions
 
@@ -26,9 +28,14 @@ def _wait(conn):
             conn.cancel()
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
 def install():
     """Route every psycopg2 wait of this process through the cancelling callback."""
     psycopg2.extensions.set_wait_callback(_wait)
+    signal.signal(signal.SIGTERM, _terminate)
 
 
 def requested():

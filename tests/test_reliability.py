@@ -4,6 +4,7 @@ import subprocess
 import time
 
 import psycopg2
+import pytest
 
 from dbmigrator import lock
 from tests.conftest import dbmigrator_command, subprocess_env
@@ -137,14 +138,15 @@ def test_terminated_connection_names_the_migration(db, migrations, tmp_path):
     assert db.versions() == ['20200101000000', '20200102000000']
 
 
-def test_ctrl_c_cancels_the_statement_on_the_server(db, migrations, tmp_path):
+@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_cancels_the_statement_on_the_server(db, migrations, tmp_path, signum):
     flag = tmp_path / 'sleep'
     flag.touch()
     sleeping_migration(migrations, '20200101000000', 'slow_table', flag)
     proc = start(db, migrations, 'migrate', '--no-diff')
     wait_for_query(db, 'pg_sleep')
     started = time.monotonic()
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=30)
     assert time.monotonic() - started < 10
     assert proc.returncode == 130
