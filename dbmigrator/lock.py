@@ -44,13 +44,13 @@ def acquire(conn, wait=None):
                 if cursor.fetchone()[0]:
                     break
                 holder = _holder(cursor)
+                who = 'another dbmigrator run (backend pid %s)' % holder if holder else (
+                    'another dbmigrator run')
                 if wait is not None and time.monotonic() - started >= wait:
-                    raise LockTimeout(
-                        'another dbmigrator run (backend pid %s) holds the migration lock; '
-                        'gave up after %ss: retry later or raise --lock-wait' % (holder, wait))
-                if not announced:
-                    log.info('Waiting for another dbmigrator run (backend pid %s) to finish...',
-                             holder)
+                    raise LockTimeout('%s holds the migration lock; gave up after %gs: '
+                                      'retry later or raise --lock-wait' % (who, wait))
+                if not announced and holder:
+                    log.info('Waiting for %s to finish...', who)
                     announced = True
                 time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:

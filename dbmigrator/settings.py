@@ -180,6 +180,10 @@ def resolve(config=None, db_connection_string=None, migrations_directories=None,
             directories.extend(os.path.abspath(d) for d in context_directories(name))
 
     timeout = connect_timeout if connect_timeout is not None else _lookup(ini, 'connect-timeout')
+    if lock_wait is not None and lock_wait < 0:
+        raise SettingsError('--lock-wait must be 0 or more seconds, not %g' % lock_wait)
+    if timeout is not None and int(timeout) < 0:
+        raise SettingsError('--connect-timeout must be 0 or more seconds, not %s' % timeout)
     return Settings(
         db_connection_string=normalize(dsn) if dsn else None,
         migrations_directories=directories,

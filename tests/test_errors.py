@@ -195,3 +195,10 @@ def test_verbose_shows_traceback(dbm, migrations):
     result = dbm('-v', 'migrate')
     assert result.code == 2
     assert 'Traceback' in result.err
+
+
+def test_negative_waits(dbm, migrations):
+    migrations.add('20200101000000', 'a')
+    assert_clean_error(dbm('--lock-wait', '-1', 'migrate'), 2, '--lock-wait must be 0 or more')
+    assert_clean_error(dbm('--connect-timeout', '-5', 'list'), 2,
+                       '--connect-timeout must be 0 or more')
