@@ -310,3 +310,25 @@ def test_status_json_is_valid_json_for_uninitialized_database(app):
     data = json.loads(app.get('/migrations/status.json', headers=ADMIN).text)
     assert data['initialized'] is False
     assert data['pending'] == 2
+
+
+def test_connection_string_from_another_settings_key(settings, db):
+    settings = {'sqlalchemy.url': settings['db-connection-string'].replace(
+        'postgresql://', 'postgresql+psycopg2://'), 'db-config-ini-key': 'sqlalchemy.url',
+        'migrations-directory': settings['migrations-directory']}
+    app = webtest.TestApp(host_app(settings))
+    assert app.get('/migrations/status.json', headers=ADMIN).json['pending'] == 2
+
+
+def test_action_while_another_run_holds_the_lock(settings, db):
+    from tests.test_reliability import hold_lock
+    app = webtest.TestApp(host_app(dict(settings, **{'dbmigrator.lock_wait': '0'})))
+    page = app.get('/migrations', headers=ADMIN)
+    holder, pid = hold_lock(db)
+    try:
+        result = csrf_form(page, '/migrate').submit(headers=ADMIN)
+    finally:
+        holder.close()
+    assert ('another dbmigrator run (backend pid %d) holds the migration lock' % pid
+            in result.html.find(class_='error').text)
+    assert not db.table_exists('users')
