@@ -157,6 +157,7 @@ def setup_logging(config_file, level):
     logger = logging.getLogger('dbmigrator')
     for handler in [h for h in logger.handlers if getattr(h, 'dbmigrator_cli', False)]:
         logger.removeHandler(handler)
+    logger.propagate = True
     scrubber = ScrubFilter()
     if config_file and _has_logging_sections(config_file):
         import plaster
@@ -195,8 +196,9 @@ def _has_logging_sections(config_file):
 def _render_list(status, wide, sort):
     rows = list(status.migrations)
     if sort == 'applied':
-        far = max((r.applied_at for r in rows if r.applied_at), default=None)
-        rows.sort(key=lambda r: (r.applied_at is None, r.applied_at or far, int(r.version)))
+        rows.sort(key=lambda r: (r.applied_at is None,
+                                 r.applied_at.timestamp() if r.applied_at else 0,
+                                 int(r.version)))
     else:
         rows.sort(key=lambda r: int(r.version))
     names = [r.name if wide else r.name[:15] for r in rows]
