@@ -97,13 +97,22 @@ def test_lock_wait_gives_up_with_exit_3(dbm, migrations, db):
     assert dbm('--lock-wait', '0', 'migrate').code == 0
 
 
-def test_sigkill_during_migration_leaves_nothing_recorded(db, migrations, tmp_path):
+def start_stuck_run(db, migrations, tmp_path):
+    """A migrate run whose second migration sits in pg_sleep on the server.
+
+    Returns the process, the backend pid running the sleep, and the flag file
+    whose removal lets the next run go through quickly.
+    """
     flag = tmp_path / 'sleep'
     flag.touch()
     migrations.table('20200101000000', 'first', 'first_table')
     sleeping_migration(migrations, '20200102000000', 'slow_table', flag)
     proc = start(db, migrations, 'migrate', '--no-diff')
-    wait_for_query(db, 'pg_sleep')
+    return proc, wait_for_query(db, 'pg_sleep'), flag
+
+
+def test_sigkill_during_migration_leaves_nothing_recorded(db, migrations, tmp_path):
+    proc, _, flag = start_stuck_run(db, migrations, tmp_path)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     assert db.versions() == ['20200101000000']
@@ -118,12 +127,7 @@ def test_sigkill_during_migration_leaves_nothing_recorded(db, migrations, tmp_pa
 
 
 def test_terminated_connection_names_the_migration(db, migrations, tmp_path):
-    flag = tmp_path / 'sleep'
-    flag.touch()
-    migrations.table('20200101000000', 'first', 'first_table')
-    sleeping_migration(migrations, '20200102000000', 'slow_table', flag)
-    proc = start(db, migrations, 'migrate', '--no-diff')
-    pid = wait_for_query(db, 'pg_sleep')
+    proc, pid, flag = start_stuck_run(db, migrations, tmp_path)
     db.query('SELECT pg_terminate_backend(%s)', (pid,))
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 1
