@@ -223,19 +223,24 @@ def migrate(settings, version=None, run_deferred=False, diff=True):
     return steps
 
 
+def _steps_arg(steps):
+    if steps is None or int(steps) < 1:
+        raise SettingsError('--steps must be 1 or more, not %s' % steps)
+    return int(steps)
+
+
 def _rollback_targets(records, steps, version):
     """Records to roll back, newest applied first; deferred ones never."""
     applied = sorted((r for r in records.values() if not r.is_deferred),
                      key=lambda r: (r.applied, int(r.version)), reverse=True)
     if version is not None:
         return [r for r in applied if int(r.version) > int(version)]
-    return applied[:int(steps)]
+    return applied[:steps]
 
 
 def rollback_preview(settings, steps=1):
     """What ``rollback --steps`` would roll back now; reads without the lock."""
-    if steps is None or int(steps) < 1:
-        raise SettingsError('--steps must be 1 or more, not %s' % steps)
+    steps = _steps_arg(steps)
     current = status(settings)
     if not current.initialized:
         raise NotInitialized(NOT_INITIALIZED)
@@ -253,8 +258,8 @@ def rollback(settings, steps=1, version=None, diff=True):
         if version != '0' and version not in migrations:
             raise SettingsError('unknown migration version %s: "dbmigrator list" shows the '
                                 'versions' % version)
-    elif steps is None or int(steps) < 1:
-        raise SettingsError('--steps must be 1 or more, not %s' % steps)
+    else:
+        steps = _steps_arg(steps)
     with open_database(settings) as conn:
         checksums, records = _prepare(conn)
         applied = _rollback_targets(records, steps, version)
