@@ -4,16 +4,21 @@ Only the names migration files and host applications use live here; the
 Pyramid pieces are imported on demand so the console script never pays for
 them.
 """
+import logging
 from importlib import metadata
 
 from .migration_helpers import deferred, super_user
+
+#: The ``dbmigrator`` logger, as db-migrator 1.x exported it: migrations
+#: write progress lines with ``logger.info(...)``.
+logger = logging.getLogger('dbmigrator')
 
 try:
     __version__ = metadata.version('dbmigrator')
 except metadata.PackageNotFoundError:  # a source checkout that was never installed
     __version__ = 'unknown'
 
-__all__ = ['__version__', 'deferred', 'super_user', 'includeme', 'main']
+__all__ = ['__version__', 'deferred', 'logger', 'super_user', 'includeme', 'main']
 
 
 def includeme(config):

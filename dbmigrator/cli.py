@@ -9,12 +9,12 @@ import os
 import sys
 
 from . import __version__
-from .errors import EXIT_MIGRATION_FAILED, EXIT_USAGE, DBMigratorError
+from .errors import EXIT_CHECK_PENDING, EXIT_MIGRATION_FAILED, EXIT_USAGE, DBMigratorError
 
 COMMANDS = ('generate', 'init', 'list', 'migrate', 'rollback', 'mark', 'hash-password')
 VALUE_OPTIONS = ('--config', '--db-connection-string', '--db-config-ini-key',
                  '--migrations-directory', '--context', '--super-user',
-                 '--connect-timeout', '--lock-wait')
+                 '--connect-timeout', '--lock-wait', '--format')
 
 DESCRIPTION = '''\
 PostgreSQL schema migrations. Settings come from the command line, from the
@@ -27,8 +27,8 @@ main), as pserve takes it; the same as --config CONFIG_URI.'''
 EPILOG = '''\
 exit codes: 0 success, 1 a migration failed (it was rolled back),
 2 bad arguments, settings or migration files, or no database connection,
-3 --lock-wait expired, 130 interrupted (Ctrl-C or SIGTERM; the running migration was
-rolled back).'''
+3 --lock-wait expired, 4 migrate --check found migrations that would run,
+130 interrupted (Ctrl-C or SIGTERM; the running migration was rolled back).'''
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -65,6 +65,10 @@ def _global_options(parser, suppress):
     group.add_argument('--lock-wait', type=float, metavar='SECONDS', **default,
                        help='wait at most SECONDS for another dbmigrator run on the same '
                             'database (default: forever; 0: fail at once, exit 3)')
+    group.add_argument('--format', choices=('text', 'json'), **(
+                           default if suppress else {'default': 'text'}),
+                       help='json: print one JSON document on stdout (errors too) and '
+                            'every message on stderr (default: text)')
     group.add_argument('-v', '--verbose', action='store_true', **default,
                        help='debug output, and tracebacks on errors')
     group.add_argument('-q', '--quiet', action='store_true', **default,
@@ -104,6 +108,14 @@ def build_parser():
     p.add_argument('target', nargs='?', metavar='version=V', help='same as --version V')
     p.add_argument('--run-deferred', action='store_true', help='run deferred migrations too')
     p.add_argument('--no-diff', action='store_true', help='do not print schema diffs')
+    p.add_argument('--dry-run', action='store_true',
+                   help='print what would run (should_run is asked in a rolled-back '
+                        'transaction) and change nothing')
+    p.add_argument('--check', action='store_true',
+                   help='like --dry-run, and exit 4 when something would run, 0 when not')
+    p.add_argument('--strict', action='store_true', default=None,
+                   help='refuse (exit 2) to run a pending migration older than the newest '
+                        'applied one (ini: strict = true)')
 
     p = command('rollback', 'roll back the last applied migrations')
     p.add_argument('--steps', type=int, default=1, metavar='N',
@@ -111,6 +123,8 @@ def build_parser():
     p.add_argument('--version', metavar='V',
                    help='roll back every applied migration newer than V instead')
     p.add_argument('--no-diff', action='store_true', help='do not print schema diffs')
+    p.add_argument('--dry-run', action='store_true',
+                   help='print what would be rolled back and change nothing')
 
     p = command('mark', 'mark migrations as completed, not completed or deferred')
     state = p.add_mutually_exclusive_group(required=True)
@@ -151,8 +165,12 @@ class _StdoutFilter(logging.Filter):
         return record.levelno < logging.WARNING
 
 
-def setup_logging(config_file, level):
-    """Plain messages on stdout (warnings and errors on stderr), or the ini's logging."""
+def setup_logging(config_file, level, stdout=True):
+    """Plain messages on stdout (warnings and errors on stderr), or the ini's logging.
+
+    With ``stdout`` False (``--format json``) every message goes to stderr,
+    leaving stdout to the one JSON document.
+    """
     from .redact import ScrubFilter
     logger = logging.getLogger('dbmigrator')
     for handler in [h for h in logger.handlers if getattr(h, 'dbmigrator_cli', False)]:
@@ -164,13 +182,18 @@ def setup_logging(config_file, level):
         plaster.setup_logging(config_file)
         for handler in logging.getLogger().handlers + logger.handlers:
             handler.addFilter(scrubber)
+            if not stdout and getattr(handler, 'stream', None) is sys.stdout:
+                handler.setStream(sys.stderr)
     else:
         formatter = logging.Formatter('%(message)s')
-        out = logging.StreamHandler(sys.stdout)
-        out.addFilter(_StdoutFilter())
         err = logging.StreamHandler(sys.stderr)
-        err.setLevel(logging.WARNING)
-        for handler in (out, err):
+        handlers = [err]
+        if stdout:
+            out = logging.StreamHandler(sys.stdout)
+            out.addFilter(_StdoutFilter())
+            err.setLevel(logging.WARNING)
+            handlers.append(out)
+        for handler in handlers:
             handler.setFormatter(formatter)
             handler.addFilter(scrubber)
             handler.dbmigrator_cli = True
@@ -250,36 +273,44 @@ def _hash_password():
 
 
 def _dispatch(args, log):
-    from . import commands, settings as settings_mod
+    """Run the command; returns (exit code, JSON document or None)."""
+    from . import commands, reports, settings as settings_mod
     if args.command == 'hash-password':
-        return _hash_password()
+        return _hash_password(), None
     settings = settings_mod.resolve(
         config=args.config, db_connection_string=args.db_connection_string,
         migrations_directories=args.migrations_directory, contexts=args.context,
         super_user=args.super_user, db_config_ini_key=args.db_config_ini_key,
-        connect_timeout=args.connect_timeout, lock_wait=args.lock_wait)
+        connect_timeout=args.connect_timeout, lock_wait=args.lock_wait,
+        strict=getattr(args, 'strict', None))
     if args.command == 'generate':
-        commands.generate(settings, args.name)
-    elif args.command == 'init':
-        commands.init(settings, args.version)
-    elif args.command == 'list':
+        path = commands.generate(settings, args.name)
+        return 0, {'command': 'generate', 'changed': True, 'path': path}
+    if args.command == 'init':
+        return 0, reports.result_json(commands.init(settings, args.version))
+    if args.command == 'list':
         status = commands.status(settings)
         if not status.initialized:
             log.warning('Warning: %s', commands.NOT_INITIALIZED)
-        print(_render_list(status, args.wide, args.sort))
-    elif args.command == 'migrate':
-        from . import interrupts
-        interrupts.install()
-        commands.migrate(settings, version=_target_version(args),
-                         run_deferred=args.run_deferred, diff=not args.no_diff)
-    elif args.command == 'rollback':
-        from . import interrupts
-        interrupts.install()
-        commands.rollback(settings, steps=args.steps, version=args.version,
-                          diff=not args.no_diff)
-    elif args.command == 'mark':
-        commands.mark(settings, args.versions, args.state)
-    return 0
+        for warning in reports.status_warnings(status):
+            log.warning('%s', warning)
+        if args.format == 'text':
+            print(_render_list(status, args.wide, args.sort))
+        return 0, reports.status_json(status)
+    if args.command == 'mark':
+        return 0, reports.result_json(commands.mark(settings, args.versions, args.state))
+    from . import interrupts
+    interrupts.install()
+    if args.command == 'migrate':
+        dry_run = args.dry_run or args.check
+        result = commands.migrate(settings, version=_target_version(args),
+                                  run_deferred=args.run_deferred, diff=not args.no_diff,
+                                  dry_run=dry_run, strict=settings.strict)
+        code = EXIT_CHECK_PENDING if args.check and result.steps else 0
+        return code, reports.result_json(result, check=args.check)
+    result = commands.rollback(settings, steps=args.steps, version=args.version,
+                               diff=not args.no_diff, dry_run=args.dry_run)
+    return 0, reports.result_json(result)
 
 
 def main(argv=None):
@@ -297,27 +328,39 @@ def main(argv=None):
     level = logging.DEBUG if args.verbose else logging.ERROR if args.quiet else None
     config_file = args.config.partition('#')[0] if args.config else None
     log = setup_logging(config_file if config_file and os.path.isfile(config_file) else None,
-                        level)
+                        level, stdout=args.format == 'text')
     try:
-        return _dispatch(args, log)
+        code, document = _dispatch(args, log)
     except DBMigratorError as exc:
-        _report(args, exc)
-        return exc.exit_code
+        return _report(args, exc, exc.exit_code)
     except KeyboardInterrupt:
-        _report(args, DBMigratorError('interrupted'))
-        return 130
+        return _report(args, DBMigratorError('interrupted'), 130)
     except Exception as exc:
-        _report(args, DBMigratorError('unexpected error: %s: %s' % (
-            type(exc).__name__, ' '.join(str(exc).split()))))
-        return EXIT_MIGRATION_FAILED
+        return _report(args, DBMigratorError('unexpected error: %s: %s' % (
+            type(exc).__name__, ' '.join(str(exc).split()))), EXIT_MIGRATION_FAILED)
+    if args.format == 'json' and document is not None:
+        _print_json(document)
+    return code
 
 
-def _report(args, exc):
+def _print_json(document):
+    import json
+    from .redact import scrub
+    sys.stdout.write(scrub(json.dumps(document, indent=2, sort_keys=True)) + '\n')
+    sys.stdout.flush()
+
+
+def _report(args, exc, code):
+    """The one error line (JSON document with --format json); returns the exit code."""
     import traceback
     from .redact import scrub
     if args.verbose:
         sys.stderr.write(scrub(traceback.format_exc()))
     sys.stderr.write('dbmigrator: error: %s\n' % scrub(exc))
+    if args.format == 'json':
+        from .reports import error_json
+        _print_json(error_json(str(exc), code, getattr(exc, 'steps', ())))
+    return code
 
 
 def run():

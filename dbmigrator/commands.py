@@ -12,14 +12,17 @@ import os
 import re
 
 from . import lock, store
+from . import plan as plan_mod
 from .database import connect, describe
 from .discovery import discover
 from .errors import NotInitialized, SettingsError
-from .runner import DOWN, UP, Runner
+from .plan import DOWN, UP
+from .runner import OK, Runner, Step
 
 log = logging.getLogger(__name__)
 
 APPLIED, PENDING, DEFERRED = 'applied', 'pending', 'deferred'
+PLANNED = 'planned'
 NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
 
 TEMPLATE = '''\
@@ -51,6 +54,7 @@ class MigrationStatus:
     applied_at: datetime.datetime = None
     changed: bool = False
     missing: bool = False
+    out_of_order: str = None
 
 
 @dataclasses.dataclass
@@ -58,6 +62,7 @@ class Status:
     database: str
     initialized: bool
     migrations: list
+    invalid_rows: list = dataclasses.field(default_factory=list)
 
     def count(self, state):
         return sum(1 for m in self.migrations if m.state == state and not m.missing)
@@ -66,6 +71,20 @@ class Status:
     def drift(self):
         """Applied migrations whose file changed since, or is gone."""
         return [m for m in self.migrations if m.changed or m.missing]
+
+
+@dataclasses.dataclass
+class Result:
+    """What a command did (or, for a dry run, would do), for every report."""
+
+    action: str
+    steps: list
+    plan: plan_mod.Plan = None
+    dry_run: bool = False
+
+    @property
+    def changed(self):
+        return not self.dry_run and any(s.outcome == OK for s in self.steps)
 
 
 @contextlib.contextmanager
@@ -95,31 +114,42 @@ def _version_arg(version, what='--version'):
 def _read_state(conn):
     with conn.cursor() as cursor:
         exists = store.table_exists(cursor)
-        records = store.read(cursor) if exists else {}
+        records = store.read(cursor) if exists else store.Records()
     conn.rollback()
     return exists, records
 
 
 def _prepare(conn):
-    """State for a writing command: table present and upgraded."""
+    """State for a writing command: table present, readable and upgraded."""
     exists, records = _read_state(conn)
     if not exists:
         raise NotInitialized(NOT_INITIALIZED)
+    records.require_valid()
+    _require_writable(conn)
     return store.upgrade(conn), records
 
 
+def _require_writable(conn):
+    with conn.cursor() as cursor:
+        store.require_writable(cursor)
+    conn.rollback()
+
+
 def _statuses(migrations, records):
+    out_of_order = {o.version: o.newest_applied
+                    for o in plan_mod.for_migrate(migrations, records).out_of_order}
     rows = []
     for m in migrations:
         record = records.get(m.version)
-        if record is None:
-            state = DEFERRED if m.is_deferred else PENDING
+        if plan_mod.is_deferred(m, record):
+            state = DEFERRED
         else:
-            state = DEFERRED if record.is_deferred else APPLIED
+            state = PENDING if record is None else APPLIED
         changed = bool(state == APPLIED and not m.is_repeat and record.checksum
                        and record.checksum != m.checksum)
         rows.append(MigrationStatus(m.version, m.name, state, m.is_repeat,
-                                    record.applied if record else None, changed))
+                                    record.applied if record else None, changed,
+                                    out_of_order=out_of_order.get(m.version)))
     known = {m.version for m in migrations}
     for version, record in records.items():
         if version not in known:
@@ -135,6 +165,38 @@ def _warn_drift(rows):
         elif row.changed:
             log.warning('Warning: migration %s %s was changed after it was applied',
                         row.version, row.name)
+
+
+def _warn_out_of_order(plan, strict):
+    for item in plan.out_of_order:
+        log.warning('%s', item)
+    if strict and plan.out_of_order:
+        first = plan.out_of_order[0]
+        raise SettingsError(
+            'refusing to run migration %s %s out of order (--strict): it is older than the '
+            'newest applied migration %s; rename it to a newer version, or run without --strict'
+            % (first.version, first.name, first.newest_applied))
+
+
+def _log_skipped(plan):
+    for skipped in plan.skipped:
+        if skipped.reason == plan_mod.SKIP_DEFERRED:
+            log.info('Skipping deferred migration %s %s', skipped.version, skipped.name)
+
+
+def _log_would_run(plan):
+    for step in plan.steps:
+        verb = 'Would run migration' if step.action == UP else 'Would roll back migration'
+        log.info('%s %s %s (%s)', verb, step.version, step.name,
+                 plan_mod.REASON_TEXT[step.reason])
+    for skipped in plan.skipped:
+        if skipped.reason == plan_mod.SKIP_SHOULD_RUN:
+            log.info('Skipping migration %s %s: should_run is false',
+                     skipped.version, skipped.name)
+
+
+def _planned_steps(plan):
+    return [Step(p.version, p.name, p.action, p.reason, outcome=PLANNED) for p in plan.steps]
 
 
 def generate(settings, name):
@@ -155,7 +217,7 @@ def generate(settings, name):
 def init(settings, version=None):
     """Create schema_migrations and mark every migration up to ``version`` applied.
 
-    Returns the versions marked, or None when the table already existed.
+    Its steps are the migrations marked; none when the table already existed.
     """
     cutoff = _version_arg(version) if version is not None else (
         datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%d%H%M%S'))
@@ -164,17 +226,18 @@ def init(settings, version=None):
         exists, _ = _read_state(conn)
         if exists:
             log.info('Schema migrations already initialized.')
-            return None
-        marked = []
+            return Result('init', [])
+        _require_writable(conn)
+        steps = []
         with conn.cursor() as cursor:
             store.create(cursor)
             for m in migrations:
                 if int(m.version) <= int(cutoff):
-                    store.record_applied(cursor, m.version, m.checksum)
-                    marked.append(m.version)
+                    store.record_applied(cursor, m.version, m.checksum, exists=False)
+                    steps.append(Step(m.version, m.name, 'init', 'applied'))
         conn.commit()
     log.info('Schema migrations initialized.')
-    return marked
+    return Result('init', steps)
 
 
 def status(settings):
@@ -183,44 +246,68 @@ def status(settings):
     with open_database(settings, locked=False) as conn:
         exists, records = _read_state(conn)
     return Status(describe(settings.db_connection_string), exists,
-                  _statuses(migrations, records))
+                  _statuses(migrations, records), records.invalid)
 
 
-def migrate(settings, version=None, run_deferred=False, diff=True):
-    """Run pending (and due repeat) migrations up to ``version``; returns the steps."""
+def _target(migrations, version):
+    if version is None:
+        return None
+    version = _version_arg(version)
+    if version not in {m.version for m in migrations}:
+        raise SettingsError('unknown migration version %s: "dbmigrator list" shows the '
+                            'versions' % version)
+    return version
+
+
+def migrate(settings, version=None, run_deferred=False, diff=True, dry_run=False,
+            strict=False):
+    """Run pending (and due repeat) migrations up to ``version``.
+
+    With ``dry_run`` nothing changes and no lock is taken: the result holds
+    the plan, with every ``should_run`` asked in a rolled-back transaction.
+    """
     migrations = discover(settings.require_directories())
-    if version is not None:
-        version = _version_arg(version)
-        if version not in {m.version for m in migrations}:
-            raise SettingsError('unknown migration version %s: "dbmigrator list" shows the '
-                                'versions' % version)
-    with open_database(settings) as conn:
+    version = _target(migrations, version)
+    with open_database(settings, locked=not dry_run) as conn:
         exists, records = _read_state(conn)
+        if dry_run:
+            if not exists and not _is_empty(conn):
+                raise NotInitialized(NOT_INITIALIZED)
+            records.require_valid()
+            plan = plan_mod.for_migrate(migrations, records, version, run_deferred)
+            _warn_out_of_order(plan, strict)
+            plan_mod.evaluate_should_run(plan, conn)
+            _log_would_run(plan)
+            if not plan:
+                log.info('No pending migrations.  Database is up to date.')
+            return Result(UP, _planned_steps(plan), plan, dry_run=True)
         if not exists:
+            if not _is_empty(conn):
+                raise NotInitialized(NOT_INITIALIZED)
+            _require_writable(conn)
             with conn.cursor() as cursor:
-                empty = store.database_is_empty(cursor)
-                if not empty:
-                    raise NotInitialized(NOT_INITIALIZED)
                 store.create(cursor)
             conn.commit()
             log.info('Created the schema_migrations table in the empty database.')
-        checksums = store.upgrade(conn)
+        records.require_valid()
+        plan = plan_mod.for_migrate(migrations, records, version, run_deferred)
+        _warn_out_of_order(plan, strict)
+        if plan:
+            _require_writable(conn)
+        checksums = store.upgrade(conn) if plan else True
         _warn_drift(_statuses(migrations, records))
-        plan = []
-        for m in migrations:
-            if version is not None and int(m.version) > int(version):
-                continue
-            record = records.get(m.version)
-            deferred = (record is not None and record.is_deferred) or (
-                record is None and m.is_deferred)
-            if deferred and not run_deferred:
-                continue
-            if m.is_repeat or record is None or record.is_deferred:
-                plan.append(m)
-        steps = Runner(conn, settings, diff=diff, checksums=checksums).run(plan, UP)
+        _log_skipped(plan)
+        steps = Runner(conn, settings, diff=diff, checksums=checksums).run(plan)
     if not steps:
         log.info('No pending migrations.  Database is up to date.')
-    return steps
+    return Result(UP, steps, plan)
+
+
+def _is_empty(conn):
+    with conn.cursor() as cursor:
+        empty = store.database_is_empty(cursor)
+    conn.rollback()
+    return empty
 
 
 def _steps_arg(steps):
@@ -229,51 +316,45 @@ def _steps_arg(steps):
     return int(steps)
 
 
-def _rollback_targets(records, steps, version):
-    """Records to roll back, newest applied first; deferred ones never."""
-    applied = sorted((r for r in records.values() if not r.is_deferred),
-                     key=lambda r: (r.applied, int(r.version)), reverse=True)
-    if version is not None:
-        return [r for r in applied if int(r.version) > int(version)]
-    return applied[:steps]
+def rollback(settings, steps=1, version=None, diff=True, dry_run=False):
+    """Roll back the last ``steps`` applied migrations, or all after ``version``.
 
-
-def rollback_preview(settings, steps=1):
-    """What ``rollback --steps`` would roll back now; reads without the lock."""
-    steps = _steps_arg(steps)
-    current = status(settings)
-    if not current.initialized:
-        raise NotInitialized(NOT_INITIALIZED)
-    by_version = {m.version: m for m in current.migrations}
-    records = {m.version: store.Record(m.version, m.applied_at)
-               for m in current.migrations if m.state != PENDING}
-    return [by_version[r.version] for r in _rollback_targets(records, steps, None)]
-
-
-def rollback(settings, steps=1, version=None, diff=True):
-    """Roll back the last ``steps`` applied migrations, or all after ``version``."""
-    migrations = {m.version: m for m in discover(settings.require_directories())}
+    ``dry_run`` only plans, without the lock; the page's confirmation step
+    shows that plan.
+    """
+    migrations = discover(settings.require_directories())
     if version is not None:
         version = _version_arg(version)
-        if version != '0' and version not in migrations:
+        if version != '0' and version not in {m.version for m in migrations}:
             raise SettingsError('unknown migration version %s: "dbmigrator list" shows the '
                                 'versions' % version)
     else:
         steps = _steps_arg(steps)
-    with open_database(settings) as conn:
-        checksums, records = _prepare(conn)
-        applied = _rollback_targets(records, steps, version)
-        missing = [r.version for r in applied if r.version not in migrations]
+    with open_database(settings, locked=not dry_run) as conn:
+        if dry_run:
+            exists, records = _read_state(conn)
+            if not exists:
+                raise NotInitialized(NOT_INITIALIZED)
+            records.require_valid()
+            checksums = True
+        else:
+            checksums, records = _prepare(conn)
+        plan = plan_mod.for_rollback(migrations, records, steps, version)
+        missing = [p.version for p in plan.steps if p.migration is None]
         if missing:
             raise SettingsError('cannot roll back %s: the migration file is missing' %
                                 ', '.join(missing))
-        plan = [migrations[r.version] for r in applied]
-        for m in plan:
-            m.require_down()
-        done = Runner(conn, settings, diff=diff, checksums=checksums).run(plan, DOWN)
+        for p in plan.steps:
+            p.migration.require_down()
+        if dry_run:
+            _log_would_run(plan)
+            if not plan:
+                log.info('No migrations to roll back.')
+            return Result(DOWN, _planned_steps(plan), plan, dry_run=True)
+        done = Runner(conn, settings, diff=diff, checksums=checksums).run(plan)
     if not done:
         log.info('No migrations to roll back.')
-    return done
+    return Result(DOWN, done, plan)
 
 
 MARKS = {
@@ -297,16 +378,20 @@ def mark(settings, versions, state):
         if unknown:
             raise SettingsError('unknown migration version %s: nothing was marked; '
                                 '"dbmigrator list" shows the versions' % ', '.join(unknown))
+        steps = []
         with conn.cursor() as cursor:
             for v in versions:
                 digest = migrations[v].checksum if checksums and v in migrations else None
+                exists = v in records
                 if state == 'completed':
-                    store.record_applied(cursor, v, digest)
+                    store.record_applied(cursor, v, digest, exists)
                 elif state == 'deferred':
-                    store.record_deferred(cursor, v, digest)
+                    store.record_deferred(cursor, v, digest, exists)
                 else:
                     store.remove(cursor, v)
+                steps.append(Step(v, migrations[v].name if v in migrations else '', 'mark',
+                                  state))
         conn.commit()
     for v in versions:
         log.info('Migration %s %s', v, MARKS[state])
-    return versions
+    return Result('mark', steps)

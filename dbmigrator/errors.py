@@ -3,6 +3,7 @@
 EXIT_MIGRATION_FAILED = 1
 EXIT_USAGE = 2
 EXIT_LOCK_TIMEOUT = 3
+EXIT_CHECK_PENDING = 4
 EXIT_INTERRUPTED = 130
 
 
@@ -18,6 +19,10 @@ class SettingsError(DBMigratorError):
 
 class DatabaseUnavailable(DBMigratorError):
     """The database could not be reached or refused the login."""
+
+
+class DatabaseReadOnly(DBMigratorError):
+    """The database refuses writes: read-only setting or a standby."""
 
 
 class NotInitialized(DBMigratorError):

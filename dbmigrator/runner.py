@@ -1,7 +1,8 @@
-"""Running migrations: each ``up``/``down`` and its schema_migrations change
+"""Running a plan: each ``up``/``down`` and its schema_migrations change
 commit in one transaction, or not at all."""
 import dataclasses
 import logging
+import time
 
 import psycopg2
 
@@ -9,22 +10,27 @@ from . import interrupts, store
 from .discovery import error_line
 from .errors import DBMigratorError, Interrupted, MigrationFailed
 from .migration_helpers import activate
+from .plan import DOWN, UP
 from .redact import scrub
 from .schemadiff import SchemaDumper, unified
 
 log = logging.getLogger(__name__)
 
-UP, DOWN = 'migrate', 'rollback'
+OK, FAILED, INTERRUPTED = 'ok', 'failed', 'interrupted'
 
 
 @dataclasses.dataclass
 class Step:
-    """One migration that ran, for reports (CLI output, web result page)."""
+    """One migration that ran (or failed), for every report: text, JSON, pages."""
 
     version: str
     name: str
     action: str
+    reason: str = ''
+    outcome: str = OK
+    duration: float = 0.0
     diff: str = ''
+    error: str = None
 
 
 def _reason(exc, migration):
@@ -38,6 +44,8 @@ def _reason(exc, migration):
         return message.splitlines()[0] if message else type(exc).__name__
     if isinstance(exc, DBMigratorError):
         return str(exc)
+    if isinstance(exc, SystemExit):
+        return 'it called sys.exit(%s)' % (exc.code if exc.code is not None else '')
     line = error_line(exc, migration.path)
     where = ' (%s line %s)' % (migration.filename, line) if line else ''
     return '%s: %s%s' % (type(exc).__name__, exc, where)
@@ -69,10 +77,11 @@ class Runner:
         self._before = after
         return text
 
-    def _run_one(self, migration, action):
+    def _run_one(self, planned):
         """Run one migration in its own transaction; False if should_run said no."""
+        migration = planned.migration
         with self.conn.cursor() as cursor:
-            if action == UP and migration.is_repeat:
+            if planned.action == UP and migration.is_repeat:
                 cursor.execute('SAVEPOINT dbmigrator_should_run')
                 try:
                     wanted = migration.should_run(cursor)
@@ -81,15 +90,16 @@ class Runner:
                 if not wanted:
                     cursor.execute('ROLLBACK TO SAVEPOINT dbmigrator_should_run')
                     self.conn.rollback()
-                    log.debug('Skipping repeat migration %s %s: should_run returned false',
-                              migration.version, migration.name)
+                    log.info('Skipping migration %s %s: should_run is false',
+                             migration.version, migration.name)
                     return False
                 cursor.execute('RELEASE SAVEPOINT dbmigrator_should_run')
-            if action == UP:
+            if planned.action == UP:
                 log.info('Running migration %s %s', migration.version, migration.name)
                 migration.up(cursor)
                 store.record_applied(cursor, migration.version,
-                                     migration.checksum if self.checksums else None)
+                                     migration.checksum if self.checksums else None,
+                                     exists=planned.has_row)
             else:
                 log.info('Rolling back migration %s %s', migration.version, migration.name)
                 migration.down(cursor)
@@ -97,34 +107,45 @@ class Runner:
         self.conn.commit()
         return True
 
-    def run(self, plan, action):
-        """Run ``plan`` (migrations) in order; stop at the first failure."""
-        if plan and self.dumper.enabled:
+    def run(self, plan):
+        """Run the plan's steps in order; stop at the first failure."""
+        if plan.steps and self.dumper.enabled:
             self._before = self.dumper.dump()
         interrupts.reset()
         with activate(self.settings.db_connection_string, self.settings.super_user,
                       self.settings.connect_timeout):
-            for migration in plan:
+            for planned in plan.steps:
+                migration = planned.migration
+                started = time.monotonic()
                 try:
-                    ran = self._run_one(migration, action)
+                    ran = self._run_one(planned)
                 except KeyboardInterrupt:
                     _safe_rollback(self.conn)
-                    raise Interrupted('interrupted: migration %s %s was rolled back' % (
-                        migration.version, migration.name), self.steps)
-                except Exception as exc:
+                    self._fail(planned, started, INTERRUPTED, Interrupted(
+                        'interrupted: migration %s %s was rolled back' % (
+                            migration.version, migration.name)))
+                except (Exception, SystemExit) as exc:
                     _safe_rollback(self.conn)
                     if interrupts.requested():
-                        raise Interrupted('interrupted: migration %s %s was cancelled and '
-                                          'rolled back' % (migration.version, migration.name),
-                                          self.steps)
-                    verb = 'Migration' if action == UP else 'Rollback of migration'
-                    raise MigrationFailed('%s %s %s failed: %s' % (
+                        self._fail(planned, started, INTERRUPTED, Interrupted(
+                            'interrupted: migration %s %s was cancelled and rolled back' % (
+                                migration.version, migration.name)))
+                    verb = 'Migration' if planned.action == UP else 'Rollback of migration'
+                    self._fail(planned, started, FAILED, MigrationFailed('%s %s %s failed: %s' % (
                         verb, migration.version, migration.name,
-                        scrub(_reason(exc, migration))), self.steps)
+                        scrub(_reason(exc, migration)))))
                 if not ran:
                     continue
+                duration = time.monotonic() - started
                 diff = self._diff_after()
                 if diff:
                     log.info('%s', diff)
-                self.steps.append(Step(migration.version, migration.name, action, diff))
+                self.steps.append(Step(migration.version, migration.name, planned.action,
+                                       planned.reason, OK, duration, diff))
         return self.steps
+
+    def _fail(self, planned, started, outcome, error):
+        self.steps.append(Step(planned.version, planned.name, planned.action, planned.reason,
+                               outcome, time.monotonic() - started, '', str(error)))
+        error.steps = list(self.steps)
+        raise error

@@ -21,7 +21,7 @@ ENTRY_POINT_GROUP = 'dbmigrator'
 ENTRY_POINT_NAME = 'migrations_directory'
 
 KEYS = ('db-connection-string', 'migrations-directory', 'super-user',
-        'db-config-ini-key', 'context')
+        'db-config-ini-key', 'context', 'strict')
 
 
 @dataclasses.dataclass
@@ -33,6 +33,7 @@ class Settings:
     super_user: str = DEFAULT_SUPER_USER
     connect_timeout: int = DEFAULT_CONNECT_TIMEOUT
     lock_wait: float = None
+    strict: bool = False
     config_file: str = None
 
     def require_database(self):
@@ -98,6 +99,18 @@ def _lookup(settings, key):
     return None
 
 
+def as_bool(value, key):
+    """An ini boolean, as pyramid.settings.asbool reads it; a typo is an error."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ('true', 'yes', 'on', 'y', 't', '1'):
+        return True
+    if text in ('false', 'no', 'off', 'n', 'f', '0', ''):
+        return False
+    raise SettingsError('%s = %s is not a boolean: use true or false' % (key, value))
+
+
 def split_list(value):
     if isinstance(value, (list, tuple)):
         items = []
@@ -137,7 +150,8 @@ def context_directories(context):
 
 def resolve(config=None, db_connection_string=None, migrations_directories=None,
             contexts=None, super_user=None, db_config_ini_key=None,
-            connect_timeout=None, lock_wait=None, ini_settings=None, base_dir=None):
+            connect_timeout=None, lock_wait=None, strict=None, ini_settings=None,
+            base_dir=None):
     """Merge the sources, highest first: arguments, ini settings, contexts.
 
     ``ini_settings``/``base_dir`` let a Pyramid app pass its own settings
@@ -190,5 +204,6 @@ def resolve(config=None, db_connection_string=None, migrations_directories=None,
         super_user=super_user or _lookup(ini, 'super-user') or DEFAULT_SUPER_USER,
         connect_timeout=int(timeout) if timeout is not None else DEFAULT_CONNECT_TIMEOUT,
         lock_wait=lock_wait,
+        strict=strict if strict is not None else as_bool(_lookup(ini, 'strict'), 'strict'),
         config_file=split_config_uri(config)[0] if config else None,
     )

@@ -63,7 +63,7 @@ def up(cursor):
     assert quiet.stdout == ''
     assert db.versions() == ['20200101000000']
     verbose = spawn(config, '-v', 'migrate', '--no-diff')
-    assert 'LOG DEBUG [dbmigrator.runner] Skipping repeat migration 20200102000000' in (
+    assert 'LOG INFO [dbmigrator.runner] Skipping migration 20200102000000 repeat: should_run is false' in (
         verbose.stdout)
 
 

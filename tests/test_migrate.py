@@ -135,7 +135,9 @@ def test_repeat_migration_runs_while_should_run_is_true(dbm, migrations, db, tmp
         ''' % str(flag))
     dbm('init', '--version=0')
     result = dbm('migrate')
-    assert result.out.strip() == 'No pending migrations.  Database is up to date.'
+    assert result.out.splitlines() == [
+        'Skipping migration 20200101000000 load_data: should_run is false',
+        'No pending migrations.  Database is up to date.']
     assert db.query('SELECT data FROM t') == []
     flag.write_text('one')
     assert 'Running migration 20200101000000 load_data' in dbm('migrate').out

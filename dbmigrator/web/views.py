@@ -9,7 +9,7 @@ from pyramid.csrf import get_csrf_token
 from pyramid.httpexceptions import HTTPBadRequest
 from pyramid.response import FileResponse
 
-from .. import commands
+from .. import commands, reports
 from ..database import describe
 from ..errors import DBMigratorError
 from ..redact import scrub
@@ -23,23 +23,6 @@ def migration_settings(request):
 
 def can_change(request):
     return bool(request.has_permission(request.registry.settings['dbmigrator.permission']))
-
-
-def status_json(status):
-    return {
-        'database': status.database,
-        'initialized': status.initialized,
-        'pending': status.count(commands.PENDING),
-        'migrations': [{
-            'version': m.version,
-            'name': m.name,
-            'state': m.state,
-            'repeat': m.repeat,
-            'applied_at': m.applied_at.isoformat() if m.applied_at else None,
-            'changed': m.changed,
-            'missing': m.missing,
-        } for m in status.migrations],
-    }
 
 
 def _int_field(request, name, default=None):
@@ -62,7 +45,7 @@ class MigrationViews:
     def _result(self, title, run):
         steps, error = [], None
         try:
-            steps = run()
+            steps = run().steps
         except DBMigratorError as exc:
             steps = getattr(exc, 'steps', [])
             error = scrub(exc)
@@ -86,7 +69,7 @@ class MigrationViews:
         if error:
             self.request.response.status = 503
             return {'error': error}
-        return status_json(status)
+        return reports.status_json(status)
 
     def css(self):
         return FileResponse(STYLESHEET, request=self.request, content_type='text/css')
@@ -101,7 +84,8 @@ class MigrationViews:
         steps = _int_field(self.request, 'steps', 1)
         if self.request.POST.get('confirm') != 'yes':
             try:
-                targets, error = commands.rollback_preview(self.settings, steps), None
+                targets, error = commands.rollback(self.settings, steps=steps,
+                                                   dry_run=True).steps, None
             except DBMigratorError as exc:
                 targets, error = [], scrub(exc)
             self.request.override_renderer = 'dbmigrator:web/templates/confirm_rollback.jinja2'
@@ -116,7 +100,7 @@ class MigrationViews:
 
         def run():
             commands.mark(self.settings, versions, state)
-            return []
+            return commands.Result('mark', [])
         result = self._result('Mark %s as %s' % (', '.join(versions), state), run)
         result['marked'] = not result['error']
         return result

@@ -1,0 +1,88 @@
+"""The JSON documents: ``--format json`` on the console and ``status.json`` on the page.
+
+One function builds each shape, so the CLI and the web views cannot drift
+apart.  The README documents every document these return.
+"""
+from .redact import scrub
+
+SCHEMA_VERSION = 1
+
+
+def _when(value):
+    return value.isoformat() if value else None
+
+
+def migration_json(m):
+    """One migration, as ``list`` and ``status.json`` show it."""
+    return {
+        'version': m.version,
+        'name': m.name,
+        'state': m.state,
+        'repeat': m.repeat,
+        'applied_at': _when(m.applied_at),
+        'changed': m.changed,
+        'missing': m.missing,
+        'out_of_order': m.out_of_order is not None,
+    }
+
+
+def status_json(status):
+    return {
+        'database': status.database,
+        'initialized': status.initialized,
+        'pending': sum(1 for m in status.migrations if m.state == 'pending'),
+        'migrations': [migration_json(m) for m in status.migrations],
+        'warnings': status_warnings(status),
+    }
+
+
+def status_warnings(status):
+    """The warnings ``list`` prints and the page shows, in words."""
+    warnings = []
+    for version in status.invalid_rows:
+        warnings.append('schema_migrations has a row whose version is %s: it is ignored; '
+                        'delete or fix it' % ('NULL' if version is None else repr(version)))
+    for m in status.migrations:
+        if m.out_of_order and m.state == 'pending':
+            warnings.append('Warning: migration %s %s is older than the newest applied '
+                            'migration %s' % (m.version, m.name, m.out_of_order))
+    return warnings
+
+
+def step_json(step):
+    return {
+        'version': step.version,
+        'name': step.name,
+        'action': step.action,
+        'reason': step.reason,
+        'outcome': step.outcome,
+        'duration': round(step.duration, 6),
+        'diff': step.diff,
+        'error': scrub(step.error) if step.error else None,
+    }
+
+
+def result_json(result, check=False):
+    """A command that can change things: what it did, or would do."""
+    document = {
+        'command': result.action,
+        'dry_run': result.dry_run,
+        'changed': result.changed,
+        'steps': [step_json(s) for s in result.steps],
+    }
+    if check:
+        document['check'] = True
+    if result.plan is not None:
+        document['skipped'] = [{'version': s.version, 'name': s.name, 'reason': s.reason}
+                               for s in result.plan.skipped]
+        document['warnings'] = [str(o) for o in result.plan.out_of_order]
+    return document
+
+
+def error_json(message, exit_code, steps=()):
+    """A failure: the same one line the human output prints, and what had run."""
+    return {
+        'error': {'message': scrub(message), 'exit_code': exit_code},
+        'changed': any(s.outcome == 'ok' for s in steps),
+        'steps': [step_json(s) for s in steps],
+    }
