@@ -231,10 +231,8 @@ def _render_list(status, wide, sort):
                                     'is applied', 'date applied')
     lines = [header, '-' * max(70, len(header))]
     for row, name in zip(rows, names):
-        if row.state == 'deferred':
-            applied = 'deferred'
-        else:
-            applied = str(row.state == 'applied') + ('*' if row.repeat else '')
+        applied = 'deferred' if row.state == 'deferred' else str(row.state == 'applied')
+        applied += '*' if row.repeat else ''
         note = ''
         if row.missing:
             note = '  (file missing)'

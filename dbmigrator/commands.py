@@ -178,12 +178,6 @@ def _warn_out_of_order(plan, strict):
             % (first.version, first.name, first.newest_applied))
 
 
-def _log_skipped(plan):
-    for skipped in plan.skipped:
-        if skipped.reason == plan_mod.SKIP_DEFERRED:
-            log.info('Skipping deferred migration %s %s', skipped.version, skipped.name)
-
-
 def _log_would_run(plan):
     for step in plan.steps:
         verb = 'Would run migration' if step.action == UP else 'Would roll back migration'
@@ -296,7 +290,6 @@ def migrate(settings, version=None, run_deferred=False, diff=True, dry_run=False
             _require_writable(conn)
         checksums = store.upgrade(conn) if plan else True
         _warn_drift(_statuses(migrations, records))
-        _log_skipped(plan)
         steps = Runner(conn, settings, diff=diff, checksums=checksums).run(plan)
     if not steps:
         log.info('No pending migrations.  Database is up to date.')

@@ -2,7 +2,9 @@
 
 A migration is ``<digits>_<name>.py`` holding ``up(cursor)``, usually
 ``down(cursor)``, and optionally ``should_run(cursor)`` (a repeat migration).
-Files are loaded by path under unique module names; ``sys.path`` is left alone.
+Files are loaded by path under unique module names; files that are not
+migrations (a README, ``.sql`` files that migrations read relative to
+``__file__``, helper modules) are left alone.
 """
 import dataclasses
 import hashlib
@@ -117,5 +119,13 @@ def load(version, name, path):
 
 
 def discover(directories):
-    """Load every migration of the directories, ordered by version."""
+    """Load every migration of the directories, ordered by version.
+
+    The directories go at the end of ``sys.path``, as db-migrator 1.x put
+    them, so that migrations can import helper modules kept beside them.
+    """
+    for directory in directories:
+        directory = os.path.abspath(directory)
+        if directory not in sys.path:
+            sys.path.append(directory)
     return [load(*entry) for entry in migration_files(directories)]

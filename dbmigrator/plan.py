@@ -121,9 +121,10 @@ def for_migrate(migrations, records, version=None, run_deferred=False):
     return plan
 
 
-def rollback_records(records, steps=None, version=None):
+def rollback_records(records, steps=None, version=None, deferred=()):
     """Records to roll back, newest applied first; deferred ones never."""
-    applied = sorted((r for r in records.values() if not r.is_deferred),
+    applied = sorted((r for r in records.values()
+                      if not r.is_deferred and r.version not in deferred),
                      key=lambda r: (r.applied, int(r.version)), reverse=True)
     if version is not None:
         return [r for r in applied if int(r.version) > int(version)]
@@ -137,13 +138,14 @@ def for_rollback(migrations, records, steps=None, version=None):
     caller can name them.
     """
     by_version = {m.version: m for m in migrations}
+    deferred = {v for v, r in records.items()
+                if is_deferred(by_version[v], r) if v in by_version}
     plan = Plan(DOWN, [])
-    for record in rollback_records(records, steps, version):
+    for record in rollback_records(records, steps, version, deferred):
         plan.steps.append(PlannedStep(by_version.get(record.version), DOWN, ROLLBACK, True))
-    for record in records.values():
-        if record.is_deferred:
-            m = by_version.get(record.version)
-            plan.skipped.append(Skipped(record.version, m.name if m else '', SKIP_DEFERRED))
+    for v in sorted(deferred | {v for v, r in records.items() if r.is_deferred}, key=int):
+        m = by_version.get(v)
+        plan.skipped.append(Skipped(v, m.name if m else '', SKIP_DEFERRED))
     return plan
 
 

@@ -10,7 +10,7 @@ from . import interrupts, store
 from .discovery import error_line
 from .errors import DBMigratorError, Interrupted, MigrationFailed
 from .migration_helpers import activate
-from .plan import DOWN, UP
+from .plan import DOWN, SKIP_DEFERRED, UP
 from .redact import scrub
 from .schemadiff import SchemaDumper, unified
 
@@ -56,6 +56,14 @@ def _safe_rollback(conn):
         conn.rollback()
     except psycopg2.Error:
         pass
+
+
+def _log_skips_before(skips, version):
+    """Say 'Skipping deferred migration' in version order, between the runs, as 1.x did."""
+    while skips and (version is None or int(skips[0].version) < int(version)):
+        log.info('Skipping deferred migration %s %s', skips[0].version, skips[0].name)
+        skips = skips[1:]
+    return skips
 
 
 class Runner:
@@ -112,9 +120,11 @@ class Runner:
         if plan.steps and self.dumper.enabled:
             self._before = self.dumper.dump()
         interrupts.reset()
+        skips = [s for s in plan.skipped if s.reason == SKIP_DEFERRED] if plan.action == UP else []
         with activate(self.settings.db_connection_string, self.settings.super_user,
                       self.settings.connect_timeout):
             for planned in plan.steps:
+                skips = _log_skips_before(skips, planned.version)
                 migration = planned.migration
                 started = time.monotonic()
                 try:
@@ -142,6 +152,7 @@ class Runner:
                     log.info('%s', diff)
                 self.steps.append(Step(migration.version, migration.name, planned.action,
                                        planned.reason, OK, duration, diff))
+        _log_skips_before(skips, None)
         return self.steps
 
     def _fail(self, planned, started, outcome, error):

@@ -74,6 +74,8 @@ def read_ini(uri):
         raise SettingsError('cannot read config file %s: %s' % (
             path, ' '.join(str(exc).split())))
     section = 'app:' + name
+    if section not in sections and '#' not in uri and sections:
+        return _read_1x_ini(path), os.path.dirname(os.path.abspath(path))
     if section not in sections:
         raise SettingsError('config file %s has no [%s] section (it has: %s): use %s#NAME' % (
             path, section, ', '.join('[%s]' % s for s in sections) or 'none', path))
@@ -88,6 +90,25 @@ def read_ini(uri):
         raise SettingsError('cannot read [%s] of %s: %s' % (
             section, path, ' '.join(str(exc).split())))
     return dict(settings), os.path.dirname(os.path.abspath(path))
+
+
+def _read_1x_ini(path):
+    """An ini written for db-migrator 1.x, which has no [app:main].
+
+    1.x took each setting from the first section that had it; so does this.
+    """
+    import configparser
+    parser = configparser.ConfigParser(defaults={'here': os.path.dirname(os.path.abspath(path))})
+    try:
+        parser.read(path, encoding='utf-8')
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        raise SettingsError('cannot read config file %s: %s' % (path, ' '.join(str(exc).split())))
+    settings = {}
+    for section in parser.sections():
+        for key, value in parser.items(section):
+            if key != 'here':
+                settings.setdefault(key, value)
+    return settings
 
 
 def _lookup(settings, key):
@@ -126,9 +147,13 @@ def context_directories(context):
     try:
         dist = metadata.distribution(context)
     except metadata.PackageNotFoundError:
-        raise SettingsError(
-            'context %r is not an installed package: install it (pip install -e .) '
-            'or pass --migrations-directory' % context)
+        # 1.x also took the import name of the package (cnxarchive for cnx-archive).
+        names = metadata.packages_distributions().get(context, [])
+        if not names:
+            raise SettingsError(
+                'context %r is not an installed package: install it (pip install -e .) '
+                'or pass --migrations-directory' % context)
+        dist = metadata.distribution(names[0])
     points = [ep for ep in dist.entry_points
               if ep.group == ENTRY_POINT_GROUP and ep.name == ENTRY_POINT_NAME]
     if not points:
