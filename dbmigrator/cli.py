@@ -14,7 +14,8 @@ from .errors import EXIT_CHECK_PENDING, EXIT_MIGRATION_FAILED, EXIT_USAGE, DBMig
 COMMANDS = ('generate', 'init', 'list', 'migrate', 'rollback', 'mark', 'hash-password')
 VALUE_OPTIONS = ('--config', '--db-connection-string', '--db-config-ini-key',
                  '--migrations-directory', '--context', '--super-user',
-                 '--connect-timeout', '--lock-wait', '--format')
+                 '--connect-timeout', '--lock-wait', '--format', '--lock-timeout',
+                 '--lock-retries', '--statement-timeout', '--pooler')
 
 DESCRIPTION = '''\
 PostgreSQL schema migrations. Settings come from the command line, from the
@@ -65,6 +66,23 @@ def _global_options(parser, suppress):
     group.add_argument('--lock-wait', type=float, metavar='SECONDS', **default,
                        help='wait at most SECONDS for another dbmigrator run on the same '
                             'database (default: forever; 0: fail at once, exit 3)')
+    group.add_argument('--lock-timeout', type=float, metavar='SECONDS', **default,
+                       help="PostgreSQL's lock_timeout for each migration's statements: a "
+                            'migration waiting longer for a table lock is rolled back and '
+                            'retried, so that queries queued behind it go on '
+                            '(default: 5; 0: wait forever, as db-migrator 1.x did)')
+    group.add_argument('--lock-retries', type=int, metavar='N', **default,
+                       help='retry a migration that hit --lock-timeout N more times, after '
+                            '1s, 2s, 4s... with jitter (default: 3)')
+    group.add_argument('--statement-timeout', type=float, metavar='SECONDS', **default,
+                       help='cancel and roll back a migration whose statement runs longer '
+                            '(default: 0, no limit); never retried')
+    group.add_argument('--pooler', choices=('auto', 'none', 'session', 'transaction'),
+                       **default,
+                       help='what sits between dbmigrator and PostgreSQL; non-atomic '
+                            'migrations are refused behind a transaction pooler (default: '
+                            'auto, which assumes one when the port differs from the '
+                            "server's)")
     group.add_argument('--format', choices=('text', 'json'), **(
                            default if suppress else {'default': 'text'}),
                        help='json: print one JSON document on stdout (errors too) and '
@@ -91,6 +109,9 @@ def build_parser():
 
     p = command('generate', 'write a new migration file <UTC timestamp>_NAME.py')
     p.add_argument('name', metavar='NAME', help='letters, digits and underscores')
+    p.add_argument('--non-atomic', action='store_true',
+                   help='write atomic = False: up and down run in autocommit mode, for '
+                        'CREATE INDEX CONCURRENTLY and the like')
 
     p = command('init', 'create schema_migrations and mark migrations up to --version '
                         'as applied')
@@ -233,7 +254,7 @@ def _render_list(status, wide, sort):
     for row, name in zip(rows, names):
         applied = 'deferred' if row.state == 'deferred' else str(row.state == 'applied')
         applied += '*' if row.repeat else ''
-        note = ''
+        note = '' if row.atomic else '  (non-atomic)'
         if row.missing:
             note = '  (file missing)'
         elif row.changed:
@@ -280,9 +301,11 @@ def _dispatch(args, log):
         migrations_directories=args.migrations_directory, contexts=args.context,
         super_user=args.super_user, db_config_ini_key=args.db_config_ini_key,
         connect_timeout=args.connect_timeout, lock_wait=args.lock_wait,
-        strict=getattr(args, 'strict', None))
+        strict=getattr(args, 'strict', None), lock_timeout=args.lock_timeout,
+        lock_retries=args.lock_retries, statement_timeout=args.statement_timeout,
+        pooler=args.pooler)
     if args.command == 'generate':
-        path = commands.generate(settings, args.name)
+        path = commands.generate(settings, args.name, args.non_atomic)
         return 0, {'command': 'generate', 'changed': True, 'path': path}
     if args.command == 'init':
         return 0, reports.result_json(commands.init(settings, args.version))

@@ -13,7 +13,7 @@ import re
 
 from . import lock, store
 from . import plan as plan_mod
-from .database import connect, describe
+from .database import connect, describe, through_proxy
 from .discovery import discover
 from .errors import NotInitialized, SettingsError
 from .plan import DOWN, UP
@@ -41,6 +41,26 @@ def down(cursor):
     pass
 '''
 
+NON_ATOMIC_TEMPLATE = '''\
+# atomic = False: up and down run in autocommit mode, each statement commits
+# on its own (CREATE INDEX CONCURRENTLY, VACUUM...). The schema_migrations row
+# is written only after up returns. If a statement fails, the ones before it
+# stay applied and nothing is recorded, so write it to be re-runnable:
+# IF NOT EXISTS, and drop an INVALID index left by a failed concurrent build.
+atomic = False
+
+
+def up(cursor):
+    # TODO e.g. cursor.execute('DROP INDEX CONCURRENTLY IF EXISTS users_email_idx')
+    #           cursor.execute('CREATE INDEX CONCURRENTLY users_email_idx ON users (email)')
+    pass
+
+
+def down(cursor):
+    # TODO e.g. cursor.execute('DROP INDEX CONCURRENTLY IF EXISTS users_email_idx')
+    pass
+'''
+
 NOT_INITIALIZED = ('schema_migrations table not found: run "dbmigrator init" to create it '
                    '(add --version=0 if no migration has been applied yet)')
 
@@ -55,6 +75,7 @@ class MigrationStatus:
     changed: bool = False
     missing: bool = False
     out_of_order: str = None
+    atomic: bool = True
 
 
 @dataclasses.dataclass
@@ -149,7 +170,8 @@ def _statuses(migrations, records):
                        and record.checksum != m.checksum)
         rows.append(MigrationStatus(m.version, m.name, state, m.is_repeat,
                                     record.applied if record else None, changed,
-                                    out_of_order=out_of_order.get(m.version)))
+                                    out_of_order=out_of_order.get(m.version),
+                                    atomic=m.is_atomic))
     known = {m.version for m in migrations}
     for version, record in records.items():
         if version not in known:
@@ -189,11 +211,33 @@ def _log_would_run(plan):
                      skipped.version, skipped.name)
 
 
+def _refuse_non_atomic_behind_pooler(conn, settings, plan):
+    """A transaction pooler would scatter a non-atomic migration over server connections.
+
+    Its statements, and the session-level timeouts they need, would land
+    on whatever server connection is free, other clients' included.
+    """
+    non_atomic = [p for p in plan.steps if not p.migration.is_atomic]
+    if not non_atomic or settings.pooler in ('none', 'session'):
+        return
+    if settings.pooler == 'auto' and not through_proxy(conn):
+        return
+    first = non_atomic[0]
+    why = ('pooler = transaction' if settings.pooler == 'transaction' else
+           'the connection goes through a pooler or proxy: port %s, the server\'s is another'
+           % conn.info.port)
+    raise SettingsError(
+        'migration %s %s is non-atomic (atomic = False) and cannot run through a transaction '
+        'pooler (%s): connect to PostgreSQL directly or through a session-mode pool for this '
+        'run, or set pooler = session if that is what this is; nothing was changed'
+        % (first.version, first.name, why))
+
+
 def _planned_steps(plan):
     return [Step(p.version, p.name, p.action, p.reason, outcome=PLANNED) for p in plan.steps]
 
 
-def generate(settings, name):
+def generate(settings, name, non_atomic=False):
     """Write a new migration skeleton; returns its path."""
     if not NAME.match(name or ''):
         raise SettingsError('migration name %r is not valid: use letters, digits and '
@@ -203,7 +247,7 @@ def generate(settings, name):
     version = datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%d%H%M%S')
     path = os.path.join(directory, '%s_%s.py' % (version, name))
     with open(path, 'x', encoding='utf-8') as handle:
-        handle.write(TEMPLATE)
+        handle.write(NON_ATOMIC_TEMPLATE if non_atomic else TEMPLATE)
     log.info('Generated migration script "%s"', path)
     return path
 
@@ -288,6 +332,7 @@ def migrate(settings, version=None, run_deferred=False, diff=True, dry_run=False
         _warn_out_of_order(plan, strict)
         if plan:
             _require_writable(conn)
+        _refuse_non_atomic_behind_pooler(conn, settings, plan)
         checksums = store.upgrade(conn) if plan else True
         _warn_drift(_statuses(migrations, records))
         steps = Runner(conn, settings, diff=diff, checksums=checksums).run(plan)
@@ -339,6 +384,7 @@ def rollback(settings, steps=1, version=None, diff=True, dry_run=False):
                                 ', '.join(missing))
         for p in plan.steps:
             p.migration.require_down()
+        _refuse_non_atomic_behind_pooler(conn, settings, plan)
         if dry_run:
             _log_would_run(plan)
             if not plan:

@@ -11,6 +11,7 @@ import psycopg2.extensions
 
 from . import embedded
 from .errors import DatabaseUnavailable, SettingsError
+from .guard import MigrationConnection
 from .redact import passwords_in, redact_dsn, register_environment, register_secret, scrub
 
 _SQLALCHEMY_SCHEME = re.compile(r'^(postgres(?:ql)?)\+\w+://')
@@ -71,27 +72,54 @@ def connect(dsn, connect_timeout=10, user=None):
     callback = psycopg2.extensions.get_wait_callback()
     psycopg2.extensions.set_wait_callback(None)
     try:
-        conn = psycopg2.connect(libpq_dsn(dsn), **kwargs)
+        conn = psycopg2.connect(libpq_dsn(dsn), connection_factory=MigrationConnection,
+                                **kwargs)
     except psycopg2.OperationalError as exc:
         reason = ' '.join(str(exc).split())
         raise DatabaseUnavailable(
             'cannot connect to the database %s: %s' % (describe(dsn), scrub(reason)))
     finally:
         psycopg2.extensions.set_wait_callback(callback)
-    _watch_client(conn)
     return conn
 
 
-def _watch_client(conn):
-    """Have the server notice a killed dbmigrator during a long statement.
+def _interval(seconds):
+    return '%dms' % round(float(seconds) * 1000)
 
-    Without this a backend whose client died keeps running the statement,
-    and holding its locks and the migration lock, until the statement ends.
+
+def timeout_settings(settings, server_version):
+    """The transaction-local settings of a migration: name -> value.
+
+    ``client_connection_check_interval`` (PostgreSQL 14+) lets the server
+    notice a killed dbmigrator during a long statement; without it the
+    backend would keep its locks until the statement ends.
     """
-    if conn.server_version >= 140000:
-        with conn.cursor() as cursor:
-            cursor.execute("SET client_connection_check_interval = '1s'")
-        conn.commit()
+    values = {'lock_timeout': _interval(settings.lock_timeout or 0),
+              'statement_timeout': _interval(settings.statement_timeout or 0)}
+    if server_version >= 140000:
+        values['client_connection_check_interval'] = '1s'
+    return values
+
+
+def set_local_timeouts(cursor, settings):
+    """SET LOCAL the migration's timeouts: they end with the transaction, so
+    nothing leaks into a pooled server connection."""
+    values = timeout_settings(settings, cursor.connection.server_version)
+    cursor.execute('SELECT ' + ', '.join('set_config(%s, %s, true)' for _ in values),
+                   [item for pair in values.items() for item in pair])
+
+
+def through_proxy(conn):
+    """True when the port we reached is not the server's own: a pooler, most likely.
+
+    PgBouncer listens on its own port (6432 by default) in front of the
+    server's; a plain connection sees the same number on both sides.
+    """
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT current_setting('port')")
+        server_port = cursor.fetchone()[0]
+    conn.rollback()
+    return str(conn.info.port) != server_port
 
 
 def dump_environment(conn, dsn):

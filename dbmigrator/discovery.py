@@ -41,6 +41,11 @@ class Migration:
         return is_deferred(self.module.up)
 
     @property
+    def is_atomic(self):
+        """False when the module sets ``atomic = False`` (the name Django uses)."""
+        return getattr(self.module, 'atomic', True) is not False
+
+    @property
     def up(self):
         return self.module.up
 

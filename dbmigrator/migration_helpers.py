@@ -1,7 +1,13 @@
-"""Helpers that migration files import: ``from dbmigrator import deferred, super_user``."""
-import contextlib
+"""Helpers that migration files import: ``from dbmigrator import deferred, super_user``.
 
-_active = {}
+Which database ``super_user()`` reaches is per run, in a context variable:
+two runs in two threads of one process (the admin page) never see each
+other's.
+"""
+import contextlib
+import contextvars
+
+_active = contextvars.ContextVar('dbmigrator_active_run', default=None)
 
 
 def deferred(up):
@@ -15,15 +21,13 @@ def is_deferred(up):
 
 
 @contextlib.contextmanager
-def activate(dsn, role, connect_timeout):
-    """Let super_user() know which database the running migration uses."""
-    previous = dict(_active)
-    _active.update(dsn=dsn, role=role, connect_timeout=connect_timeout)
+def activate(settings):
+    """Let super_user() know which database and timeouts the running migration uses."""
+    token = _active.set(settings)
     try:
         yield
     finally:
-        _active.clear()
-        _active.update(previous)
+        _active.reset(token)
 
 
 @contextlib.contextmanager
@@ -31,14 +35,18 @@ def super_user():
     """A cursor connected as the ``super-user`` role (default ``postgres``).
 
     It is a separate connection: its work commits when the block ends
-    without error, independently of the migration's own transaction.
+    without error, independently of the migration's own transaction.  The
+    run's lock and statement timeouts apply to it too.
     """
-    from .database import connect
-    if not _active:
+    from .database import connect, set_local_timeouts
+    settings = _active.get()
+    if settings is None:
         raise RuntimeError('super_user() is only available while dbmigrator runs a migration')
-    conn = connect(_active['dsn'], _active['connect_timeout'], user=_active['role'])
+    conn = connect(settings.db_connection_string, settings.connect_timeout,
+                   user=settings.super_user)
     try:
         with conn.cursor() as cursor:
+            set_local_timeouts(cursor, settings)
             yield cursor
         conn.commit()
     except BaseException:

@@ -23,6 +23,7 @@ def migration_json(m):
         'changed': m.changed,
         'missing': m.missing,
         'out_of_order': m.out_of_order is not None,
+        'atomic': m.atomic,
     }
 
 

@@ -2,13 +2,18 @@
 commit in one transaction, or not at all."""
 import dataclasses
 import logging
+import random
 import time
 
 import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
 
-from . import interrupts, store
+from . import blockers, interrupts, store
+from .database import connect, set_local_timeouts, timeout_settings
 from .discovery import error_line
 from .errors import DBMigratorError, Interrupted, MigrationFailed
+from .guard import ADVICE, TransactionControlRefused
 from .migration_helpers import activate
 from .plan import DOWN, SKIP_DEFERRED, UP
 from .redact import scrub
@@ -34,6 +39,9 @@ class Step:
 
 
 def _reason(exc, migration):
+    if _is_statement_timeout(exc):
+        return ('a statement ran longer than --statement-timeout and was cancelled; '
+                'the migration was rolled back and is not retried')
     if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) and (
             getattr(exc, 'pgcode', None) is None):
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -66,6 +74,19 @@ def _log_skips_before(skips, version):
     return skips
 
 
+def _backoff(attempt):
+    """1s, 2s, 4s... with +-25% jitter, so that retrying hosts do not move in step."""
+    return (2 ** (attempt - 1)) * random.uniform(0.75, 1.25)
+
+
+def _is_lock_timeout(exc):
+    return isinstance(exc, psycopg2.errors.LockNotAvailable)
+
+
+def _is_statement_timeout(exc):
+    return isinstance(exc, psycopg2.errors.QueryCanceled) and 'statement timeout' in str(exc)
+
+
 class Runner:
     """Executes a plan on one locked connection and reports each step."""
 
@@ -85,35 +106,132 @@ class Runner:
         self._before = after
         return text
 
-    def _run_one(self, planned):
-        """Run one migration in its own transaction; False if should_run said no."""
+    def _call(self, migration, function, cursor, who):
+        """Call the migration's code with its connection's transaction controls locked."""
+        if migration.is_atomic:
+            self.conn.lock(who)
+        try:
+            result = function(cursor)
+        finally:
+            refused = self.conn.unlock()
+        if refused:
+            raise TransactionControlRefused(refused)
+        return result
+
+    def _should_run(self, migration, cursor):
+        cursor.execute('SAVEPOINT dbmigrator_should_run')
+        try:
+            wanted = self._call(migration, migration.should_run, cursor, 'should_run')
+        except Exception as exc:
+            raise DBMigratorError('should_run raised %s' % _reason(exc, migration))
+        if not wanted:
+            cursor.execute('ROLLBACK TO SAVEPOINT dbmigrator_should_run')
+            self.conn.rollback()
+            log.info('Skipping migration %s %s: should_run is false',
+                     migration.version, migration.name)
+            return False
+        cursor.execute('RELEASE SAVEPOINT dbmigrator_should_run')
+        return True
+
+    def _record(self, cursor, planned):
+        migration = planned.migration
+        if planned.action == UP:
+            store.record_applied(cursor, migration.version,
+                                 migration.checksum if self.checksums else None,
+                                 exists=planned.has_row)
+        else:
+            store.remove(cursor, migration.version)
+
+    def _announce(self, planned):
+        migration = planned.migration
+        if planned.action == UP:
+            log.info('Running migration %s %s', migration.version, migration.name)
+        else:
+            log.info('Rolling back migration %s %s', migration.version, migration.name)
+
+    def _atomic(self, planned):
+        """One transaction: timeouts, should_run, the code and the record commit together."""
         migration = planned.migration
         with self.conn.cursor() as cursor:
+            set_local_timeouts(cursor, self.settings)
             if planned.action == UP and migration.is_repeat:
-                cursor.execute('SAVEPOINT dbmigrator_should_run')
-                try:
-                    wanted = migration.should_run(cursor)
-                except Exception as exc:
-                    raise DBMigratorError('should_run raised %s' % _reason(exc, migration))
-                if not wanted:
-                    cursor.execute('ROLLBACK TO SAVEPOINT dbmigrator_should_run')
-                    self.conn.rollback()
-                    log.info('Skipping migration %s %s: should_run is false',
-                             migration.version, migration.name)
+                if not self._should_run(migration, cursor):
                     return False
-                cursor.execute('RELEASE SAVEPOINT dbmigrator_should_run')
-            if planned.action == UP:
-                log.info('Running migration %s %s', migration.version, migration.name)
-                migration.up(cursor)
-                store.record_applied(cursor, migration.version,
-                                     migration.checksum if self.checksums else None,
-                                     exists=planned.has_row)
-            else:
-                log.info('Rolling back migration %s %s', migration.version, migration.name)
-                migration.down(cursor)
-                store.remove(cursor, migration.version)
+            self._announce(planned)
+            function = migration.up if planned.action == UP else migration.down
+            with blockers.Watch(self._monitor_connection, self.conn.info.backend_pid) as watch:
+                self.watch = watch
+                self._call(migration, function, cursor, 'an atomic migration')
+            if self.conn.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_INTRANS:
+                raise DBMigratorError(
+                    'it ended its own transaction (COMMIT or ROLLBACK): what ran before that '
+                    'stays committed and nothing was recorded; ' + ADVICE)
+            self._record(cursor, planned)
         self.conn.commit()
         return True
+
+    def _non_atomic(self, planned):
+        """Autocommit: each statement commits on its own; the record is written after."""
+        migration = planned.migration
+        if planned.action == UP and migration.is_repeat:
+            with self.conn.cursor() as cursor:
+                wanted = self._should_run(migration, cursor)
+            self.conn.rollback()
+            if not wanted:
+                return False
+        self._announce(planned)
+        function = migration.up if planned.action == UP else migration.down
+        self.conn.autocommit = True
+        try:
+            with self.conn.cursor() as cursor:
+                values = timeout_settings(self.settings, self.conn.server_version)
+                for name, value in values.items():
+                    cursor.execute('SELECT set_config(%s, %s, false)', (name, value))
+                try:
+                    with blockers.Watch(self._monitor_connection,
+                                        self.conn.info.backend_pid) as watch:
+                        self.watch = watch
+                        function(cursor)
+                finally:
+                    if not self.conn.closed:
+                        for name in values:
+                            cursor.execute('RESET ' + name)
+        finally:
+            if not self.conn.closed:
+                self.conn.autocommit = False
+        with self.conn.cursor() as cursor:
+            self._record(cursor, planned)
+        self.conn.commit()
+        return True
+
+    def _monitor_connection(self):
+        return connect(self.settings.db_connection_string, self.settings.connect_timeout)
+
+    def _run_one(self, planned):
+        """Run one migration, retrying an atomic one that hit the lock timeout."""
+        migration = planned.migration
+        attempts = 1 + (self.settings.lock_retries if migration.is_atomic else 0)
+        for attempt in range(1, attempts + 1):
+            self.watch = None
+            try:
+                if migration.is_atomic:
+                    return self._atomic(planned)
+                return self._non_atomic(planned)
+            except psycopg2.Error as exc:
+                if not _is_lock_timeout(exc):
+                    raise
+                _safe_rollback(self.conn)
+                blocker = self.watch.last if self.watch else None
+                held = str(blocker) if blocker else 'a lock (its holder had already gone)'
+                if attempt == attempts:
+                    raise DBMigratorError(
+                        'gave up after %d attempt%s waiting for %s: retry later, or raise '
+                        '--lock-timeout' % (attempt, '' if attempt == 1 else 's', held))
+                delay = _backoff(attempt)
+                log.warning('Migration %s %s waited %gs for %s; rolled back, retrying in %.1fs '
+                            '(attempt %d of %d)', migration.version, migration.name,
+                            self.settings.lock_timeout, held, delay, attempt + 1, attempts)
+                time.sleep(delay)
 
     def run(self, plan):
         """Run the plan's steps in order; stop at the first failure."""
@@ -121,8 +239,7 @@ class Runner:
             self._before = self.dumper.dump()
         interrupts.reset()
         skips = [s for s in plan.skipped if s.reason == SKIP_DEFERRED] if plan.action == UP else []
-        with activate(self.settings.db_connection_string, self.settings.super_user,
-                      self.settings.connect_timeout):
+        with activate(self.settings):
             for planned in plan.steps:
                 skips = _log_skips_before(skips, planned.version)
                 migration = planned.migration
@@ -132,18 +249,22 @@ class Runner:
                 except KeyboardInterrupt:
                     _safe_rollback(self.conn)
                     self._fail(planned, started, INTERRUPTED, Interrupted(
-                        'interrupted: migration %s %s was rolled back' % (
-                            migration.version, migration.name)))
+                        'interrupted: migration %s %s was %s' % (
+                            migration.version, migration.name,
+                            'rolled back' if migration.is_atomic else 'stopped')
+                        + _left(migration)))
                 except (Exception, SystemExit) as exc:
                     _safe_rollback(self.conn)
                     if interrupts.requested():
                         self._fail(planned, started, INTERRUPTED, Interrupted(
-                            'interrupted: migration %s %s was cancelled and rolled back' % (
-                                migration.version, migration.name)))
+                            'interrupted: migration %s %s was cancelled%s' % (
+                                migration.version, migration.name,
+                                ' and rolled back' if migration.is_atomic else '')
+                            + _left(migration)))
                     verb = 'Migration' if planned.action == UP else 'Rollback of migration'
-                    self._fail(planned, started, FAILED, MigrationFailed('%s %s %s failed: %s' % (
+                    self._fail(planned, started, FAILED, MigrationFailed('%s %s %s failed: %s%s' % (
                         verb, migration.version, migration.name,
-                        scrub(_reason(exc, migration)))))
+                        scrub(_reason(exc, migration)), _left(migration))))
                 if not ran:
                     continue
                 duration = time.monotonic() - started
@@ -160,3 +281,13 @@ class Runner:
                                outcome, time.monotonic() - started, '', str(error)))
         error.steps = list(self.steps)
         raise error
+
+
+def _left(migration):
+    """What a failed non-atomic migration leaves behind, in words."""
+    if migration.is_atomic:
+        return ''
+    return ('. It is non-atomic (atomic = False): the statements that had completed stay '
+            'applied (a failed CREATE INDEX CONCURRENTLY leaves an INVALID index) and nothing '
+            'was recorded; make it re-runnable (IF NOT EXISTS, drop an invalid index first) '
+            'and run it again')

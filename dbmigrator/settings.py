@@ -17,6 +17,9 @@ log = logging.getLogger(__name__)
 DEFAULT_SUPER_USER = 'postgres'
 DEFAULT_CONNECT_TIMEOUT = 10
 DEFAULT_SECTION = 'main'
+DEFAULT_LOCK_TIMEOUT = 5
+DEFAULT_LOCK_RETRIES = 3
+POOLERS = ('auto', 'none', 'session', 'transaction')
 ENTRY_POINT_GROUP = 'dbmigrator'
 ENTRY_POINT_NAME = 'migrations_directory'
 
@@ -33,6 +36,10 @@ class Settings:
     super_user: str = DEFAULT_SUPER_USER
     connect_timeout: int = DEFAULT_CONNECT_TIMEOUT
     lock_wait: float = None
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    lock_retries: int = DEFAULT_LOCK_RETRIES
+    statement_timeout: float = 0
+    pooler: str = 'auto'
     strict: bool = False
     config_file: str = None
 
@@ -111,9 +118,24 @@ def _read_1x_ini(path):
     return settings
 
 
+def _number(given, ini, key, default, kind):
+    """A number of seconds or times from the arguments or the ini, never negative."""
+    value = given if given is not None else _lookup(ini, key)
+    if value is None:
+        return default
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise SettingsError('%s = %s is not a number' % (key, value))
+    if number < 0:
+        raise SettingsError('--%s must be 0 or more, not %s' % (key, value))
+    return number
+
+
 def _lookup(settings, key):
     """Accept ``db-connection-string`` as well as ``db_connection_string``."""
-    for candidate in (key, key.replace('-', '_'), 'dbmigrator.' + key):
+    for candidate in (key, key.replace('-', '_'), 'dbmigrator.' + key,
+                      'dbmigrator.' + key.replace('-', '_')):
         value = settings.get(candidate)
         if value not in (None, ''):
             return value
@@ -175,7 +197,8 @@ def context_directories(context):
 
 def resolve(config=None, db_connection_string=None, migrations_directories=None,
             contexts=None, super_user=None, db_config_ini_key=None,
-            connect_timeout=None, lock_wait=None, strict=None, ini_settings=None,
+            connect_timeout=None, lock_wait=None, strict=None, lock_timeout=None,
+            lock_retries=None, statement_timeout=None, pooler=None, ini_settings=None,
             base_dir=None):
     """Merge the sources, highest first: arguments, ini settings, contexts.
 
@@ -223,12 +246,19 @@ def resolve(config=None, db_connection_string=None, migrations_directories=None,
         raise SettingsError('--lock-wait must be 0 or more seconds, not %g' % lock_wait)
     if timeout is not None and int(timeout) < 0:
         raise SettingsError('--connect-timeout must be 0 or more seconds, not %s' % timeout)
+    pooler = pooler or _lookup(ini, 'pooler') or 'auto'
+    if pooler not in POOLERS:
+        raise SettingsError('pooler = %s is not known: use one of %s' % (pooler, ', '.join(POOLERS)))
     return Settings(
         db_connection_string=normalize(dsn) if dsn else None,
         migrations_directories=directories,
         super_user=super_user or _lookup(ini, 'super-user') or DEFAULT_SUPER_USER,
         connect_timeout=int(timeout) if timeout is not None else DEFAULT_CONNECT_TIMEOUT,
         lock_wait=lock_wait,
+        lock_timeout=_number(lock_timeout, ini, 'lock-timeout', DEFAULT_LOCK_TIMEOUT, float),
+        lock_retries=_number(lock_retries, ini, 'lock-retries', DEFAULT_LOCK_RETRIES, int),
+        statement_timeout=_number(statement_timeout, ini, 'statement-timeout', 0, float),
+        pooler=pooler,
         strict=strict if strict is not None else as_bool(_lookup(ini, 'strict'), 'strict'),
         config_file=split_config_uri(config)[0] if config else None,
     )

@@ -96,7 +96,8 @@ def test_status_json(app, db):
     first, second = data['migrations']
     assert first == {'version': '20200101000000', 'name': 'create_users', 'state': 'applied',
                      'repeat': False, 'applied_at': '2020-05-01T10:00:00+00:00',
-                     'changed': False, 'missing': False, 'out_of_order': False}
+                     'changed': False, 'missing': False, 'out_of_order': False,
+                     'atomic': True}
     assert second['state'] == 'pending' and second['applied_at'] is None
 
 

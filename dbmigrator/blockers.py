@@ -1,0 +1,91 @@
+"""Who blocks a migration that waits for a lock, seen from a second connection.
+
+When ``lock_timeout`` expires the waiting statement is gone, and with it the
+answer.  So while a migration runs, a thread samples ``pg_blocking_pids``
+of its backend every fraction of a second and keeps the last blocker seen:
+its pid, application_name, user and how long its transaction has been open.
+Never its query text, which may hold data.
+"""
+import dataclasses
+import logging
+import threading
+
+log = logging.getLogger(__name__)
+
+SAMPLE_SECONDS = 0.2
+
+QUERY = '''
+SELECT b.pid, b.application_name, b.usename,
+       extract(epoch FROM now() - coalesce(b.xact_start, b.backend_start)),
+       (SELECT format('%%I.%%I', n.nspname, c.relname)
+          FROM pg_locks w JOIN pg_class c ON c.oid = w.relation
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE w.pid = %(pid)s AND NOT w.granted LIMIT 1)
+  FROM unnest(pg_blocking_pids(%(pid)s)) AS blocking(pid)
+  JOIN pg_stat_activity b ON b.pid = blocking.pid
+ ORDER BY b.xact_start NULLS LAST
+ LIMIT 1
+'''
+
+
+def duration_text(seconds):
+    """5m12s, 8s, 1h02m: how long a transaction has been open."""
+    seconds = int(seconds)
+    if seconds < 60:
+        return '%ds' % seconds
+    if seconds < 3600:
+        return '%dm%02ds' % divmod(seconds, 60)
+    hours, rest = divmod(seconds, 3600)
+    return '%dh%02dm' % (hours, rest // 60)
+
+
+@dataclasses.dataclass
+class Blocker:
+    pid: int
+    application: str
+    user: str
+    open_seconds: float
+    relation: str = None
+
+    def __str__(self):
+        what = 'a lock on %s' % self.relation if self.relation else 'a lock'
+        return '%s held by pid %s (application "%s", user %s, transaction open for %s)' % (
+            what, self.pid, self.application or '', self.user, duration_text(self.open_seconds))
+
+
+class Watch:
+    """Samples the blockers of one backend until stopped."""
+
+    def __init__(self, connect, pid):
+        self.pid = pid
+        self.last = None
+        self._connect = connect
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name='dbmigrator-blockers',
+                                        daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self):
+        conn = None
+        try:
+            while not self._stop.wait(SAMPLE_SECONDS):
+                if conn is None:
+                    conn = self._connect()
+                    conn.autocommit = True
+                with conn.cursor() as cursor:
+                    cursor.execute(QUERY, {'pid': self.pid})
+                    row = cursor.fetchone()
+                if row:
+                    self.last = Blocker(*row)
+        except Exception as exc:  # a reporting aid must never break the run
+            log.debug('cannot watch for lock blockers: %s', exc)
+        finally:
+            if conn is not None:
+                conn.close()
