@@ -111,16 +111,20 @@ class Result:
 @contextlib.contextmanager
 def open_database(settings, locked=True):
     """A connection, holding the migration lock when ``locked``."""
-    conn = connect(settings.require_database(), settings.connect_timeout)
+    dsn = settings.require_database()
+    conn = connect(dsn, settings.connect_timeout)
     try:
         if not locked:
             yield conn
             return
-        lock.acquire(conn, settings.lock_wait)
+        _require_writable(conn)
+        conn.lease = lock.Lease(conn, lambda: connect(dsn, settings.connect_timeout))
+        conn.lease.acquire(settings.lock_wait)
         try:
             yield conn
         finally:
-            lock.release(conn)
+            conn.lease.release()
+            conn.lease = None
     finally:
         conn.close()
 

@@ -5,6 +5,7 @@ Accepts libpq URIs and key=value strings, SQLAlchemy URLs
 registered with :mod:`dbmigrator.redact` before anything can print it.
 """
 import re
+import threading
 
 import psycopg2
 import psycopg2.extensions
@@ -69,8 +70,12 @@ def connect(dsn, connect_timeout=10, user=None):
         kwargs['user'] = user
     # libpq only enforces connect_timeout in blocking mode, so the Ctrl-C
     # wait callback (dbmigrator.interrupts) is left out of the handshake.
+    # The callback is process-wide: only the main thread may swap it, or a
+    # helper thread's connect could leave it unset for good.
+    swap = threading.current_thread() is threading.main_thread()
     callback = psycopg2.extensions.get_wait_callback()
-    psycopg2.extensions.set_wait_callback(None)
+    if swap:
+        psycopg2.extensions.set_wait_callback(None)
     try:
         conn = psycopg2.connect(libpq_dsn(dsn), connection_factory=MigrationConnection,
                                 **kwargs)
@@ -79,7 +84,8 @@ def connect(dsn, connect_timeout=10, user=None):
         raise DatabaseUnavailable(
             'cannot connect to the database %s: %s' % (describe(dsn), scrub(reason)))
     finally:
-        psycopg2.extensions.set_wait_callback(callback)
+        if swap:
+            psycopg2.extensions.set_wait_callback(callback)
     return conn
 
 

@@ -22,12 +22,16 @@ class TransactionControlRefused(DBMigratorError):
 
 
 class MigrationConnection(_base):
-    """A psycopg2 connection whose transaction controls can be locked."""
+    """A psycopg2 connection whose transaction controls can be locked.
+
+    ``lease`` is the run's :class:`dbmigrator.lock.Lease` while it holds one.
+    """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.locked_by = None
         self.refused = None
+        self.lease = None
 
     def _check(self, what):
         if self.locked_by:

@@ -1,14 +1,32 @@
-"""One dbmigrator run at a time per database: a session-level advisory lock.
+"""One dbmigrator run at a time per database, also behind connection poolers.
 
-The lock is polled with ``pg_try_advisory_lock`` in autocommit mode, so a
-waiting runner holds no open transaction: a waiter blocked inside
-``pg_advisory_lock`` would deadlock with a ``CREATE INDEX CONCURRENTLY`` in
-the running one.  PostgreSQL releases the lock when the session ends, also
-when the process is killed.
+A session-level advisory lock does not survive a transaction pooler: it is
+taken on one server connection and the migrations run on others.  So the
+lock has two layers, neither of which needs a session:
+
+* A **lease**: the one row of ``dbmigrator_lock``, taken by a single
+  autocommit ``INSERT ... ON CONFLICT`` that only succeeds when the row is
+  free, expired, or its holder's backend is gone.  A heartbeat thread on its
+  own connection renews it every few seconds and records which migration
+  runs; releasing deletes it.  Waiters poll with that same statement, so a
+  waiting run holds no transaction open (a ``CREATE INDEX CONCURRENTLY`` in
+  the running one would otherwise wait for it).  A killed runner's lease is
+  taken over at once on a direct connection (its backend is gone) and after
+  ``LEASE_SECONDS`` behind a pooler (whose server connection lives on).
+* Inside each migration's own transaction, ``pg_advisory_xact_lock`` and a
+  fresh read of that migration's row (:func:`claim`): even if a lease were
+  taken over while its holder still ran, no migration runs twice.
 """
+import dataclasses
+import datetime
+import getpass
 import hashlib
 import logging
+import os
+import socket
+import threading
 import time
+import uuid
 
 import psycopg2
 
@@ -16,58 +34,194 @@ from .errors import Interrupted, LockTimeout
 
 log = logging.getLogger(__name__)
 
+TABLE = 'dbmigrator_lock'
 KEY = int.from_bytes(hashlib.sha256(b'dbmigrator:schema_migrations').digest()[:8],
                      'big', signed=True)
 POLL_SECONDS = 0.2
+LEASE_SECONDS = 30
+HEARTBEAT_SECONDS = 5
+
+CREATE = '''
+CREATE TABLE IF NOT EXISTS dbmigrator_lock (
+    id INT PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+    holder TEXT NOT NULL,
+    who TEXT NOT NULL,
+    backend_pid INT,
+    backend_start TIMESTAMPTZ,
+    acquired TIMESTAMPTZ NOT NULL DEFAULT now(),
+    expires TIMESTAMPTZ NOT NULL,
+    current TEXT
+)'''
+
+TAKE = '''
+INSERT INTO dbmigrator_lock AS l (holder, who, backend_pid, backend_start, acquired, expires)
+SELECT %(holder)s, %(who)s, a.pid, a.backend_start, now(),
+       now() + %(lease)s * interval '1 second'
+  FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()
+ON CONFLICT (id) DO UPDATE
+   SET holder = excluded.holder, who = excluded.who, backend_pid = excluded.backend_pid,
+       backend_start = excluded.backend_start, acquired = excluded.acquired,
+       expires = excluded.expires, current = NULL
+ WHERE l.expires < now()
+    OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a
+                    WHERE a.pid = l.backend_pid AND a.backend_start = l.backend_start)
+RETURNING holder'''
 
 
-def _holder(cursor):
-    unsigned = KEY & 0xFFFFFFFFFFFFFFFF
-    cursor.execute(
-        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
-        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        " AND classid = %s::bigint::oid AND objid = %s::bigint::oid AND objsubid = 1",
-        (unsigned >> 32, unsigned & 0xFFFFFFFF))
+def whoami():
+    """Who runs this process, for the lease and the history: user@host pid N."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        user = str(os.getuid())
+    return '%s@%s pid %d' % (user, socket.gethostname(), os.getpid())
+
+
+@dataclasses.dataclass
+class Holder:
+    """The run holding the lease, as the waiting message and the page show it."""
+
+    who: str
+    backend_pid: int
+    acquired: datetime.datetime
+    current: str = None
+
+    def __str__(self):
+        return '%s, backend pid %s, since %s' % (
+            self.who, self.backend_pid, self.acquired.astimezone(datetime.timezone.utc)
+            .strftime('%Y-%m-%d %H:%M:%S UTC'))
+
+
+def holder(cursor):
+    """The current lease holder, or None; never takes or waits for anything."""
+    cursor.execute('SELECT to_regclass(%s) IS NOT NULL', (TABLE,))
+    if not cursor.fetchone()[0]:
+        return None
+    cursor.execute('SELECT who, backend_pid, acquired, current FROM dbmigrator_lock'
+                   ' WHERE expires >= now()')
     row = cursor.fetchone()
-    return row[0] if row else None
+    return Holder(*row) if row else None
 
 
-def acquire(conn, wait=None):
-    """Take the lock, waiting at most ``wait`` seconds (None: forever, 0: not at all)."""
-    conn.autocommit = True
-    started = time.monotonic()
-    announced = False
-    try:
-        with conn.cursor() as cursor:
-            while True:
-                cursor.execute('SELECT pg_try_advisory_lock(%s)', (KEY,))
-                if cursor.fetchone()[0]:
-                    break
-                holder = _holder(cursor)
-                who = 'another dbmigrator run (backend pid %s)' % holder if holder else (
-                    'another dbmigrator run')
-                if wait is not None and time.monotonic() - started >= wait:
-                    raise LockTimeout('%s holds the migration lock; gave up after %gs: '
-                                      'retry later or raise --lock-wait' % (who, wait))
-                if not announced and holder:
-                    log.info('Waiting for %s to finish...', who)
-                    announced = True
-                time.sleep(POLL_SECONDS)
-    except KeyboardInterrupt:
-        raise Interrupted('interrupted while waiting for the migration lock; nothing was changed')
-    finally:
-        conn.autocommit = False
+class Lease:
+    """The lease of one run: take it, keep it alive, give it back."""
+
+    def __init__(self, conn, connect, who=None):
+        self.conn = conn
+        self.id = uuid.uuid4().hex
+        self.who = who or whoami()
+        self.current = None
+        self._connect = connect
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = None
+
+    def acquire(self, wait=None):
+        """Take the lease, waiting at most ``wait`` seconds (None: forever, 0: not at all)."""
+        self._create_table()
+        self.conn.autocommit = True
+        started = time.monotonic()
+        announced = False
+        try:
+            with self.conn.cursor() as cursor:
+                while True:
+                    cursor.execute(TAKE, {'holder': self.id, 'who': self.who,
+                                          'lease': LEASE_SECONDS})
+                    if cursor.fetchone():
+                        break
+                    other = holder(cursor)
+                    who = 'another dbmigrator run (%s)' % other if other else (
+                        'another dbmigrator run')
+                    if wait is not None and time.monotonic() - started >= wait:
+                        raise LockTimeout('%s holds the migration lock; gave up after %gs: '
+                                          'retry later or raise --lock-wait' % (who, wait))
+                    if not announced and other:
+                        log.info('Waiting for %s to finish...', who)
+                        announced = True
+                    time.sleep(POLL_SECONDS)
+        except KeyboardInterrupt:
+            raise Interrupted('interrupted while waiting for the migration lock; '
+                              'nothing was changed')
+        finally:
+            self.conn.autocommit = False
+        self._thread = threading.Thread(target=self._heartbeat, name='dbmigrator-lease',
+                                        daemon=True)
+        self._thread.start()
+
+    def _create_table(self):
+        """Create the lease table once; concurrent first runs queue on the xact lock."""
+        with self.conn.cursor() as cursor:
+            cursor.execute('SELECT to_regclass(%s) IS NULL', (TABLE,))
+            if cursor.fetchone()[0]:
+                cursor.execute('SELECT pg_advisory_xact_lock(%s)', (KEY,))
+                cursor.execute(CREATE)
+        self.conn.commit()
+
+    def running(self, version, name):
+        """Record which migration runs now, for the page of another process."""
+        self.current = '%s %s' % (version, name) if version else None
+        self._wake.set()
+
+    def _heartbeat(self):
+        conn = None
+        while not self._stop.is_set():
+            self._wake.wait(HEARTBEAT_SECONDS)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                if conn is None:
+                    conn = self._connect()
+                    conn.autocommit = True
+                with conn.cursor() as cursor:
+                    cursor.execute("UPDATE dbmigrator_lock SET expires = now() + %s * interval"
+                                   " '1 second', current = %s WHERE holder = %s",
+                                   (LEASE_SECONDS, self.current, self.id))
+                    if not cursor.rowcount:
+                        log.warning('Warning: the migration lock was taken over by another run; '
+                                    'each migration still runs only once')
+            except Exception as exc:  # the lease is a courtesy; claim() keeps it correct
+                log.debug('cannot renew the migration lock: %s', exc)
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+
+    def release(self):
+        """Give the lease back; a broken connection leaves it to expire."""
+        if self._thread is not None:
+            self._stop.set()
+            self._wake.set()
+            self._thread.join()
+            self._thread = None
+        if self.conn.closed:
+            return
+        try:
+            self.conn.rollback()
+            self.conn.autocommit = True
+            with self.conn.cursor() as cursor:
+                cursor.execute('DELETE FROM dbmigrator_lock WHERE holder = %s', (self.id,))
+            self.conn.autocommit = False
+        except psycopg2.Error:
+            pass
 
 
-def release(conn):
-    """Give the lock back; a broken connection has already lost it with its session."""
-    if conn.closed:
-        return
-    try:
-        conn.rollback()
-        conn.autocommit = True
-        with conn.cursor() as cursor:
-            cursor.execute('SELECT pg_advisory_unlock(%s)', (KEY,))
-        conn.autocommit = False
-    except psycopg2.Error:
-        pass
+def row_state(cursor, version):
+    """'absent', 'deferred' or 'applied': the version's row as this statement sees it."""
+    cursor.execute('SELECT applied IS NOT NULL FROM schema_migrations WHERE version = %s'
+                   ' ORDER BY applied DESC NULLS LAST LIMIT 1', (version,))
+    row = cursor.fetchone()
+    return 'absent' if row is None else 'applied' if row[0] else 'deferred'
+
+
+def claim(cursor, version, expected):
+    """In a migration's transaction: serialise with any other run, then re-read its row.
+
+    Returns False when another run has already done this step: the row is
+    no longer in the ``expected`` state the plan saw (None: do not check).
+    The row is read by a statement of its own, after the lock is held, so
+    that its snapshot includes what the other run committed.
+    """
+    cursor.execute('SELECT pg_advisory_xact_lock(%s)', (KEY,))
+    return expected is None or row_state(cursor, version) == expected

@@ -9,7 +9,7 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 
-from . import blockers, interrupts, store
+from . import blockers, interrupts, lock, store
 from .database import connect, set_local_timeouts, timeout_settings
 from .discovery import error_line
 from .errors import DBMigratorError, Interrupted, MigrationFailed
@@ -142,8 +142,26 @@ class Runner:
         else:
             store.remove(cursor, migration.version)
 
+    def _claim(self, cursor, planned):
+        """Take this step under the transaction lock; False if another run did it."""
+        migration = planned.migration
+        if planned.action == DOWN:
+            expected = 'applied'
+        elif migration.is_repeat:
+            expected = None
+        else:
+            expected = 'deferred' if planned.has_row else 'absent'
+        if lock.claim(cursor, migration.version, expected):
+            return True
+        self.conn.rollback()
+        log.info('Skipping migration %s %s: another dbmigrator run has just done it',
+                 migration.version, migration.name)
+        return False
+
     def _announce(self, planned):
         migration = planned.migration
+        if self.conn.lease is not None:
+            self.conn.lease.running(migration.version, migration.name)
         if planned.action == UP:
             log.info('Running migration %s %s', migration.version, migration.name)
         else:
@@ -154,6 +172,8 @@ class Runner:
         migration = planned.migration
         with self.conn.cursor() as cursor:
             set_local_timeouts(cursor, self.settings)
+            if not self._claim(cursor, planned):
+                return False
             if planned.action == UP and migration.is_repeat:
                 if not self._should_run(migration, cursor):
                     return False
@@ -173,12 +193,14 @@ class Runner:
     def _non_atomic(self, planned):
         """Autocommit: each statement commits on its own; the record is written after."""
         migration = planned.migration
-        if planned.action == UP and migration.is_repeat:
-            with self.conn.cursor() as cursor:
-                wanted = self._should_run(migration, cursor)
-            self.conn.rollback()
-            if not wanted:
+        with self.conn.cursor() as cursor:
+            if not self._claim(cursor, planned):
                 return False
+            wanted = planned.action != UP or not migration.is_repeat or self._should_run(
+                migration, cursor)
+        self.conn.rollback()
+        if not wanted:
+            return False
         self._announce(planned)
         function = migration.up if planned.action == UP else migration.down
         self.conn.autocommit = True

@@ -85,13 +85,17 @@ def has_checksum_column(cursor):
 
 
 def database_is_empty(cursor):
-    """True when no table, view or sequence exists outside the system schemas."""
+    """True when no table, view or sequence exists outside the system schemas.
+
+    dbmigrator's own tables (``dbmigrator_lock``, ``dbmigrator_history``) do not count.
+    """
     cursor.execute(
         "SELECT NOT EXISTS (SELECT 1 FROM pg_class c"
         " JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')"
         " AND n.nspname NOT LIKE 'pg_toast%%' AND n.nspname NOT LIKE 'pg_temp%%'"
-        " AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f'))")
+        " AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')"
+        " AND c.relname NOT LIKE 'dbmigrator\\_%%')")
     return cursor.fetchone()[0]
 
 

@@ -64,20 +64,37 @@ def test_four_concurrent_runs_apply_each_migration_once(db, migrations):
     assert len(waiters) == 3
     for out, err in waiters:
         assert 'No pending migrations.  Database is up to date.' in out
-    assert any('Waiting for another dbmigrator run (backend pid' in out for out, _ in waiters)
+    assert any('Waiting for another dbmigrator run (' in out for out, _ in waiters)
     assert db.query('SELECT version, count(*) FROM runs GROUP BY version HAVING count(*) <> 1') == []
     assert db.query('SELECT count(*) FROM runs') == [(20,)]
     assert db.query('SELECT count(*), count(DISTINCT version) FROM schema_migrations') == [(20, 20)]
 
 
+HOLDER = 'tester@ci pid 1'
+
+
+class LockHolder:
+    """Another run holding the migration lock; close() ends its session."""
+
+    def __init__(self, db):
+        self.conn = psycopg2.connect(db.dsn)
+        self.lease = lock.Lease(self.conn, lambda: psycopg2.connect(db.dsn), who=HOLDER)
+        self.lease.acquire(0)
+        self.pid = self.conn.get_backend_pid()
+
+    def close(self):
+        self.lease._stop.set()
+        self.lease._wake.set()
+        self.conn.close()
+
+
 def hold_lock(db):
-    conn = psycopg2.connect(db.dsn)
-    conn.autocommit = True
-    with conn.cursor() as cursor:
-        cursor.execute('SELECT pg_advisory_lock(%s)', (lock.KEY,))
-        cursor.execute('SELECT pg_backend_pid()')
-        pid = cursor.fetchone()[0]
-    return conn, pid
+    holder = LockHolder(db)
+    return holder, holder.pid
+
+
+def held_by(pid):
+    return 'another dbmigrator run (%s, backend pid %d, since ' % (HOLDER, pid)
 
 
 def test_lock_wait_gives_up_with_exit_3(dbm, migrations, db):
@@ -86,10 +103,10 @@ def test_lock_wait_gives_up_with_exit_3(dbm, migrations, db):
     try:
         result = dbm('--lock-wait', '0', 'migrate')
         assert result.code == 3
-        assert 'another dbmigrator run (backend pid %d) holds the migration lock' % pid in result.err
+        assert held_by(pid) in result.err and 'holds the migration lock' in result.err
         result = dbm('--lock-wait', '0.5', 'mark', '-t', '20200101000000')
         assert result.code == 3
-        assert 'Waiting for another dbmigrator run (backend pid %d)' % pid in result.out
+        assert 'Waiting for ' + held_by(pid) in result.out
         assert dbm('list').code == 0  # list never takes the lock
     finally:
         holder.close()
