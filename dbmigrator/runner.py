@@ -94,7 +94,8 @@ class Runner:
         self.conn = conn
         self.settings = settings
         self.checksums = checksums
-        self.dumper = SchemaDumper(conn, settings.db_connection_string, enabled=diff)
+        self.dumper = SchemaDumper(conn, settings.db_connection_string, enabled=diff,
+                                   pooler=settings.pooler)
         self.steps = []
         self._before = None
 

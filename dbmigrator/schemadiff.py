@@ -13,7 +13,7 @@ import shutil
 import subprocess
 
 from . import embedded
-from .database import dump_environment
+from .database import dump_environment, through_proxy
 from .redact import scrub
 
 log = logging.getLogger(__name__)
@@ -55,10 +55,20 @@ def find_pg_dump(server_major):
 class SchemaDumper:
     """Dumps one database's schema; disables itself after the first problem."""
 
-    def __init__(self, conn, dsn, enabled=True):
+    def __init__(self, conn, dsn, enabled=True, pooler='none'):
         self.enabled = enabled
         self.dumps = 0
         if not enabled:
+            return
+        if pooler == 'transaction' or pooler == 'auto' and through_proxy(conn):
+            # pg_dump SETs search_path and timeouts for its session: a
+            # transaction pooler would hand them to other clients.
+            self._give_up('the connection seems to go through a pooler (port %s, not the '
+                          "server's), where pg_dump's session settings would leak into other "
+                          'clients\' connections; set pooler = session or none if this is not '
+                          'a transaction pooler' % conn.info.port if pooler == 'auto' else
+                          'pooler = transaction: pg_dump\'s session settings would leak into '
+                          'other clients\' connections')
             return
         server_major = conn.server_version // 10000
         self.pg_dump = find_pg_dump(server_major)

