@@ -9,8 +9,16 @@ to fresh databases of one embedded PostgreSQL three ways, in the same run:
 * ``dbmigrator migrate`` with schema diffs (N+1 pg_dump runs).
 
 Then times ``dbmigrator list`` on 1000 migrations and ``dbmigrator --help``.
-Figures are ratios to the floor measured in the same run, since machines are
-noisy.  Usage: python bench/bench_migrate.py [--sizes 100,1000] [--no-diff-runs]
+
+``--bookkeeping`` applies 300 trivial migrations on a schema_migrations table
+that already holds 0, 5000 and 50000 rows: each step's cost must not grow
+with the table.  ``--schema-scaling`` builds a 5000-table schema and times
+one ``ALTER TABLE ... ADD COLUMN`` migration and one data-only migration,
+with and without diffs: the difference is what the diff costs.
+
+Figures are ratios to a baseline measured in the same run, since machines
+are noisy.  Usage: python bench/bench_migrate.py [--sizes 100,1000]
+[--no-diff-runs] [--bookkeeping] [--schema-scaling]
 """
 import argparse
 import os
@@ -86,6 +94,59 @@ def dbmigrator(dsn, folder, *argv):
     return time.perf_counter() - started
 
 
+def prefill(dsn, rows):
+    """A schema_migrations table (as 1.x made it) that already holds ``rows`` rows."""
+    conn = psycopg2.connect(dsn)
+    with conn.cursor() as cursor:
+        cursor.execute('CREATE TABLE schema_migrations (version TEXT NOT NULL,'
+                       ' applied TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP)')
+        cursor.execute("INSERT INTO schema_migrations SELECT '1999' || lpad(i::text, 10, '0')"
+                       ' FROM generate_series(1, %s) i', (rows,))
+    conn.commit()
+    conn.close()
+
+
+def bookkeeping(server, work, repeat):
+    folder = os.path.join(work, 'trivial300')
+    os.makedirs(folder)
+    for i in range(300):
+        with open(os.path.join(folder, '2020%010d_noop_%d.py' % (i, i)), 'w') as handle:
+            handle.write('def up(cursor):\n    pass\n')
+    base = None
+    for rows in (0, 5000, 50000):
+        def case():
+            dsn = server.fresh()
+            prefill(dsn, rows)
+            return dbmigrator(dsn, folder, 'migrate', '--no-diff')
+        seconds = statistics.median(case() for _ in range(repeat))
+        base = base or seconds
+        print('%-28s %8d %12.2f %8.2f' % ('300 steps, rows before', rows, seconds * 1000 / 300,
+                                          seconds / base))
+
+
+def schema_scaling(server, work, repeat, tables=5000):
+    """One ALTER and one data-only migration on a large schema, diff on and off."""
+    cases = {
+        'alter': "def up(cursor):\n    cursor.execute('ALTER TABLE t_17 ADD COLUMN karen TEXT')\n",
+        'data-only': "def up(cursor):\n    cursor.execute(\"UPDATE t_17 SET name = 'x'\")\n",
+    }
+    for label, body in cases.items():
+        folder = os.path.join(work, 'one_' + label)
+        os.makedirs(folder)
+        with open(os.path.join(folder, '20300101000000_%s.py' % label.replace('-', '_')),
+                  'w') as handle:
+            handle.write(body)
+
+        def run(*argv):
+            dsn = server.fresh()
+            floor(dsn, tables)
+            return dbmigrator(dsn, folder, 'migrate', *argv)
+        plain = statistics.median(run('--no-diff') for _ in range(repeat))
+        diffed = statistics.median(run() for _ in range(repeat))
+        print('%-28s %8d %12.1f ms for the diff (%.2fx --no-diff)' % (
+            label + ' migration', tables, (diffed - plain) * 1000, diffed / plain))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--sizes', default='100,1000')
@@ -93,10 +154,20 @@ def main():
                         help='runs per figure; the median is reported')
     parser.add_argument('--no-diff-runs', action='store_true',
                         help='skip the (slow) runs with schema diffs')
+    parser.add_argument('--bookkeeping', action='store_true',
+                        help='only: 300 steps on a schema_migrations of 0/5000/50000 rows')
+    parser.add_argument('--schema-scaling', action='store_true',
+                        help='only: one ALTER and one data-only migration on 5000 tables')
     args = parser.parse_args()
     server = Server()
     work = tempfile.mkdtemp()
-    print('%-28s %8s %12s %8s' % ('case', 'N', 'ms/migration', 'x floor'))
+    print('%-28s %8s %12s %8s' % ('case', 'N', 'ms/migration', 'x base'))
+    if args.bookkeeping or args.schema_scaling:
+        if args.bookkeeping:
+            bookkeeping(server, work, args.repeat)
+        if args.schema_scaling:
+            schema_scaling(server, work, args.repeat)
+        return
     for count in [int(n) for n in args.sizes.split(',')]:
         folder = os.path.join(work, 'm%d' % count)
         make_migrations(folder, count)

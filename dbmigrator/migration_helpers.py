@@ -6,6 +6,7 @@ other's.
 """
 import contextlib
 import contextvars
+import dataclasses
 
 _active = contextvars.ContextVar('dbmigrator_active_run', default=None)
 
@@ -20,12 +21,23 @@ def is_deferred(up):
     return bool(getattr(up, 'dbmigrator_deferred', False))
 
 
+@dataclasses.dataclass
+class ActiveRun:
+    settings: object
+    super_user_calls: int = 0
+
+
 @contextlib.contextmanager
 def activate(settings):
-    """Let super_user() know which database and timeouts the running migration uses."""
-    token = _active.set(settings)
+    """Let super_user() know which database and timeouts the running migration uses.
+
+    Yields the run's state; ``super_user_calls`` tells the schema diff that
+    another connection may have changed the schema.
+    """
+    run = ActiveRun(settings)
+    token = _active.set(run)
     try:
-        yield
+        yield run
     finally:
         _active.reset(token)
 
@@ -39,9 +51,11 @@ def super_user():
     run's lock and statement timeouts apply to it too.
     """
     from .database import connect, set_local_timeouts
-    settings = _active.get()
-    if settings is None:
+    run = _active.get()
+    if run is None:
         raise RuntimeError('super_user() is only available while dbmigrator runs a migration')
+    run.super_user_calls += 1
+    settings = run.settings
     conn = connect(settings.db_connection_string, settings.connect_timeout,
                    user=settings.super_user)
     try:

@@ -17,7 +17,7 @@ from .guard import ADVICE, TransactionControlRefused
 from .migration_helpers import activate
 from .plan import DOWN, SKIP_DEFERRED, UP
 from .redact import scrub
-from .schemadiff import SchemaDumper, unified
+from .schemadiff import SchemaDumper, catalog_writes, unified
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,8 @@ class Runner:
         self.dumper = SchemaDumper(conn, settings.db_connection_string, enabled=diff,
                                    pooler=settings.pooler)
         self.steps = []
+        self.active = None
+        self.schema_changed = True
         self._before = None
 
     def _diff_after(self):
@@ -175,6 +177,8 @@ class Runner:
             set_local_timeouts(cursor, self.settings)
             if not self._claim(cursor, planned):
                 return False
+            writes = catalog_writes(cursor) if self.dumper.enabled else None
+            calls = self.active.super_user_calls
             if planned.action == UP and migration.is_repeat:
                 if not self._should_run(migration, cursor):
                     return False
@@ -187,6 +191,9 @@ class Runner:
                 raise DBMigratorError(
                     'it ended its own transaction (COMMIT or ROLLBACK): what ran before that '
                     'stays committed and nothing was recorded; ' + ADVICE)
+            if writes is not None:
+                self.schema_changed = (catalog_writes(cursor) != writes
+                                       or self.active.super_user_calls != calls)
             self._record(cursor, planned)
         self.conn.commit()
         return True
@@ -236,6 +243,7 @@ class Runner:
         attempts = 1 + (self.settings.lock_retries if migration.is_atomic else 0)
         for attempt in range(1, attempts + 1):
             self.watch = None
+            self.schema_changed = True
             try:
                 if migration.is_atomic:
                     return self._atomic(planned)
@@ -262,7 +270,7 @@ class Runner:
             self._before = self.dumper.dump()
         interrupts.reset()
         skips = [s for s in plan.skipped if s.reason == SKIP_DEFERRED] if plan.action == UP else []
-        with activate(self.settings):
+        with activate(self.settings) as self.active:
             for planned in plan.steps:
                 skips = _log_skips_before(skips, planned.version)
                 migration = planned.migration
@@ -291,7 +299,7 @@ class Runner:
                 if not ran:
                     continue
                 duration = time.monotonic() - started
-                diff = self._diff_after()
+                diff = self._diff_after() if self.schema_changed else ''
                 if diff:
                     log.info('%s', diff)
                 self.steps.append(Step(migration.version, migration.name, planned.action,
