@@ -6,6 +6,7 @@ of its backend every fraction of a second and keeps the last blocker seen:
 its pid, application_name, user and how long its transaction has been open.
 Never its query text, which may hold data.
 """
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -54,35 +55,51 @@ class Blocker:
 
 
 class Watch:
-    """Samples the blockers of one backend until stopped."""
+    """Samples the blockers of the backend being watched, from one thread per run."""
 
-    def __init__(self, connect, pid):
-        self.pid = pid
+    def __init__(self, connect):
         self.last = None
+        self._pid = None
         self._connect = connect
+        self._armed = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name='dbmigrator-blockers',
-                                        daemon=True)
+        self._thread = None
 
-    def __enter__(self):
-        self._thread.start()
-        return self
+    @contextlib.contextmanager
+    def watching(self, pid):
+        """Watch ``pid`` for the duration of the block; ``last`` holds what was seen."""
+        self.last, self._pid = None, pid
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name='dbmigrator-blockers',
+                                            daemon=True)
+            self._thread.start()
+        self._armed.set()
+        try:
+            yield self
+        finally:
+            self._armed.clear()
 
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+    def close(self):
+        if self._thread is not None:
+            self._stop.set()
+            self._armed.set()
+            self._thread.join()
+            self._thread = None
 
     def _run(self):
         conn = None
         try:
-            while not self._stop.wait(SAMPLE_SECONDS):
+            while not self._stop.is_set():
+                self._armed.wait()
+                if self._stop.wait(SAMPLE_SECONDS) or not self._armed.is_set():
+                    continue
                 if conn is None:
                     conn = self._connect()
                     conn.autocommit = True
                 with conn.cursor() as cursor:
-                    cursor.execute(QUERY, {'pid': self.pid})
+                    cursor.execute(QUERY, {'pid': self._pid})
                     row = cursor.fetchone()
-                if row:
+                if row and self._armed.is_set():
                     self.last = Blocker(*row)
         except Exception as exc:  # a reporting aid must never break the run
             log.debug('cannot watch for lock blockers: %s', exc)

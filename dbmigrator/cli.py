@@ -11,7 +11,8 @@ import sys
 from . import __version__
 from .errors import EXIT_CHECK_PENDING, EXIT_MIGRATION_FAILED, EXIT_USAGE, DBMigratorError
 
-COMMANDS = ('generate', 'init', 'list', 'migrate', 'rollback', 'mark', 'hash-password')
+COMMANDS = ('generate', 'init', 'list', 'migrate', 'rollback', 'mark', 'verify',
+            'hash-password')
 VALUE_OPTIONS = ('--config', '--db-connection-string', '--db-config-ini-key',
                  '--migrations-directory', '--context', '--super-user',
                  '--connect-timeout', '--lock-wait', '--format', '--lock-timeout',
@@ -26,7 +27,7 @@ CONFIG_URI is an ini file, optionally FILE#NAME for [app:NAME] (default:
 main), as pserve takes it; the same as --config CONFIG_URI.'''
 
 EPILOG = '''\
-exit codes: 0 success, 1 a migration failed (it was rolled back),
+exit codes: 0 success, 1 a migration failed (it was rolled back) or verify found problems,
 2 bad arguments, settings or migration files, or no database connection,
 3 --lock-wait expired, 4 migrate --check found migrations that would run,
 130 interrupted (Ctrl-C or SIGTERM; the running migration was rolled back).'''
@@ -157,6 +158,12 @@ def build_parser():
                        help='deferred: ignored by migrate and rollback')
     p.add_argument('versions', nargs='+', metavar='VERSION')
 
+    p = command('verify', "check that every migration's down undoes its up, on a scratch "
+                          'database (never the configured one)')
+    p.add_argument('--scratch', choices=('database', 'embedded'), default='database',
+                   help='database: a scratch database beside the configured one (needs '
+                        'CREATEDB); embedded: a throwaway embedded server')
+
     command('hash-password', 'print a salted hash for dbmigrator.admin_password_hash '
                              '(reads the password from the terminal or stdin)')
     return parser
@@ -266,6 +273,26 @@ def _render_list(status, wide, sort):
     return '\n'.join(lines)
 
 
+def _render_verification(result):
+    lines = []
+    for check in result.checks:
+        if check.outcome == 'ok':
+            lines.append('ok      %s %s' % (check.version, check.name))
+        elif check.outcome == 'not checked':
+            lines.append('--      %s %s: not checked: %s' % (check.version, check.name,
+                                                         check.problem))
+        else:
+            lines.append('FAILED  %s %s: %s' % (check.version, check.name, check.problem))
+            if check.diff:
+                lines.append(check.diff)
+    failed = sum(1 for c in result.checks if c.outcome == 'failed')
+    if failed:
+        lines.append('%d of %d migrations failed verification.' % (failed, len(result.checks)))
+    else:
+        lines.append('All %d migrations roll back and re-apply cleanly.' % len(result.checks))
+    return '\n'.join(lines)
+
+
 def _target_version(args):
     if args.target:
         value = args.target.split('=', 1)[1] if args.target.startswith('version=') else args.target
@@ -320,6 +347,12 @@ def _dispatch(args, log):
         return 0, reports.status_json(status)
     if args.command == 'mark':
         return 0, reports.result_json(commands.mark(settings, args.versions, args.state))
+    if args.command == 'verify':
+        from .verify import verify
+        result = verify(settings, args.scratch)
+        if args.format == 'text':
+            print(_render_verification(result))
+        return (0 if result.ok else EXIT_MIGRATION_FAILED), reports.verification_json(result)
     from . import interrupts
     interrupts.install()
     if args.command == 'migrate':

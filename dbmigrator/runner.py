@@ -1,5 +1,6 @@
 """Running a plan: each ``up``/``down`` and its schema_migrations change
 commit in one transaction, or not at all."""
+import contextlib
 import dataclasses
 import logging
 import random
@@ -99,6 +100,7 @@ class Runner:
         self.steps = []
         self.active = None
         self.schema_changed = True
+        self.watch = blockers.Watch(self._monitor_connection)
         self._before = None
 
     def _diff_after(self):
@@ -184,8 +186,7 @@ class Runner:
                     return False
             self._announce(planned)
             function = migration.up if planned.action == UP else migration.down
-            with blockers.Watch(self._monitor_connection, self.conn.info.backend_pid) as watch:
-                self.watch = watch
+            with self.watch.watching(self.conn.info.backend_pid):
                 self._call(migration, function, cursor, 'an atomic migration')
             if self.conn.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_INTRANS:
                 raise DBMigratorError(
@@ -218,9 +219,7 @@ class Runner:
                 for name, value in values.items():
                     cursor.execute('SELECT set_config(%s, %s, false)', (name, value))
                 try:
-                    with blockers.Watch(self._monitor_connection,
-                                        self.conn.info.backend_pid) as watch:
-                        self.watch = watch
+                    with self.watch.watching(self.conn.info.backend_pid):
                         function(cursor)
                 finally:
                     if not self.conn.closed:
@@ -242,7 +241,7 @@ class Runner:
         migration = planned.migration
         attempts = 1 + (self.settings.lock_retries if migration.is_atomic else 0)
         for attempt in range(1, attempts + 1):
-            self.watch = None
+            self.watch.last = None
             self.schema_changed = True
             try:
                 if migration.is_atomic:
@@ -252,7 +251,7 @@ class Runner:
                 if not _is_lock_timeout(exc):
                     raise
                 _safe_rollback(self.conn)
-                blocker = self.watch.last if self.watch else None
+                blocker = self.watch.last
                 held = str(blocker) if blocker else 'a lock (its holder had already gone)'
                 if attempt == attempts:
                     raise DBMigratorError(
@@ -270,7 +269,7 @@ class Runner:
             self._before = self.dumper.dump()
         interrupts.reset()
         skips = [s for s in plan.skipped if s.reason == SKIP_DEFERRED] if plan.action == UP else []
-        with activate(self.settings) as self.active:
+        with activate(self.settings) as self.active, contextlib.closing(self.watch):
             for planned in plan.steps:
                 skips = _log_skips_before(skips, planned.version)
                 migration = planned.migration
