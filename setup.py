@@ -30,6 +30,7 @@ setup(
             'pytest',
             'webtest',
             'selenium',
+            'ansible-core',
         ],
     },
     entry_points={
