@@ -332,3 +332,25 @@ def test_action_while_another_run_holds_the_lock(settings, db):
         holder.close()
     assert held_by(pid) in result.html.find(class_='error').text
     assert not db.table_exists('users')
+
+
+def test_out_of_order_and_non_atomic_on_the_page(app, db, migrations):
+    db.query('CREATE TABLE users (id INT)')
+    db.query('CREATE TABLE schema_migrations (version TEXT NOT NULL,'
+             " applied TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP); INSERT INTO schema_migrations"
+             " VALUES ('20200102000000')")
+    migrations.add('20200103000000', 'concurrent_index', '''\
+        atomic = False
+
+
+        def up(cursor):
+            cursor.execute('CREATE INDEX CONCURRENTLY IF NOT EXISTS users_id ON users (id)')
+        ''')
+    page = app.get('/migrations', headers=ADMIN)
+    warnings = [p.text for p in page.html.find_all(class_='warning')]
+    assert ('Warning: migration 20200101000000 create_users is older than the newest applied '
+            'migration 20200102000000') in warnings
+    row = page.html.find(id='migration-20200103000000')
+    assert row.find(class_='nonatomic').text == 'non-atomic'
+    data = app.get('/migrations/status.json', headers=ADMIN).json
+    assert data['warnings'] == warnings[:1]

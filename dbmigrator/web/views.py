@@ -61,6 +61,7 @@ class MigrationViews:
         status, error = self.status()
         allowed = can_change(self.request)
         return {'status': status, 'error': error, 'can_change': allowed,
+                'warnings': reports.status_warnings(status) if status else [],
                 'csrf_token': get_csrf_token(self.request) if allowed else '',
                 'database': self.database}
 
