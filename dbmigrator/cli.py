@@ -11,7 +11,7 @@ import sys
 from . import __version__
 from .errors import EXIT_CHECK_PENDING, EXIT_MIGRATION_FAILED, EXIT_USAGE, DBMigratorError
 
-COMMANDS = ('generate', 'init', 'list', 'migrate', 'rollback', 'mark', 'verify',
+COMMANDS = ('generate', 'init', 'list', 'migrate', 'rollback', 'mark', 'verify', 'history',
             'hash-password')
 VALUE_OPTIONS = ('--config', '--db-connection-string', '--db-config-ini-key',
                  '--migrations-directory', '--context', '--super-user',
@@ -158,6 +158,12 @@ def build_parser():
                        help='deferred: ignored by migrate and rollback')
     p.add_argument('versions', nargs='+', metavar='VERSION')
 
+    p = command('history', 'show the recorded runs: when, action, version, name, outcome, '
+                           'duration, who')
+    p.add_argument('--limit', type=int, default=50, metavar='N',
+                   help='show the newest N steps (default: 50)')
+    p.add_argument('--version', metavar='V', help="only this migration's steps")
+
     p = command('verify', "check that every migration's down undoes its up, on a scratch "
                           'database (never the configured one)')
     p.add_argument('--scratch', choices=('database', 'embedded'), default='database',
@@ -225,11 +231,16 @@ def setup_logging(config_file, level, stdout=True):
             handler.setFormatter(formatter)
             handler.addFilter(scrubber)
             handler.dbmigrator_cli = True
+            if level is not None and level > logging.INFO:
+                # -q quiets the terminal, not the run history's record of the output.
+                handler.setLevel(level)
             logger.addHandler(handler)
         logger.propagate = False
+        logger.setLevel(min(level or logging.INFO, logging.INFO))
+        return logger
     if level is not None:
         logger.setLevel(level)
-    elif logger.level == logging.NOTSET or not config_file:
+    elif logger.level == logging.NOTSET:
         logger.setLevel(logging.INFO)
     return logger
 
@@ -270,6 +281,22 @@ def _render_list(status, wide, sort):
         lines.append(('%s   %s   %s   %s%s' % (
             row.version.ljust(version_width), (name or '?').ljust(name_width),
             applied.ljust(10), date, note)).rstrip())
+    return '\n'.join(lines)
+
+
+def _render_history(rows):
+    table = [('when', 'action', 'version', 'name', 'outcome', 'duration', 'who')]
+    for row in rows:
+        table.append((row.started.strftime('%Y-%m-%d %H:%M:%S%z'), row.action,
+                      row.version or '', row.name or '', row.outcome,
+                      '%.2fs' % row.duration if row.duration is not None else '',
+                      row.who or ''))
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    lines = [' | '.join(c.ljust(w) for c, w in zip(table[0], widths)).rstrip(),
+             '-' * max(70, sum(widths) + 3 * (len(widths) - 1))]
+    lines += ['   '.join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table[1:]]
+    if len(table) == 1:
+        lines.append('No runs recorded yet.')
     return '\n'.join(lines)
 
 
@@ -347,6 +374,11 @@ def _dispatch(args, log):
         return 0, reports.status_json(status)
     if args.command == 'mark':
         return 0, reports.result_json(commands.mark(settings, args.versions, args.state))
+    if args.command == 'history':
+        rows = commands.history(settings, limit=args.limit, version=args.version)
+        if args.format == 'text':
+            print(_render_history(rows))
+        return 0, {'command': 'history', 'steps': [reports.history_step_json(r) for r in rows]}
     if args.command == 'verify':
         from .verify import verify
         result = verify(settings, args.scratch)

@@ -10,14 +10,16 @@ import datetime
 import logging
 import os
 import re
+import uuid
 
+from . import history as history_mod
 from . import lock, store
 from . import plan as plan_mod
 from .database import connect, describe, through_proxy
 from .discovery import discover
-from .errors import NotInitialized, SettingsError
+from .errors import DBMigratorError, Interrupted, NotInitialized, SettingsError
 from .plan import DOWN, UP
-from .runner import OK, Runner, Step
+from .runner import FAILED, INTERRUPTED, OK, Runner, Step
 
 log = logging.getLogger(__name__)
 
@@ -108,23 +110,50 @@ class Result:
         return not self.dry_run and any(s.outcome == OK for s in self.steps)
 
 
+@dataclasses.dataclass
+class Origin:
+    """Who starts a run and under which id: the CLI's user@host, the page's user."""
+
+    who: str = None
+    run_id: str = None
+
+    def resolved(self):
+        return Origin(self.who or lock.whoami(), self.run_id or uuid.uuid4().hex)
+
+
 @contextlib.contextmanager
-def open_database(settings, locked=True):
-    """A connection, holding the migration lock when ``locked``."""
+def open_database(settings, locked=True, action=None, origin=None):
+    """A connection; when ``locked``, holding the migration lock and recording the run."""
     dsn = settings.require_database()
     conn = connect(dsn, settings.connect_timeout)
     try:
         if not locked:
             yield conn
             return
+        origin = (origin or Origin()).resolved()
         _require_writable(conn)
-        conn.lease = lock.Lease(conn, lambda: connect(dsn, settings.connect_timeout))
+        conn.lease = lock.Lease(conn, lambda: connect(dsn, settings.connect_timeout),
+                                who=origin.who, run_id=origin.run_id)
         conn.lease.acquire(settings.lock_wait)
         try:
-            yield conn
+            conn.recorder = history_mod.Recorder(origin.run_id, action, origin.who,
+                                                 history_mod.ensure(conn, lock.KEY))
+            conn.recorder.start(conn)
+            try:
+                yield conn
+            except Interrupted as exc:
+                conn.recorder.finish(conn, INTERRUPTED, str(exc))
+                raise
+            except DBMigratorError as exc:
+                conn.recorder.finish(conn, FAILED, str(exc))
+                raise
+            except BaseException as exc:
+                conn.recorder.finish(conn, FAILED, 'unexpected error: %s' % type(exc).__name__)
+                raise
+            conn.recorder.finish(conn, OK)
         finally:
             conn.lease.release()
-            conn.lease = None
+            conn.lease = conn.recorder = None
     finally:
         conn.close()
 
@@ -150,7 +179,6 @@ def _prepare(conn):
     if not exists:
         raise NotInitialized(NOT_INITIALIZED)
     records.require_valid()
-    _require_writable(conn)
     return store.upgrade(conn), records
 
 
@@ -260,7 +288,7 @@ def generate(settings, name, non_atomic=False):
     return path
 
 
-def init(settings, version=None):
+def init(settings, version=None, origin=None):
     """Create schema_migrations and mark every migration up to ``version`` applied.
 
     Its steps are the migrations marked; none when the table already existed.
@@ -268,19 +296,20 @@ def init(settings, version=None):
     cutoff = _version_arg(version) if version is not None else (
         datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%d%H%M%S'))
     migrations = discover(settings.require_directories())
-    with open_database(settings) as conn:
+    with open_database(settings, action='init', origin=origin) as conn:
         exists, _ = _read_state(conn)
         if exists:
             log.info('Schema migrations already initialized.')
             return Result('init', [])
-        _require_writable(conn)
         steps = []
         with conn.cursor() as cursor:
+            started = datetime.datetime.now(datetime.timezone.utc)
             store.create(cursor)
             for m in migrations:
                 if int(m.version) <= int(cutoff):
                     store.record_applied(cursor, m.version, m.checksum, exists=False)
                     steps.append(Step(m.version, m.name, 'init', 'applied'))
+                    conn.recorder.step(cursor, steps[-1], started)
         conn.commit()
     log.info('Schema migrations initialized.')
     return Result('init', steps)
@@ -295,6 +324,19 @@ def status(settings):
                   _statuses(migrations, records), records.invalid)
 
 
+def history(settings, limit=50, version=None):
+    """The newest recorded steps (of every run, from the CLI and the page); never writes."""
+    if limit is None or int(limit) < 1:
+        raise SettingsError('--limit must be 1 or more, not %s' % limit)
+    if version is not None:
+        version = _version_arg(version)
+    with open_database(settings, locked=False) as conn:
+        with conn.cursor() as cursor:
+            rows = history_mod.steps(cursor, int(limit), version)
+        conn.rollback()
+    return rows
+
+
 def _target(migrations, version):
     if version is None:
         return None
@@ -306,7 +348,7 @@ def _target(migrations, version):
 
 
 def migrate(settings, version=None, run_deferred=False, diff=True, dry_run=False,
-            strict=False):
+            strict=False, origin=None):
     """Run pending (and due repeat) migrations up to ``version``.
 
     With ``dry_run`` nothing changes and no lock is taken: the result holds
@@ -314,7 +356,7 @@ def migrate(settings, version=None, run_deferred=False, diff=True, dry_run=False
     """
     migrations = discover(settings.require_directories())
     version = _target(migrations, version)
-    with open_database(settings, locked=not dry_run) as conn:
+    with open_database(settings, not dry_run, UP, origin) as conn:
         exists, records = _read_state(conn)
         if dry_run:
             if not exists and not _is_empty(conn):
@@ -330,7 +372,6 @@ def migrate(settings, version=None, run_deferred=False, diff=True, dry_run=False
         if not exists:
             if not _is_empty(conn):
                 raise NotInitialized(NOT_INITIALIZED)
-            _require_writable(conn)
             with conn.cursor() as cursor:
                 store.create(cursor)
             conn.commit()
@@ -338,8 +379,6 @@ def migrate(settings, version=None, run_deferred=False, diff=True, dry_run=False
         records.require_valid()
         plan = plan_mod.for_migrate(migrations, records, version, run_deferred)
         _warn_out_of_order(plan, strict)
-        if plan:
-            _require_writable(conn)
         _refuse_non_atomic_behind_pooler(conn, settings, plan)
         checksums = store.upgrade(conn) if plan else True
         _warn_drift(_statuses(migrations, records))
@@ -362,7 +401,7 @@ def _steps_arg(steps):
     return int(steps)
 
 
-def rollback(settings, steps=1, version=None, diff=True, dry_run=False):
+def rollback(settings, steps=1, version=None, diff=True, dry_run=False, origin=None):
     """Roll back the last ``steps`` applied migrations, or all after ``version``.
 
     ``dry_run`` only plans, without the lock; the page's confirmation step
@@ -376,7 +415,7 @@ def rollback(settings, steps=1, version=None, diff=True, dry_run=False):
                                 'versions' % version)
     else:
         steps = _steps_arg(steps)
-    with open_database(settings, locked=not dry_run) as conn:
+    with open_database(settings, not dry_run, DOWN, origin) as conn:
         if dry_run:
             exists, records = _read_state(conn)
             if not exists:
@@ -411,7 +450,7 @@ MARKS = {
 }
 
 
-def mark(settings, versions, state):
+def mark(settings, versions, state, origin=None):
     """Record migrations as completed, not completed or deferred, all or none."""
     if state not in MARKS:
         raise SettingsError('unknown state %r: use one of %s' % (state, ', '.join(MARKS)))
@@ -419,13 +458,14 @@ def mark(settings, versions, state):
         raise SettingsError('mark needs at least one migration version')
     versions = [_version_arg(v, 'version') for v in versions]
     migrations = {m.version: m for m in discover(settings.require_directories())}
-    with open_database(settings) as conn:
+    with open_database(settings, action='mark', origin=origin) as conn:
         checksums, records = _prepare(conn)
         unknown = [v for v in versions if v not in migrations and v not in records]
         if unknown:
             raise SettingsError('unknown migration version %s: nothing was marked; '
                                 '"dbmigrator list" shows the versions' % ', '.join(unknown))
         steps = []
+        started = datetime.datetime.now(datetime.timezone.utc)
         with conn.cursor() as cursor:
             for v in versions:
                 digest = migrations[v].checksum if checksums and v in migrations else None
@@ -438,6 +478,7 @@ def mark(settings, versions, state):
                     store.remove(cursor, v)
                 steps.append(Step(v, migrations[v].name if v in migrations else '', 'mark',
                                   state))
+                conn.recorder.step(cursor, steps[-1], started)
         conn.commit()
     for v in versions:
         log.info('Migration %s %s', v, MARKS[state])

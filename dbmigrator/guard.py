@@ -24,7 +24,8 @@ class TransactionControlRefused(DBMigratorError):
 class MigrationConnection(_base):
     """A psycopg2 connection whose transaction controls can be locked.
 
-    ``lease`` is the run's :class:`dbmigrator.lock.Lease` while it holds one.
+    ``lease`` is the run's :class:`dbmigrator.lock.Lease` and ``recorder`` its
+    :class:`dbmigrator.history.Recorder` while it holds the lock.
     """
 
     def __init__(self, *args, **kwargs):
@@ -32,6 +33,7 @@ class MigrationConnection(_base):
         self.locked_by = None
         self.refused = None
         self.lease = None
+        self.recorder = None
 
     def _check(self, what):
         if self.locked_by:

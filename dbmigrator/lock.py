@@ -39,7 +39,8 @@ KEY = int.from_bytes(hashlib.sha256(b'dbmigrator:schema_migrations').digest()[:8
                      'big', signed=True)
 POLL_SECONDS = 0.2
 LEASE_SECONDS = 30
-HEARTBEAT_SECONDS = 5
+HEARTBEAT_SECONDS = 1
+OUTPUT_CHARS = 16 * 1024
 
 CREATE = '''
 CREATE TABLE IF NOT EXISTS dbmigrator_lock (
@@ -50,18 +51,25 @@ CREATE TABLE IF NOT EXISTS dbmigrator_lock (
     backend_start TIMESTAMPTZ,
     acquired TIMESTAMPTZ NOT NULL DEFAULT now(),
     expires TIMESTAMPTZ NOT NULL,
-    current TEXT
+    run_id TEXT,
+    current TEXT,
+    current_pid INT,
+    current_started TIMESTAMPTZ,
+    output TEXT,
+    cancel_requested TIMESTAMPTZ
 )'''
 
 TAKE = '''
-INSERT INTO dbmigrator_lock AS l (holder, who, backend_pid, backend_start, acquired, expires)
+INSERT INTO dbmigrator_lock AS l (holder, who, backend_pid, backend_start, acquired, expires,
+                                  run_id)
 SELECT %(holder)s, %(who)s, a.pid, a.backend_start, now(),
-       now() + %(lease)s * interval '1 second'
+       now() + %(lease)s * interval '1 second', %(run_id)s
   FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()
 ON CONFLICT (id) DO UPDATE
    SET holder = excluded.holder, who = excluded.who, backend_pid = excluded.backend_pid,
        backend_start = excluded.backend_start, acquired = excluded.acquired,
-       expires = excluded.expires, current = NULL
+       expires = excluded.expires, run_id = excluded.run_id, current = NULL,
+       current_pid = NULL, current_started = NULL, output = NULL, cancel_requested = NULL
  WHERE l.expires < now()
     OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a
                     WHERE a.pid = l.backend_pid AND a.backend_start = l.backend_start)
@@ -84,7 +92,12 @@ class Holder:
     who: str
     backend_pid: int
     acquired: datetime.datetime
+    run_id: str = None
     current: str = None
+    current_pid: int = None
+    current_started: datetime.datetime = None
+    output: str = None
+    cancel_requested: datetime.datetime = None
 
     def __str__(self):
         return '%s, backend pid %s, since %s' % (
@@ -97,7 +110,8 @@ def holder(cursor):
     cursor.execute('SELECT to_regclass(%s) IS NOT NULL', (TABLE,))
     if not cursor.fetchone()[0]:
         return None
-    cursor.execute('SELECT who, backend_pid, acquired, current FROM dbmigrator_lock'
+    cursor.execute('SELECT who, backend_pid, acquired, run_id, current, current_pid,'
+                   ' current_started, output, cancel_requested FROM dbmigrator_lock'
                    ' WHERE expires >= now()')
     row = cursor.fetchone()
     return Holder(*row) if row else None
@@ -106,11 +120,14 @@ def holder(cursor):
 class Lease:
     """The lease of one run: take it, keep it alive, give it back."""
 
-    def __init__(self, conn, connect, who=None):
+    def __init__(self, conn, connect, who=None, run_id=None):
         self.conn = conn
         self.id = uuid.uuid4().hex
         self.who = who or whoami()
-        self.current = None
+        self.run_id = run_id
+        self.current = self.current_pid = self.current_started = None
+        self.output = []
+        self.cancelled = False
         self._connect = connect
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -126,7 +143,7 @@ class Lease:
             with self.conn.cursor() as cursor:
                 while True:
                     cursor.execute(TAKE, {'holder': self.id, 'who': self.who,
-                                          'lease': LEASE_SECONDS})
+                                          'lease': LEASE_SECONDS, 'run_id': self.run_id})
                     if cursor.fetchone():
                         break
                     other = holder(cursor)
@@ -157,10 +174,30 @@ class Lease:
                 cursor.execute(CREATE)
         self.conn.commit()
 
-    def running(self, version, name):
-        """Record which migration runs now, for the page of another process."""
+    def running(self, version, name, pid):
+        """Record which migration runs now, on which backend, for the page of any process."""
         self.current = '%s %s' % (version, name) if version else None
+        self.current_pid = pid
+        self.current_started = datetime.datetime.now(datetime.timezone.utc)
+        self.output = []
         self._wake.set()
+
+    def _beat(self, cursor):
+        """Renew the lease and publish progress; act on a cancel asked for from a page."""
+        cursor.execute(
+            "UPDATE dbmigrator_lock SET expires = now() + %s * interval '1 second',"
+            ' current = %s, current_pid = %s, current_started = %s, output = %s'
+            ' WHERE holder = %s RETURNING cancel_requested IS NOT NULL',
+            (LEASE_SECONDS, self.current, self.current_pid, self.current_started,
+             '\n'.join(self.output)[-OUTPUT_CHARS:] or None, self.id))
+        row = cursor.fetchone()
+        if row is None:
+            log.warning('Warning: the migration lock was taken over by another run; '
+                        'each migration still runs only once')
+        elif row[0]:
+            self.cancelled = True
+            if self.current and not self.conn.closed:
+                self.conn.cancel()
 
     def _heartbeat(self):
         conn = None
@@ -174,12 +211,7 @@ class Lease:
                     conn = self._connect()
                     conn.autocommit = True
                 with conn.cursor() as cursor:
-                    cursor.execute("UPDATE dbmigrator_lock SET expires = now() + %s * interval"
-                                   " '1 second', current = %s WHERE holder = %s",
-                                   (LEASE_SECONDS, self.current, self.id))
-                    if not cursor.rowcount:
-                        log.warning('Warning: the migration lock was taken over by another run; '
-                                    'each migration still runs only once')
+                    self._beat(cursor)
             except Exception as exc:  # the lease is a courtesy; claim() keeps it correct
                 log.debug('cannot renew the migration lock: %s', exc)
                 if conn is not None:
@@ -205,6 +237,25 @@ class Lease:
             self.conn.autocommit = False
         except psycopg2.Error:
             pass
+
+
+def request_cancel(cursor, run_id):
+    """Ask the run ``run_id`` to stop: its heartbeat cancels the running statement.
+
+    The statement is also cancelled at once with ``pg_cancel_backend`` when
+    its backend is known.  Returns False when no such run holds the lock.
+    """
+    cursor.execute('UPDATE dbmigrator_lock SET cancel_requested = now() WHERE run_id = %s'
+                   ' AND expires >= now() RETURNING current_pid', (run_id,))
+    row = cursor.fetchone()
+    if row is None:
+        return False
+    if row[0]:
+        # Behind a pooler the pid could serve another client between
+        # migrations: only a backend that runs dbmigrator's statement is hit.
+        cursor.execute("SELECT pg_cancel_backend(pid) FROM pg_stat_activity"
+                       " WHERE pid = %s AND application_name = 'dbmigrator'", (row[0],))
+    return True
 
 
 def row_state(cursor, version):

@@ -97,3 +97,22 @@ def verification_json(result):
         'migrations': [{'version': c.version, 'name': c.name, 'outcome': c.outcome,
                         'problem': c.problem, 'diff': c.diff} for c in result.checks],
     }
+
+
+def history_step_json(row):
+    """One recorded step, for ``history --format json`` and the page's run JSON."""
+    return {
+        'run_id': row.run_id,
+        'action': row.action,
+        'version': row.version,
+        'name': row.name,
+        'started': _when(row.started),
+        'finished': _when(row.finished),
+        'duration': row.duration,
+        'outcome': row.outcome,
+        'error': row.error,
+        'diff': row.diff,
+        'output': row.output,
+        'who': row.who,
+        'dbmigrator_version': row.dbmigrator_version,
+    }

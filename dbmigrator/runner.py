@@ -2,6 +2,7 @@
 commit in one transaction, or not at all."""
 import contextlib
 import dataclasses
+import datetime
 import logging
 import random
 import time
@@ -10,7 +11,7 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 
-from . import blockers, interrupts, lock, store
+from . import blockers, history, interrupts, lock, store
 from .database import connect, set_local_timeouts, timeout_settings
 from .discovery import error_line
 from .errors import DBMigratorError, Interrupted, MigrationFailed
@@ -67,6 +68,17 @@ def _safe_rollback(conn):
         pass
 
 
+@contextlib.contextmanager
+def _capturing(handler):
+    """Collect what this thread logs (the migrations' own logger.info lines too)."""
+    logger = logging.getLogger('dbmigrator')
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+
+
 def _log_skips_before(skips, version):
     """Say 'Skipping deferred migration' in version order, between the runs, as 1.x did."""
     while skips and (version is None or int(skips[0].version) < int(version)):
@@ -101,6 +113,10 @@ class Runner:
         self.active = None
         self.schema_changed = True
         self.watch = blockers.Watch(self._monitor_connection)
+        self.recorder = conn.recorder
+        self.output = history.Output(conn.lease)
+        self.started_at = datetime.datetime.now(datetime.timezone.utc)
+        self.row_id = None
         self._before = None
 
     def _diff_after(self):
@@ -166,7 +182,9 @@ class Runner:
     def _announce(self, planned):
         migration = planned.migration
         if self.conn.lease is not None:
-            self.conn.lease.running(migration.version, migration.name)
+            self.conn.lease.running(migration.version, migration.name,
+                                    self.conn.info.backend_pid)
+        self.output.take()
         if planned.action == UP:
             log.info('Running migration %s %s', migration.version, migration.name)
         else:
@@ -196,6 +214,7 @@ class Runner:
                 self.schema_changed = (catalog_writes(cursor) != writes
                                        or self.active.super_user_calls != calls)
             self._record(cursor, planned)
+            self._history_row(cursor, planned)
         self.conn.commit()
         return True
 
@@ -230,8 +249,16 @@ class Runner:
                 self.conn.autocommit = False
         with self.conn.cursor() as cursor:
             self._record(cursor, planned)
+            self._history_row(cursor, planned)
         self.conn.commit()
         return True
+
+    def _history_row(self, cursor, planned):
+        """The step's history row, committed with the migration; its diff follows."""
+        if self.recorder is not None:
+            self.row_id = self.recorder.step(
+                cursor, Step(planned.version, planned.name, planned.action, planned.reason),
+                self.started_at, self.output.text())
 
     def _monitor_connection(self):
         return connect(self.settings.db_connection_string, self.settings.connect_timeout)
@@ -240,6 +267,8 @@ class Runner:
         """Run one migration, retrying an atomic one that hit the lock timeout."""
         migration = planned.migration
         attempts = 1 + (self.settings.lock_retries if migration.is_atomic else 0)
+        self.started_at = datetime.datetime.now(datetime.timezone.utc)
+        self.row_id = None
         for attempt in range(1, attempts + 1):
             self.watch.last = None
             self.schema_changed = True
@@ -269,12 +298,15 @@ class Runner:
             self._before = self.dumper.dump()
         interrupts.reset()
         skips = [s for s in plan.skipped if s.reason == SKIP_DEFERRED] if plan.action == UP else []
-        with activate(self.settings) as self.active, contextlib.closing(self.watch):
+        with activate(self.settings) as self.active, contextlib.closing(self.watch), \
+                _capturing(self.output):
             for planned in plan.steps:
                 skips = _log_skips_before(skips, planned.version)
                 migration = planned.migration
                 started = time.monotonic()
                 try:
+                    if self.cancelled:
+                        raise KeyboardInterrupt
                     ran = self._run_one(planned)
                 except KeyboardInterrupt:
                     _safe_rollback(self.conn)
@@ -285,7 +317,7 @@ class Runner:
                         + _left(migration)))
                 except (Exception, SystemExit) as exc:
                     _safe_rollback(self.conn)
-                    if interrupts.requested():
+                    if interrupts.requested() or self.cancelled:
                         self._fail(planned, started, INTERRUPTED, Interrupted(
                             'interrupted: migration %s %s was cancelled%s' % (
                                 migration.version, migration.name,
@@ -299,6 +331,8 @@ class Runner:
                     continue
                 duration = time.monotonic() - started
                 diff = self._diff_after() if self.schema_changed else ''
+                if self.recorder is not None:
+                    self.recorder.set_diff(self.conn, self.row_id, diff)
                 if diff:
                     log.info('%s', diff)
                 self.steps.append(Step(migration.version, migration.name, planned.action,
@@ -306,9 +340,17 @@ class Runner:
         _log_skips_before(skips, None)
         return self.steps
 
+    @property
+    def cancelled(self):
+        """Cancel was asked for from a page (of any process) through the lease."""
+        return self.conn.lease is not None and self.conn.lease.cancelled
+
     def _fail(self, planned, started, outcome, error):
-        self.steps.append(Step(planned.version, planned.name, planned.action, planned.reason,
-                               outcome, time.monotonic() - started, '', str(error)))
+        step = Step(planned.version, planned.name, planned.action, planned.reason,
+                    outcome, time.monotonic() - started, '', str(error))
+        self.steps.append(step)
+        if self.recorder is not None:
+            self.recorder.failed(self.conn, step, self.started_at, self.output.text())
         error.steps = list(self.steps)
         raise error
 

@@ -8,7 +8,7 @@ from dbmigrator.runner import Runner
 def run_plan(db, migrations):
     resolved = settings.resolve(db_connection_string=db.dsn,
                                 migrations_directories=[str(migrations.path)])
-    with open_database(resolved) as conn:
+    with open_database(resolved, action='migrate') as conn:
         with conn.cursor() as cursor:
             records = store.read(cursor)
         conn.rollback()
