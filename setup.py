@@ -14,7 +14,8 @@ setup(
     license='MIT',
     packages=find_packages(exclude=['tests', 'tests.*']),
     include_package_data=True,
-    package_data={'dbmigrator': ['web/templates/*.jinja2', 'web/static/*.css']},
+    package_data={'dbmigrator': ['web/templates/*.jinja2', 'web/static/*.css',
+                                 'web/static/*.js']},
     zip_safe=False,
     python_requires='>=3.9',
     install_requires=[

@@ -86,6 +86,7 @@ class Status:
     initialized: bool
     migrations: list
     invalid_rows: list = dataclasses.field(default_factory=list)
+    running: lock.Holder = None
 
     def count(self, state):
         return sum(1 for m in self.migrations if m.state == state and not m.missing)
@@ -320,8 +321,89 @@ def status(settings):
     migrations = discover(settings.require_directories())
     with open_database(settings, locked=False) as conn:
         exists, records = _read_state(conn)
+        running = _holder(conn)
     return Status(describe(settings.db_connection_string), exists,
-                  _statuses(migrations, records), records.invalid)
+                  _statuses(migrations, records), records.invalid, running)
+
+
+def _holder(conn):
+    with conn.cursor() as cursor:
+        found = lock.holder(cursor)
+    conn.rollback()
+    return found
+
+
+@dataclasses.dataclass
+class RunState:
+    """A run as its page shows it: the history rows, and live progress from the lease."""
+
+    run: history_mod.RunRow
+    live: lock.Holder = None
+    waiting_for: lock.Holder = None
+    now: datetime.datetime = None
+
+    @property
+    def state(self):
+        """running, waiting, lost, or the recorded outcome (ok, failed, interrupted)."""
+        if self.run.outcome != 'running':
+            return self.run.outcome
+        if self.live is not None:
+            return 'running'
+        if self.waiting_for is not None:
+            return 'waiting'
+        return 'lost' if (self.now - self.run.started).total_seconds() > 30 else 'running'
+
+    @property
+    def elapsed(self):
+        start = self.live.current_started if self.live and self.live.current_started else None
+        return (self.now - start).total_seconds() if start else None
+
+
+def run_state(settings, run_id):
+    """One run, from any process or host: what its page shows; None if unknown."""
+    with open_database(settings, locked=False) as conn:
+        with conn.cursor() as cursor:
+            run = history_mod.run(cursor, run_id)
+            holder = lock.holder(cursor)
+            cursor.execute('SELECT now()')
+            now = cursor.fetchone()[0]
+        conn.rollback()
+    if run is None:
+        return None
+    mine = holder is not None and holder.run_id == run_id
+    return RunState(run, holder if mine else None, None if mine else holder, now)
+
+
+def runs(settings, limit=50):
+    """The newest runs with their steps, for the History view."""
+    with open_database(settings, locked=False) as conn:
+        with conn.cursor() as cursor:
+            found = history_mod.runs(cursor, limit)
+        conn.rollback()
+    return found
+
+
+def start_run(settings, action, origin):
+    """Record a run before it starts, so that its page exists at once (the page's runs)."""
+    with open_database(settings, locked=False) as conn:
+        recorder = history_mod.Recorder(origin.run_id, action, origin.who,
+                                        history_mod.ensure(conn, lock.KEY))
+        recorder.start(conn)
+    return recorder.enabled
+
+
+def end_run(settings, run_id, outcome, error):
+    """Record how a run that never got the lock ended (e.g. --lock-wait expired)."""
+    with open_database(settings, locked=False) as conn:
+        history_mod.Recorder(run_id, None, None).finish(conn, outcome, error, only_running=True)
+
+
+def cancel(settings, run_id):
+    """Ask a running run (of any process) to stop; False if it is not running."""
+    with open_database(settings, locked=False) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cursor:
+            return lock.request_cancel(cursor, run_id)
 
 
 def history(settings, limit=50, version=None):

@@ -158,14 +158,17 @@ class Recorder:
             conn.rollback()
             log.debug('cannot record the failed step: %s', exc)
 
-    def finish(self, conn, outcome, error=None):
+    def finish(self, conn, outcome, error=None, only_running=False):
         if not self.enabled or conn.closed:
             return
         try:
             conn.rollback()
             with conn.cursor() as cursor:
+                if not exists(cursor):
+                    return
                 cursor.execute('UPDATE dbmigrator_runs SET finished = clock_timestamp(),'
-                               ' outcome = %s, error = %s WHERE run_id = %s',
+                               ' outcome = %%s, error = %%s WHERE run_id = %%s%s'
+                               % (" AND outcome = 'running'" if only_running else ''),
                                (outcome, scrub(error) if error else None, self.run_id))
             conn.commit()
         except psycopg2.Error as exc:

@@ -28,14 +28,15 @@ def _wait(conn):
             conn.cancel()
 
 
-def _terminate(signum, frame):
+def terminate_as_interrupt(signum, frame):
+    """A SIGTERM handler: end the way Ctrl-C does, exit handlers included."""
     raise KeyboardInterrupt
 
 
 def install():
     """Route every psycopg2 wait of this process through the cancelling callback."""
     psycopg2.extensions.set_wait_callback(_wait)
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, terminate_as_interrupt)
 
 
 def requested():

@@ -182,6 +182,20 @@ class Lease:
         self.output = []
         self._wake.set()
 
+    def check_cancelled(self):
+        """Ask the database whether a page asked to cancel (the beat may not have seen it yet)."""
+        if not self.cancelled and not self.conn.closed:
+            try:
+                with self.conn.cursor() as cursor:
+                    cursor.execute('SELECT cancel_requested IS NOT NULL FROM dbmigrator_lock'
+                                   ' WHERE holder = %s', (self.id,))
+                    row = cursor.fetchone()
+                self.conn.rollback()
+                self.cancelled = bool(row and row[0])
+            except psycopg2.Error:
+                pass
+        return self.cancelled
+
     def _beat(self, cursor):
         """Renew the lease and publish progress; act on a cancel asked for from a page."""
         cursor.execute(

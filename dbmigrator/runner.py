@@ -317,7 +317,7 @@ class Runner:
                         + _left(migration)))
                 except (Exception, SystemExit) as exc:
                     _safe_rollback(self.conn)
-                    if interrupts.requested() or self.cancelled:
+                    if interrupts.requested() or self._cancelled_by(exc):
                         self._fail(planned, started, INTERRUPTED, Interrupted(
                             'interrupted: migration %s %s was cancelled%s' % (
                                 migration.version, migration.name,
@@ -344,6 +344,13 @@ class Runner:
     def cancelled(self):
         """Cancel was asked for from a page (of any process) through the lease."""
         return self.conn.lease is not None and self.conn.lease.cancelled
+
+    def _cancelled_by(self, exc):
+        if self.conn.lease is None:
+            return False
+        if isinstance(exc, psycopg2.errors.QueryCanceled):
+            return self.conn.lease.check_cancelled()
+        return self.conn.lease.cancelled
 
     def _fail(self, planned, started, outcome, error):
         step = Step(planned.version, planned.name, planned.action, planned.reason,

@@ -1,6 +1,7 @@
-"""A real browser: log in to the standalone app, migrate, see it applied."""
+"""A real browser: log in to the standalone app, migrate, follow a long run, cancel one."""
 import shutil
 import threading
+import time
 
 import pytest
 import waitress
@@ -8,7 +9,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 import dbmigrator
 from dbmigrator.passwords import hash_password
@@ -64,8 +65,8 @@ def test_login_migrate_and_see_it_applied(server, browser, db, tmp_path):
     browser.save_screenshot(str(tmp_path / 'status-before.png'))
 
     button.click()
-    wait.until(expected_conditions.presence_of_element_located((By.CLASS_NAME, 'step')))
-    assert 'Ran migration 20200102000000 create_orders' in browser.find_element(
+    wait.until(expected_conditions.presence_of_element_located((By.ID, 'run-result')))
+    assert 'ok migrate 20200102000000 create_orders' in browser.find_element(
         By.TAG_NAME, 'main').text
     browser.save_screenshot(str(tmp_path / 'result.png'))
     assert db.versions() == ['20200101000000', '20200102000000']
@@ -77,3 +78,88 @@ def test_login_migrate_and_see_it_applied(server, browser, db, tmp_path):
     assert browser.find_element(By.ID, 'count-pending').text == '0'
     browser.save_screenshot(str(tmp_path / 'status-after.png'))
     assert (tmp_path / 'status-after.png').stat().st_size > 1000
+
+
+TWENTY_SECONDS = '''\
+from dbmigrator import logger
+
+
+def up(cursor):
+    cursor.execute('CREATE TABLE backfilled (id INT)')
+    for second in range(1, 21):
+        cursor.execute('SELECT pg_sleep(1)')
+        logger.info('backfilled %d of 20', second)
+
+
+def down(cursor):
+    cursor.execute('DROP TABLE backfilled')
+'''
+
+FOREVER = '''\
+def up(cursor):
+    cursor.execute('CREATE TABLE never_kept (id INT)')
+    cursor.execute('SELECT pg_sleep(600)')
+'''
+
+
+def log_in(browser, server, wait):
+    browser.get(server + '/migrations/login')
+    browser.find_element(By.ID, 'password').send_keys(PASSWORD)
+    browser.find_element(By.ID, 'login-button').click()
+    return wait.until(expected_conditions.element_to_be_clickable((By.ID, 'migrate-button')))
+
+
+def elapsed(browser):
+    text = browser.find_element(By.ID, 'elapsed').text
+    return int(text.rstrip('s')) if text else 0
+
+
+def test_long_run_progress_reload_finish_and_cancel(server, browser, db, migrations, tmp_path):
+    (migrations.path / '20200103000000_backfill.py').write_text(TWENTY_SECONDS)
+    (migrations.path / '20200104000000_forever.py').write_text(FOREVER)
+    wait = WebDriverWait(browser, 60)
+    log_in(browser, server, wait)
+    Select(browser.find_element(By.NAME, 'version')).select_by_value('20200103000000')
+    started = time.monotonic()
+    browser.find_element(By.ID, 'migrate-button').click()
+    wait.until(lambda b: '/migrations/runs/' in b.current_url)
+    assert time.monotonic() - started < 10  # the request did not wait for the run
+    wait.until(lambda b: b.find_element(By.ID, 'current').text == '20200103000000 backfill')
+    wait.until(lambda b: elapsed(b) >= 2)
+    first = elapsed(browser)
+    wait.until(lambda b: elapsed(b) >= first + 2)  # growing, without a reload
+    wait.until(lambda b: 'backfilled' in b.find_element(By.ID, 'output').text)
+    browser.save_screenshot(str(tmp_path / 'run-progress.png'))
+    browser.refresh()
+    assert browser.find_element(By.ID, 'current').text == '20200103000000 backfill'
+    assert elapsed(browser) >= first + 2
+    result = WebDriverWait(browser, 60).until(
+        expected_conditions.presence_of_element_located((By.ID, 'run-result')))
+    assert result.text == 'Done: 3 step(s).'
+    main = browser.find_element(By.TAG_NAME, 'main').text
+    assert 'ok migrate 20200103000000 backfill' in main
+    assert '+CREATE TABLE public.backfilled (' in main
+    assert 'backfilled 20 of 20' in main
+    browser.save_screenshot(str(tmp_path / 'run-finished.png'))
+    assert db.table_exists('backfilled')
+
+    browser.get(server + '/migrations')
+    browser.find_element(By.ID, 'migrate-button').click()
+    wait.until(lambda b: b.find_element(By.ID, 'current').text == '20200104000000 forever')
+    browser.save_screenshot(str(tmp_path / 'run-cancelling.png'))
+    browser.find_element(By.ID, 'cancel-button').click()
+    wait.until(lambda b: b.find_element(By.ID, 'run-state').text == 'interrupted')
+    main = browser.find_element(By.TAG_NAME, 'main').text
+    assert 'interrupted migrate 20200104000000 forever' in main
+    assert 'cancelled and rolled back' in main
+    browser.save_screenshot(str(tmp_path / 'run-cancelled.png'))
+    assert not db.table_exists('never_kept')
+    assert db.query("SELECT outcome FROM dbmigrator_history WHERE version = '20200104000000'") == [
+        ('interrupted',)]
+    browser.get(server + '/migrations/history')
+    rows = browser.find_elements(By.CSS_SELECTOR, 'table.runs tbody tr')
+    assert [r.find_elements(By.TAG_NAME, 'td')[2].text for r in rows[:2]] == ['interrupted', 'ok']
+    browser.save_screenshot(str(tmp_path / 'history.png'))
+    browser.set_window_size(390, 844)
+    browser.get(server + '/migrations/history')
+    browser.save_screenshot(str(tmp_path / 'history-narrow.png'))

@@ -2,6 +2,7 @@
 import base64
 import json
 import re
+import time
 
 import pytest
 import webtest
@@ -73,6 +74,22 @@ def csrf_form(page, action):
     return next(f for f in page.forms.values() if f.action.endswith(action))
 
 
+def finished(app, response, headers=None, timeout=60):
+    """Follow a started run to its page and wait there until it is over."""
+    assert response.status_int == 303, response
+    page = response.follow(headers=headers)
+    url = page.html.find(id='run')['data-json']
+    deadline = time.monotonic() + timeout
+    while app.get(url, headers=headers).json['state'] in ('running', 'waiting'):
+        assert time.monotonic() < deadline, 'the run did not finish'
+        time.sleep(0.1)
+    return app.get(response.location, headers=headers)
+
+
+def step_titles(page):
+    return [' '.join(h.get_text().split()) for h in page.html.select('section.step h2')]
+
+
 def test_status_page_shows_database_counts_and_table(app, db):
     page = app.get('/migrations', headers=ADMIN)
     assert page.content_type == 'text/html'
@@ -128,12 +145,13 @@ def test_get_never_changes_anything(app, db):
 
 def test_migrate_from_the_page_shows_the_diff(app, db):
     page = app.get('/migrations', headers=ADMIN)
-    result = csrf_form(page, '/migrate').submit(headers=ADMIN)
+    result = finished(app, csrf_form(page, '/migrate').submit(headers=ADMIN), ADMIN)
     assert result.status_int == 200
     assert db.versions() == ['20200101000000', '20200102000000']
     assert 'karen' in db.columns('users')
     text = result.html.get_text()
-    assert 'Ran migration 20200101000000 create_users' in ' '.join(text.split())
+    assert step_titles(result)[0].startswith('ok migrate 20200101000000 create_users')
+    assert result.html.find(id='run-result').text == 'Done: 2 step(s).'
     assert '+    karen text' in text
     assert SECRET_PASSWORD not in result.text
 
@@ -150,11 +168,11 @@ def test_migrate_up_to_version_and_with_deferred(app, db, migrations):
     page = app.get('/migrations', headers=ADMIN)
     form = csrf_form(page, '/migrate')
     form['version'] = '20200101000000'
-    form.submit(headers=ADMIN)
+    finished(app, form.submit(headers=ADMIN), ADMIN)
     assert db.versions() == ['20200101000000']
     form = csrf_form(app.get('/migrations', headers=ADMIN), '/migrate')
     form['run_deferred'] = True
-    form.submit(headers=ADMIN)
+    finished(app, form.submit(headers=ADMIN), ADMIN)
     assert db.table_exists('later')
 
 
@@ -163,7 +181,8 @@ def test_failed_migration_is_shown_in_full(app, db, migrations):
         def up(cursor):
             cursor.execute('SELECT * FROM no_such_table')
         ''')
-    result = csrf_form(app.get('/migrations', headers=ADMIN), '/migrate').submit(headers=ADMIN)
+    result = finished(app, csrf_form(app.get('/migrations', headers=ADMIN), '/migrate').submit(
+        headers=ADMIN), ADMIN)
     error = result.html.find(class_='error').text
     assert 'Migration 20200103000000 broken failed' in error
     assert 'relation "no_such_table" does not exist' in error
@@ -172,17 +191,18 @@ def test_failed_migration_is_shown_in_full(app, db, migrations):
 
 
 def test_rollback_needs_confirmation(app, db):
-    csrf_form(app.get('/migrations', headers=ADMIN), '/migrate').submit(headers=ADMIN)
+    finished(app, csrf_form(app.get('/migrations', headers=ADMIN), '/migrate').submit(
+        headers=ADMIN), ADMIN)
     page = app.get('/migrations', headers=ADMIN)
     form = csrf_form(page, '/rollback')
     form['steps'] = '1'
     confirm = form.submit(headers=ADMIN)
     assert 'add_karen_to_users' in confirm.html.find(class_='targets').text
     assert db.versions() == ['20200101000000', '20200102000000']
-    result = csrf_form(confirm, '/rollback').submit(headers=ADMIN)
+    result = finished(app, csrf_form(confirm, '/rollback').submit(headers=ADMIN), ADMIN)
     assert db.versions() == ['20200101000000']
     assert '-    karen text' in result.text
-    assert 'Rolled back migration' in result.text
+    assert step_titles(result)[0].startswith('ok rollback 20200102000000 add_karen_to_users')
 
 
 def test_mark_from_the_page(app, db):
@@ -206,9 +226,11 @@ def test_names_are_escaped(app, migrations):
     page = app.get('/migrations', headers=ADMIN)
     assert '<script>alert' not in page.text
     assert '&lt;script&gt;alert(1)&lt;.script&gt;' in page.text
-    result = csrf_form(page, '/migrate').submit(headers=ADMIN)
+    result = finished(app, csrf_form(page, '/migrate').submit(headers=ADMIN), ADMIN)
     assert '<script>alert' not in result.text
     assert '&lt;script&gt;' in result.text
+    source = app.get('/migrations/source/20200103000000', headers=ADMIN)
+    assert '<script>alert' not in source.text
 
 
 def test_password_never_rendered(app, db):
@@ -272,7 +294,7 @@ def test_standalone_basic_auth(settings, db):
     app.post('/migrations/migrate', {'csrf_token': form['csrf_token'].value}, headers=bad,
              status=403)
     assert not db.table_exists('users')
-    form.submit(headers=good)
+    finished(app, form.submit(headers=good), good)
     assert db.versions() == ['20200101000000', '20200102000000']
 
 
@@ -286,7 +308,7 @@ def test_standalone_login_form(settings, db):
     form['password'] = ADMIN_PASSWORD
     page = form.submit(status=303).follow()
     assert 'signed in as admin' in ' '.join(page.html.get_text().split())
-    csrf_form(page, '/migrate').submit()
+    finished(app, csrf_form(page, '/migrate').submit())
     assert db.versions() == ['20200101000000', '20200102000000']
     page = app.get('/migrations')
     csrf_form(page, '/logout').submit(status=303)
@@ -327,10 +349,10 @@ def test_action_while_another_run_holds_the_lock(settings, db):
     page = app.get('/migrations', headers=ADMIN)
     holder, pid = hold_lock(db)
     try:
-        result = csrf_form(page, '/migrate').submit(headers=ADMIN)
+        result = finished(app, csrf_form(page, '/migrate').submit(headers=ADMIN), ADMIN)
     finally:
         holder.close()
-    assert held_by(pid) in result.html.find(class_='error').text
+    assert held_by(pid) in result.html.find(id='run-error').text
     assert not db.table_exists('users')
 
 

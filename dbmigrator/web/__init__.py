@@ -1,13 +1,16 @@
 """Pyramid add-on: ``config.include('dbmigrator')``.
 
-Adds a migration status page, its JSON twin and the migrate / rollback /
-mark actions under ``dbmigrator.route_prefix`` (default ``/migrations``), or
-under the ``route_prefix`` given to ``config.include``.  Every view carries
+Adds a migration status page, its JSON twin, the migrate / rollback / mark
+actions, run pages with live progress and cancel, the run history and each
+migration's source under ``dbmigrator.route_prefix`` (default
+``/migrations``), or under the ``route_prefix`` given to ``config.include``.  Every view carries
 an explicit permission, checked by the host's security policy; POST views
 require a CSRF token, so the host needs a CSRF storage policy (Pyramid's
 default keeps the token in the session; ``CookieCSRFStoragePolicy`` needs no
 session).
 """
+import logging
+
 from pyramid.settings import asbool, aslist
 
 from .. import settings as settings_mod
@@ -36,6 +39,11 @@ def parse_settings(settings):
 
 
 def includeme(config):
+    # Runs record (and the run page shows) what migrations log at INFO; an
+    # ini file that sets the dbmigrator logger's level keeps its choice.
+    logger = logging.getLogger('dbmigrator')
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
     config.include('pyramid_jinja2')
     settings = parse_settings(config.get_settings())
     config.registry['dbmigrator.settings'] = settings_mod.resolve(
@@ -53,6 +61,12 @@ def _add_routes(config):
     config.add_route('dbmigrator.status', '', inherit_slash=True)
     config.add_route('dbmigrator.status_json', '/status.json')
     config.add_route('dbmigrator.css', '/dbmigrator.css')
+    config.add_route('dbmigrator.script', '/run.js')
     config.add_route('dbmigrator.migrate', '/migrate')
     config.add_route('dbmigrator.rollback', '/rollback')
     config.add_route('dbmigrator.mark', '/mark')
+    config.add_route('dbmigrator.history', '/history')
+    config.add_route('dbmigrator.run_json', '/runs/{run_id}.json')
+    config.add_route('dbmigrator.run', '/runs/{run_id}')
+    config.add_route('dbmigrator.cancel', '/runs/{run_id}/cancel')
+    config.add_route('dbmigrator.source', '/source/{version}')

@@ -7,6 +7,8 @@ the login form.  Without a hash the app is read-only.
 """
 import base64
 import binascii
+import signal
+import threading
 
 from pyramid.authentication import AuthTktCookieHelper
 from pyramid.security import Allowed, Denied
@@ -16,6 +18,7 @@ from pyramid.events import BeforeRender
 from pyramid.httpexceptions import HTTPFound, HTTPSeeOther
 from pyramid.security import forget, remember
 
+from ..interrupts import terminate_as_interrupt
 from ..passwords import check_password
 
 VIEW_PERMISSION = 'dbmigrator.view'
@@ -111,7 +114,21 @@ def redirect_to_status(request):
     return HTTPFound(request.route_url('dbmigrator.status'))
 
 
+def stop_on_sigterm():
+    """SIGTERM (systemd, supervisord, docker stop) ends pserve as Ctrl-C does.
+
+    Python's default for SIGTERM skips the exit handlers, which would leave
+    the embedded PostgreSQL of an ``embedded:`` database running.  Only the
+    main thread may install it, and a handler the host set is left alone.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, terminate_as_interrupt)
+
+
 def make_app(global_config, **settings):
+    stop_on_sigterm()
     settings.setdefault('here', global_config.get('here'))
     settings['dbmigrator.permission'] = ADMIN_PERMISSION
     settings['dbmigrator.view_permission'] = VIEW_PERMISSION

@@ -1,20 +1,25 @@
 """Views over :mod:`dbmigrator.commands`: the same functions the CLI calls.
 
 Registered by :func:`register_views` with the permissions the registry
-settings name; GET views never change anything.
+settings name; GET views never change anything.  Migrate and roll back run
+in the background (:mod:`dbmigrator.web.background`) and redirect to the
+run's page, which polls the run's JSON.
 """
 import os
 
 from pyramid.csrf import get_csrf_token
-from pyramid.httpexceptions import HTTPBadRequest
+from pyramid.httpexceptions import HTTPBadRequest, HTTPConflict, HTTPNotFound, HTTPSeeOther
 from pyramid.response import FileResponse
 
 from .. import commands, reports
 from ..database import describe
+from ..discovery import discover
 from ..errors import DBMigratorError
 from ..redact import scrub
+from . import background
 
 STYLESHEET = os.path.join(os.path.dirname(__file__), 'static', 'dbmigrator.css')
+SCRIPT = os.path.join(os.path.dirname(__file__), 'static', 'run.js')
 
 
 def migration_settings(request):
@@ -23,6 +28,12 @@ def migration_settings(request):
 
 def can_change(request):
     return bool(request.has_permission(request.registry.settings['dbmigrator.permission']))
+
+
+def origin(request):
+    """Who starts a run from the page: the logged-in user and where from."""
+    user = request.authenticated_userid or 'anonymous'
+    return commands.Origin('%s from %s (web)' % (user, request.remote_addr or 'unknown'))
 
 
 def _int_field(request, name, default=None):
@@ -34,6 +45,28 @@ def _int_field(request, name, default=None):
     return int(value)
 
 
+def run_json(request, state):
+    """The run page's JSON: the recorded steps and, while it runs, live progress."""
+    run = state.run
+    live = state.live
+    return {
+        'run_id': run.run_id,
+        'action': run.action,
+        'who': run.who,
+        'started': run.started.isoformat(),
+        'finished': run.finished.isoformat() if run.finished else None,
+        'state': state.state,
+        'error': run.error,
+        'current': live.current if live else None,
+        'elapsed': round(state.elapsed, 1) if state.elapsed is not None else None,
+        'output': (live.output or '').splitlines() if live else [],
+        'waiting_for': str(state.waiting_for) if state.waiting_for else None,
+        'cancel_requested': bool(live and live.cancel_requested),
+        'steps': [reports.history_step_json(s) for s in run.steps],
+        'url': request.route_url('dbmigrator.run', run_id=run.run_id),
+    }
+
+
 class MigrationViews:
     def __init__(self, context, request):
         self.request = request
@@ -41,6 +74,12 @@ class MigrationViews:
         dsn = self.settings.db_connection_string
         self.database = describe(dsn) if dsn else ''
         self.diff = request.registry.settings['dbmigrator.schema_diff']
+
+    def _page(self, **values):
+        allowed = can_change(self.request)
+        values.update(database=self.database, can_change=allowed,
+                      csrf_token=get_csrf_token(self.request) if allowed else '')
+        return values
 
     def _result(self, title, run):
         steps, error = [], None
@@ -59,11 +98,8 @@ class MigrationViews:
 
     def page(self):
         status, error = self.status()
-        allowed = can_change(self.request)
-        return {'status': status, 'error': error, 'can_change': allowed,
-                'warnings': reports.status_warnings(status) if status else [],
-                'csrf_token': get_csrf_token(self.request) if allowed else '',
-                'database': self.database}
+        return self._page(status=status, error=error,
+                          warnings=reports.status_warnings(status) if status else [])
 
     def json(self):
         status, error = self.status()
@@ -75,11 +111,22 @@ class MigrationViews:
     def css(self):
         return FileResponse(STYLESHEET, request=self.request, content_type='text/css')
 
+    def script(self):
+        return FileResponse(SCRIPT, request=self.request, content_type='text/javascript')
+
+    def _start(self, title, action, **kwargs):
+        try:
+            run_id = background.start(self.settings, action, origin(self.request), **kwargs)
+        except DBMigratorError as exc:
+            self.request.override_renderer = 'dbmigrator:web/templates/result.jinja2'
+            return {'title': title, 'steps': [], 'error': scrub(exc), 'database': self.database}
+        return HTTPSeeOther(self.request.route_url('dbmigrator.run', run_id=run_id))
+
     def migrate(self):
         version = self.request.POST.get('version', '').strip() or None
         run_deferred = self.request.POST.get('run_deferred') == 'on'
-        return self._result('Migrate', lambda: commands.migrate(
-            self.settings, version=version, run_deferred=run_deferred, diff=self.diff))
+        return self._start('Migrate', 'migrate', version=version, run_deferred=run_deferred,
+                           diff=self.diff)
 
     def rollback(self):
         steps = _int_field(self.request, 'steps', 1)
@@ -92,19 +139,65 @@ class MigrationViews:
             self.request.override_renderer = 'dbmigrator:web/templates/confirm_rollback.jinja2'
             return {'steps': steps, 'targets': targets, 'error': error,
                     'csrf_token': get_csrf_token(self.request), 'database': self.database}
-        return self._result('Roll back', lambda: commands.rollback(
-            self.settings, steps=steps, diff=self.diff))
+        return self._start('Roll back', 'rollback', steps=steps, diff=self.diff)
 
     def mark(self):
         versions = self.request.POST.getall('version')
         state = self.request.POST.get('state', '')
 
         def run():
-            commands.mark(self.settings, versions, state)
+            commands.mark(self.settings, versions, state, origin=origin(self.request))
             return commands.Result('mark', [])
         result = self._result('Mark %s as %s' % (', '.join(versions), state), run)
         result['marked'] = not result['error']
         return result
+
+    def _state(self):
+        run_id = self.request.matchdict['run_id']
+        try:
+            state = commands.run_state(self.settings, run_id)
+        except DBMigratorError as exc:
+            raise HTTPNotFound(scrub(exc))
+        if state is None:
+            raise HTTPNotFound('no run %s is recorded' % run_id)
+        return state
+
+    def run(self):
+        state = self._state()
+        return self._page(state=state, data=run_json(self.request, state))
+
+    def run_data(self):
+        return run_json(self.request, self._state())
+
+    def cancel(self):
+        run_id = self.request.matchdict['run_id']
+        if not commands.cancel(self.settings, run_id):
+            raise HTTPConflict('run %s is not running: there is nothing to cancel' % run_id)
+        return HTTPSeeOther(self.request.route_url('dbmigrator.run', run_id=run_id))
+
+    def history(self):
+        version = self.request.GET.get('version', '').strip() or None
+        try:
+            if version:
+                return self._page(runs=None, version=version, error=None,
+                                  steps=commands.history(self.settings, 100, version))
+            return self._page(runs=commands.runs(self.settings), version=None, steps=None,
+                              error=None)
+        except DBMigratorError as exc:
+            return self._page(runs=[], version=version, steps=None, error=scrub(exc))
+
+    def source(self):
+        version = self.request.matchdict['version']
+        try:
+            found = [m for m in discover(self.settings.require_directories())
+                     if m.version == version]
+        except DBMigratorError as exc:
+            raise HTTPNotFound(scrub(exc))
+        if not found:
+            raise HTTPNotFound('no migration %s' % version)
+        with open(found[0].path, encoding='utf-8', errors='replace') as handle:
+            text = handle.read()
+        return self._page(migration=found[0], text=text)
 
 
 def register_views(config):
@@ -113,13 +206,21 @@ def register_views(config):
     view_perm = settings['dbmigrator.view_permission']
     change_perm = settings['dbmigrator.permission']
     add = config.add_view
-    add(MigrationViews, attr='page', route_name='dbmigrator.status', request_method='GET',
-        permission=view_perm, renderer='dbmigrator:web/templates/status.jinja2')
-    add(MigrationViews, attr='json', route_name='dbmigrator.status_json', request_method='GET',
-        permission=view_perm, renderer='json')
-    add(MigrationViews, attr='css', route_name='dbmigrator.css', request_method='GET',
-        permission=view_perm)
-    for name in ('migrate', 'rollback', 'mark'):
+
+    def page(attr, route, template):
+        add(MigrationViews, attr=attr, route_name='dbmigrator.' + route, request_method='GET',
+            permission=view_perm, renderer='dbmigrator:web/templates/%s.jinja2' % template)
+    page('page', 'status', 'status')
+    page('run', 'run', 'run')
+    page('history', 'history', 'history')
+    page('source', 'source', 'source')
+    for attr, route in (('json', 'status_json'), ('run_data', 'run_json')):
+        add(MigrationViews, attr=attr, route_name='dbmigrator.' + route, request_method='GET',
+            permission=view_perm, renderer='json')
+    for attr, route in (('css', 'css'), ('script', 'script')):
+        add(MigrationViews, attr=attr, route_name='dbmigrator.' + route, request_method='GET',
+            permission=view_perm)
+    for name in ('migrate', 'rollback', 'mark', 'cancel'):
         add(MigrationViews, attr=name, route_name='dbmigrator.' + name, request_method='POST',
             permission=change_perm, require_csrf=True,
             renderer='dbmigrator:web/templates/result.jinja2')

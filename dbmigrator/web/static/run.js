@@ -1,0 +1,37 @@
+// Live progress for a run page: poll the run's JSON, update in place, and
+// reload once the run is over so that the page shows the final result with
+// its diffs. Without JavaScript, a refresh shows the same.
+(function () {
+  var page = document.getElementById('run');
+  if (!page || page.getAttribute('data-state') !== 'running' &&
+      page.getAttribute('data-state') !== 'waiting') {
+    return;
+  }
+  var url = page.getAttribute('data-json');
+  function text(id, value) {
+    var node = document.getElementById(id);
+    if (node) { node.textContent = value; }
+  }
+  function poll() {
+    var request = new XMLHttpRequest();
+    request.open('GET', url);
+    request.setRequestHeader('Accept', 'application/json');
+    request.onload = function () {
+      if (request.status !== 200) { return setTimeout(poll, 2000); }
+      var data = JSON.parse(request.responseText);
+      if (data.state !== 'running' && data.state !== 'waiting') {
+        window.location.reload();
+        return;
+      }
+      text('current', data.current || (data.waiting_for ? 'waiting for the migration lock' : 'starting'));
+      text('elapsed', data.elapsed === null ? '' : data.elapsed.toFixed(0) + 's');
+      text('waiting-for', data.waiting_for || '');
+      text('output', data.output.join('\n'));
+      text('done-count', String(data.steps.length));
+      setTimeout(poll, 1000);
+    };
+    request.onerror = function () { setTimeout(poll, 2000); };
+    request.send();
+  }
+  setTimeout(poll, 1000);
+})();
