@@ -16,7 +16,7 @@ COMMANDS = ('generate', 'init', 'list', 'migrate', 'rollback', 'mark', 'verify',
 VALUE_OPTIONS = ('--config', '--db-connection-string', '--db-config-ini-key',
                  '--migrations-directory', '--context', '--super-user',
                  '--connect-timeout', '--lock-wait', '--format', '--lock-timeout',
-                 '--lock-retries', '--statement-timeout', '--pooler')
+                 '--lock-retries', '--statement-timeout', '--pooler', '--diff-engine')
 
 DESCRIPTION = '''\
 PostgreSQL schema migrations. Settings come from the command line, from the
@@ -84,6 +84,10 @@ def _global_options(parser, suppress):
                             'migrations are refused behind a transaction pooler (default: '
                             'auto, which assumes one when the port differs from the '
                             "server's)")
+    group.add_argument('--diff-engine', choices=('auto', 'pg_dump'), **default,
+                       help='auto (default): one pg_dump per run, then only the tables a '
+                            'migration changed are rendered, falling back to pg_dump for '
+                            'anything else; pg_dump: a full dump after every migration')
     group.add_argument('--format', choices=('text', 'json'), **(
                            default if suppress else {'default': 'text'}),
                        help='json: print one JSON document on stdout (errors too) and '
@@ -357,7 +361,7 @@ def _dispatch(args, log):
         connect_timeout=args.connect_timeout, lock_wait=args.lock_wait,
         strict=getattr(args, 'strict', None), lock_timeout=args.lock_timeout,
         lock_retries=args.lock_retries, statement_timeout=args.statement_timeout,
-        pooler=args.pooler)
+        pooler=args.pooler, diff_engine=args.diff_engine)
     if args.command == 'generate':
         path = commands.generate(settings, args.name, args.non_atomic)
         return 0, {'command': 'generate', 'changed': True, 'path': path}

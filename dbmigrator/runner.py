@@ -11,7 +11,7 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 
-from . import blockers, history, interrupts, lock, store
+from . import blockers, fastdiff, history, interrupts, lock, store
 from .database import connect, set_local_timeouts, timeout_settings
 from .discovery import error_line
 from .errors import DBMigratorError, Interrupted, MigrationFailed
@@ -19,7 +19,7 @@ from .guard import ADVICE, TransactionControlRefused
 from .migration_helpers import activate
 from .plan import DOWN, SKIP_DEFERRED, UP
 from .redact import scrub
-from .schemadiff import SchemaDumper, catalog_writes, unified
+from .schemadiff import SchemaDumper, unified
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,9 @@ class Runner:
         self.steps = []
         self.active = None
         self.schema_changed = True
+        self.fast = settings.diff_engine == 'auto'
+        self.changes = None
+        self._snapshot = None
         self.watch = blockers.Watch(self._monitor_connection)
         self.recorder = conn.recorder
         self.output = history.Output(conn.lease)
@@ -120,9 +123,18 @@ class Runner:
         self._before = None
 
     def _diff_after(self):
+        """The diff of the migration that just committed; pg_dump only when needed."""
         if not self.dumper.enabled:
             return ''
-        after = self.dumper.dump()
+        snapshot = None
+        if self.changes is not None and self._snapshot is not None:
+            snapshot = fastdiff.apply(self.conn, self._snapshot, *self.changes)
+        if snapshot is not None:
+            self._snapshot = snapshot
+            after = snapshot.lines()
+        else:
+            after = self.dumper.dump()
+            self._snapshot = fastdiff.Snapshot(after) if self.fast and after else None
         text = unified(self._before, after)
         self._before = after
         return text
@@ -197,7 +209,7 @@ class Runner:
             set_local_timeouts(cursor, self.settings)
             if not self._claim(cursor, planned):
                 return False
-            writes = catalog_writes(cursor) if self.dumper.enabled else None
+            counts = fastdiff.catalog_counts(cursor) if self.dumper.enabled else None
             calls = self.active.super_user_calls
             if planned.action == UP and migration.is_repeat:
                 if not self._should_run(migration, cursor):
@@ -210,13 +222,25 @@ class Runner:
                 raise DBMigratorError(
                     'it ended its own transaction (COMMIT or ROLLBACK): what ran before that '
                     'stays committed and nothing was recorded; ' + ADVICE)
-            if writes is not None:
-                self.schema_changed = (catalog_writes(cursor) != writes
-                                       or self.active.super_user_calls != calls)
+            if counts is not None:
+                self._catalog_changes(cursor, counts, calls)
             self._record(cursor, planned)
             self._history_row(cursor, planned)
         self.conn.commit()
         return True
+
+    def _catalog_changes(self, cursor, before, super_user_calls):
+        """What the migration wrote to the catalogs, for the schema diff.
+
+        Equal counts, and no super_user() call (another connection), mean
+        the schema cannot have changed: no dump at all.  Otherwise the fast
+        path gets the catalogs touched and the transaction id.
+        """
+        after = fastdiff.catalog_counts(cursor)
+        other_connection = self.active.super_user_calls != super_user_calls
+        self.schema_changed = after != before or other_connection
+        if self.schema_changed and not other_connection and self.fast:
+            self.changes = (fastdiff.transaction_id(cursor), fastdiff.touched(before, after))
 
     def _non_atomic(self, planned):
         """Autocommit: each statement commits on its own; the record is written after."""
@@ -272,6 +296,7 @@ class Runner:
         for attempt in range(1, attempts + 1):
             self.watch.last = None
             self.schema_changed = True
+            self.changes = None
             try:
                 if migration.is_atomic:
                     return self._atomic(planned)
@@ -296,6 +321,8 @@ class Runner:
         """Run the plan's steps in order; stop at the first failure."""
         if plan.steps and self.dumper.enabled:
             self._before = self.dumper.dump()
+            if self.fast and self._before:
+                self._snapshot = fastdiff.Snapshot(self._before)
         interrupts.reset()
         skips = [s for s in plan.skipped if s.reason == SKIP_DEFERRED] if plan.action == UP else []
         with activate(self.settings) as self.active, contextlib.closing(self.watch), \

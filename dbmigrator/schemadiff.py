@@ -100,19 +100,6 @@ class SchemaDumper:
         return [line for line in result.stdout.splitlines() if not _VOLATILE.match(line)]
 
 
-def catalog_writes(cursor):
-    """Rows this backend has written to system catalogs and not yet reported.
-
-    Read at the start and the end of a migration's transaction: when the
-    two agree, the migration changed no catalog row, so the schema (and its
-    diff) cannot have changed and no pg_dump is needed.  Pending counts are
-    only flushed between transactions, so the difference is exact.
-    """
-    cursor.execute('SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)'
-                   ' FROM pg_stat_xact_sys_tables')
-    return cursor.fetchone()[0]
-
-
 def unified(before, after):
     """The diff as the seed document shows it: bare ---/+++ and 10 lines of context."""
     if before is None or after is None:

@@ -20,6 +20,7 @@ DEFAULT_SECTION = 'main'
 DEFAULT_LOCK_TIMEOUT = 5
 DEFAULT_LOCK_RETRIES = 3
 POOLERS = ('auto', 'none', 'session', 'transaction')
+DIFF_ENGINES = ('auto', 'pg_dump')
 ENTRY_POINT_GROUP = 'dbmigrator'
 ENTRY_POINT_NAME = 'migrations_directory'
 
@@ -40,6 +41,7 @@ class Settings:
     lock_retries: int = DEFAULT_LOCK_RETRIES
     statement_timeout: float = 0
     pooler: str = 'auto'
+    diff_engine: str = 'auto'
     strict: bool = False
     config_file: str = None
 
@@ -116,6 +118,14 @@ def _read_1x_ini(path):
             if key != 'here':
                 settings.setdefault(key, value)
     return settings
+
+
+def _choice(given, ini, key, choices):
+    """One of ``choices`` (the first is the default) from the arguments or the ini."""
+    value = given or _lookup(ini, key) or choices[0]
+    if value not in choices:
+        raise SettingsError('%s = %s is not known: use one of %s' % (key, value, ', '.join(choices)))
+    return value
 
 
 def _number(given, ini, key, default, kind):
@@ -198,8 +208,8 @@ def context_directories(context):
 def resolve(config=None, db_connection_string=None, migrations_directories=None,
             contexts=None, super_user=None, db_config_ini_key=None,
             connect_timeout=None, lock_wait=None, strict=None, lock_timeout=None,
-            lock_retries=None, statement_timeout=None, pooler=None, ini_settings=None,
-            base_dir=None):
+            lock_retries=None, statement_timeout=None, pooler=None, diff_engine=None,
+            ini_settings=None, base_dir=None):
     """Merge the sources, highest first: arguments, ini settings, contexts.
 
     ``ini_settings``/``base_dir`` let a Pyramid app pass its own settings
@@ -246,9 +256,6 @@ def resolve(config=None, db_connection_string=None, migrations_directories=None,
         raise SettingsError('--lock-wait must be 0 or more seconds, not %g' % lock_wait)
     if timeout is not None and int(timeout) < 0:
         raise SettingsError('--connect-timeout must be 0 or more seconds, not %s' % timeout)
-    pooler = pooler or _lookup(ini, 'pooler') or 'auto'
-    if pooler not in POOLERS:
-        raise SettingsError('pooler = %s is not known: use one of %s' % (pooler, ', '.join(POOLERS)))
     return Settings(
         db_connection_string=normalize(dsn) if dsn else None,
         migrations_directories=directories,
@@ -258,7 +265,8 @@ def resolve(config=None, db_connection_string=None, migrations_directories=None,
         lock_timeout=_number(lock_timeout, ini, 'lock-timeout', DEFAULT_LOCK_TIMEOUT, float),
         lock_retries=_number(lock_retries, ini, 'lock-retries', DEFAULT_LOCK_RETRIES, int),
         statement_timeout=_number(statement_timeout, ini, 'statement-timeout', 0, float),
-        pooler=pooler,
+        pooler=_choice(pooler, ini, 'pooler', POOLERS),
+        diff_engine=_choice(diff_engine, ini, 'diff-engine', DIFF_ENGINES),
         strict=strict if strict is not None else as_bool(_lookup(ini, 'strict'), 'strict'),
         config_file=split_config_uri(config)[0] if config else None,
     )

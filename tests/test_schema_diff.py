@@ -48,7 +48,7 @@ def test_ddl_after_data_only_still_diffs_against_the_snapshot(dbm, db, migration
     runner, steps = run_plan(db, migrations)
     assert steps[0].diff == ''
     assert '+    karen text' in steps[1].diff.splitlines()
-    assert runner.dumper.dumps == 2
+    assert runner.dumper.dumps == 1  # the ALTER was rendered from the catalogs
 
 
 def test_super_user_changes_are_seen(dbm, db, migrations):
