@@ -6,7 +6,9 @@ to fresh databases of one embedded PostgreSQL three ways, in the same run:
 * floor: one psycopg2 loop, one transaction per migration plus the
   schema_migrations insert;
 * ``dbmigrator migrate --no-diff`` as a real process;
-* ``dbmigrator migrate`` with schema diffs (N+1 pg_dump runs).
+* ``dbmigrator migrate`` with schema diffs (one pg_dump, then the changed
+  tables rendered from the catalogs), and with ``--diff-engine pg_dump``
+  (N+1 pg_dump runs) up to ``--pg-dump-max``.
 
 Then times ``dbmigrator list`` on 1000 migrations and ``dbmigrator --help``.
 
@@ -142,9 +144,10 @@ def schema_scaling(server, work, repeat, tables=5000):
             floor(dsn, tables)
             return dbmigrator(dsn, folder, 'migrate', *argv)
         plain = statistics.median(run('--no-diff') for _ in range(repeat))
-        diffed = statistics.median(run() for _ in range(repeat))
-        print('%-28s %8d %12.1f ms for the diff (%.2fx --no-diff)' % (
-            label + ' migration', tables, (diffed - plain) * 1000, diffed / plain))
+        for engine in ('auto', 'pg_dump'):
+            diffed = statistics.median(run('--diff-engine', engine) for _ in range(repeat))
+            print('%-28s %8d %12.1f ms for the diff (%.2fx --no-diff, engine %s)' % (
+                label + ' migration', tables, (diffed - plain) * 1000, diffed / plain, engine))
 
 
 def main():
@@ -154,6 +157,8 @@ def main():
                         help='runs per figure; the median is reported')
     parser.add_argument('--no-diff-runs', action='store_true',
                         help='skip the (slow) runs with schema diffs')
+    parser.add_argument('--pg-dump-max', type=int, default=100,
+                        help='also time --diff-engine pg_dump up to this N (it is slow)')
     parser.add_argument('--bookkeeping', action='store_true',
                         help='only: 300 steps on a schema_migrations of 0/5000/50000 rows')
     parser.add_argument('--schema-scaling', action='store_true',
@@ -177,6 +182,9 @@ def main():
         if not args.no_diff_runs:
             cases.append(('dbmigrator migrate (diffs)',
                           lambda: dbmigrator(server.fresh(), folder, 'migrate')))
+            if count <= args.pg_dump_max:
+                cases.append(('  --diff-engine pg_dump', lambda: dbmigrator(
+                    server.fresh(), folder, 'migrate', '--diff-engine', 'pg_dump')))
         base = None
         for label, case in cases:
             runs = 1 if 'diffs' in label else args.repeat

@@ -107,12 +107,19 @@ def timeout_settings(settings, server_version):
     return values
 
 
-def set_local_timeouts(cursor, settings):
+def set_local_timeouts(cursor, settings, *calls):
     """SET LOCAL the migration's timeouts: they end with the transaction, so
-    nothing leaks into a pooled server connection."""
+    nothing leaks into a pooled server connection.
+
+    ``calls`` are more ``(sql, params)`` function calls for the same round
+    trip (the migration lock, say).
+    """
     values = timeout_settings(settings, cursor.connection.server_version)
-    cursor.execute('SELECT ' + ', '.join('set_config(%s, %s, true)' for _ in values),
-                   [item for pair in values.items() for item in pair])
+    fragments = ['set_config(%s, %s, true)'] * len(values) + [sql for sql, _ in calls]
+    params = [item for pair in values.items() for item in pair]
+    for _, more in calls:
+        params.extend(more)
+    cursor.execute('SELECT ' + ', '.join(fragments), params)
 
 
 def through_proxy(conn):

@@ -19,10 +19,12 @@ import dataclasses
 import logging
 import re
 
+from .schemadiff import DUMP_END
+
 log = logging.getLogger(__name__)
 
 HEADER = re.compile(r'^-- Name: (.*); Type: (.*); Schema: (.*); Owner: (.*)$')
-END = '-- PostgreSQL database dump complete'
+END = DUMP_END
 
 # Not a catalog: the number of constraints that belong to no table (domain
 # checks).  A deleted constraint leaves no row to look at; when this count
@@ -51,6 +53,7 @@ class Section:
     schema: str
     name: str
     lines: list
+    _key: tuple = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def rank(self):
@@ -68,7 +71,9 @@ class Section:
         return self.name
 
     def key(self):
-        return (self.rank, self.schema.encode(), self.sort_name.encode())
+        if self._key is None:
+            self._key = (self.rank, self.schema.encode(), self.sort_name.encode())
+        return self._key
 
 
 class Snapshot:
@@ -97,6 +102,14 @@ class Snapshot:
     @staticmethod
     def _starts_section(lines, i):
         return lines[i] == '--' and i + 1 < len(lines) and bool(HEADER.match(lines[i + 1]))
+
+    def objects(self):
+        """The dump as objects, for :func:`dbmigrator.schemadiff.unified_objects`.
+
+        Untouched sections are the same list objects in a snapshot and in
+        the snapshot edited from it, so they match by identity.
+        """
+        return [self.preamble] + [s.lines for s in self.sections] + [self.trailer]
 
     def lines(self):
         out = list(self.preamble)
@@ -133,7 +146,8 @@ class Snapshot:
             if belongs(section):
                 replacement = wanted.pop((section.type, section.name), None)
                 if replacement is not None:
-                    kept.append(replacement)
+                    # Unchanged text keeps the old object, so the diff matches it by identity.
+                    kept.append(section if replacement.lines == section.lines else replacement)
             else:
                 kept.append(section)
         for section in wanted.values():
@@ -249,12 +263,26 @@ SELECT c.relname, pg_get_indexdef(i.indexrelid), NOT i.indisclustered AND i.indi
 '''
 
 
+COUNTS = '''
+SELECT relname, ins, upd, del FROM (
+  SELECT c.relname, pg_stat_get_xact_tuples_inserted(c.oid) AS ins,
+         pg_stat_get_xact_tuples_updated(c.oid) AS upd,
+         pg_stat_get_xact_tuples_deleted(c.oid) AS del
+    FROM pg_class c
+   WHERE c.relkind = 'r' AND (c.relnamespace = 'pg_catalog'::regnamespace
+         OR c.relnamespace = 'pg_toast'::regnamespace AND c.oid < 16384)) counts
+ WHERE ins + upd + del > 0
+UNION ALL SELECT %s, count(*), 0, 0 FROM pg_constraint WHERE conrelid = 0
+'''
+
+
 def catalog_counts(cursor):
-    """Pending per-catalog writes of this backend: name -> (inserted, updated, deleted)."""
-    cursor.execute('SELECT relname, n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_xact_sys_tables'
-                   ' WHERE n_tup_ins + n_tup_upd + n_tup_del > 0'
-                   ' UNION ALL SELECT %s, count(*), 0, 0 FROM pg_constraint WHERE conrelid = 0',
-                   (DOMAIN_CONSTRAINTS,))
+    """Pending per-catalog writes of this backend: name -> (inserted, updated, deleted).
+
+    The same numbers as ``pg_stat_xact_sys_tables``, read for the catalogs
+    only (that view also walks every user table's toast table).
+    """
+    cursor.execute(COUNTS, (DOMAIN_CONSTRAINTS,))
     return {name: (ins, upd, dele) for name, ins, upd, dele in cursor.fetchall()}
 
 

@@ -128,6 +128,7 @@ class Lease:
         self.current = self.current_pid = self.current_started = None
         self.output = []
         self.cancelled = False
+        self._last_beat = 0
         self._connect = connect
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -175,12 +176,18 @@ class Lease:
         self.conn.commit()
 
     def running(self, version, name, pid):
-        """Record which migration runs now, on which backend, for the page of any process."""
+        """Record which migration runs now, on which backend, for the page of any process.
+
+        The heartbeat publishes it within a second; it is woken at once only
+        when it has been quiet a while, so that a run of many quick
+        migrations does not pay a write per step.
+        """
         self.current = '%s %s' % (version, name) if version else None
         self.current_pid = pid
         self.current_started = datetime.datetime.now(datetime.timezone.utc)
         self.output = []
-        self._wake.set()
+        if time.monotonic() - self._last_beat > HEARTBEAT_SECONDS / 2:
+            self._wake.set()
 
     def check_cancelled(self):
         """Ask the database whether a page asked to cancel (the beat may not have seen it yet)."""
@@ -198,6 +205,7 @@ class Lease:
 
     def _beat(self, cursor):
         """Renew the lease and publish progress; act on a cancel asked for from a page."""
+        self._last_beat = time.monotonic()
         cursor.execute(
             "UPDATE dbmigrator_lock SET expires = now() + %s * interval '1 second',"
             ' current = %s, current_pid = %s, current_started = %s, output = %s'
@@ -280,13 +288,20 @@ def row_state(cursor, version):
     return 'absent' if row is None else 'applied' if row[0] else 'deferred'
 
 
-def claim(cursor, version, expected):
+def xact_lock():
+    """The transaction lock as an SQL call, to be sent with other work: ``(sql, params)``."""
+    return 'pg_advisory_xact_lock(%s)', [KEY]
+
+
+def claim(cursor, version, expected, locked=False):
     """In a migration's transaction: serialise with any other run, then re-read its row.
 
     Returns False when another run has already done this step: the row is
     no longer in the ``expected`` state the plan saw (None: do not check).
-    The row is read by a statement of its own, after the lock is held, so
-    that its snapshot includes what the other run committed.
+    ``locked`` says the caller already took :func:`xact_lock`.  The row is
+    read by a statement of its own, after the lock is held, so that its
+    snapshot includes what the other run committed.
     """
-    cursor.execute('SELECT pg_advisory_xact_lock(%s)', (KEY,))
+    if not locked:
+        cursor.execute('SELECT ' + xact_lock()[0], xact_lock()[1])
     return expected is None or row_state(cursor, version) == expected

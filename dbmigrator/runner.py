@@ -19,7 +19,7 @@ from .guard import ADVICE, TransactionControlRefused
 from .migration_helpers import activate
 from .plan import DOWN, SKIP_DEFERRED, UP
 from .redact import scrub
-from .schemadiff import SchemaDumper, unified
+from .schemadiff import SchemaDumper, unified, unified_objects
 
 log = logging.getLogger(__name__)
 
@@ -130,11 +130,13 @@ class Runner:
         if self.changes is not None and self._snapshot is not None:
             snapshot = fastdiff.apply(self.conn, self._snapshot, *self.changes)
         if snapshot is not None:
-            self._snapshot = snapshot
-            after = snapshot.lines()
-        else:
-            after = self.dumper.dump()
-            self._snapshot = fastdiff.Snapshot(after) if self.fast and after else None
+            text = unified_objects(self._snapshot.objects(), snapshot.objects(), key=id)
+            self._snapshot, self._before = snapshot, None
+            return text
+        if self._before is None and self._snapshot is not None:
+            self._before = self._snapshot.lines()
+        after = self.dumper.dump()
+        self._snapshot = fastdiff.Snapshot(after) if self.fast and after else None
         text = unified(self._before, after)
         self._before = after
         return text
@@ -175,7 +177,7 @@ class Runner:
         else:
             store.remove(cursor, migration.version)
 
-    def _claim(self, cursor, planned):
+    def _claim(self, cursor, planned, locked=False):
         """Take this step under the transaction lock; False if another run did it."""
         migration = planned.migration
         if planned.action == DOWN:
@@ -184,7 +186,7 @@ class Runner:
             expected = None
         else:
             expected = 'deferred' if planned.has_row else 'absent'
-        if lock.claim(cursor, migration.version, expected):
+        if lock.claim(cursor, migration.version, expected, locked):
             return True
         self.conn.rollback()
         log.info('Skipping migration %s %s: another dbmigrator run has just done it',
@@ -206,8 +208,8 @@ class Runner:
         """One transaction: timeouts, should_run, the code and the record commit together."""
         migration = planned.migration
         with self.conn.cursor() as cursor:
-            set_local_timeouts(cursor, self.settings)
-            if not self._claim(cursor, planned):
+            set_local_timeouts(cursor, self.settings, lock.xact_lock())
+            if not self._claim(cursor, planned, locked=True):
                 return False
             counts = fastdiff.catalog_counts(cursor) if self.dumper.enabled else None
             calls = self.active.super_user_calls

@@ -19,6 +19,7 @@ from .redact import scrub
 log = logging.getLogger(__name__)
 
 CONTEXT_LINES = 10
+DUMP_END = '-- PostgreSQL database dump complete'
 # pg_dump >= 17.6 brackets its output with a random \restrict key; it would
 # show up in every diff.
 _VOLATILE = re.compile(r'^\\(un)?restrict ')
@@ -101,9 +102,120 @@ class SchemaDumper:
 
 
 def unified(before, after):
-    """The diff as the seed document shows it: bare ---/+++ and 10 lines of context."""
+    """The diff as the seed document shows it: bare ---/+++ and 10 lines of context.
+
+    Both dumps are cut into their objects (at pg_dump's ``-- Name:``
+    headers) and matched object by object; only the objects that differ are
+    compared line by line.  A change in a 5000-table dump costs what the
+    change costs, not what the dump costs.
+    """
     if before is None or after is None:
         return ''
-    lines = difflib.unified_diff(before, after, n=CONTEXT_LINES, lineterm='')
-    return '\n'.join(line.rstrip() if line.startswith(('---', '+++')) else line
-                     for line in lines)
+    return unified_objects(_objects(before), _objects(after))
+
+
+def unified_objects(objects_a, objects_b, key=None):
+    """:func:`unified` of two dumps already cut into objects (lists of lines).
+
+    ``key`` names an object for matching (default: its lines); the fast
+    diff passes ``id``, as it keeps every object it did not touch.
+    """
+    before = [line for lines in objects_a for line in lines]
+    after = [line for lines in objects_b for line in lines]
+    matcher = _ObjectMatcher(before, after, objects_a, objects_b, key or tuple)
+    out = []
+    for group in matcher.get_grouped_opcodes(CONTEXT_LINES):
+        if not out:
+            out += ['---', '+++']
+        first, last = group[0], group[-1]
+        out.append('@@ -%s +%s @@' % (_range(first[1], last[2]), _range(first[3], last[4])))
+        for tag, i1, i2, j1, j2 in group:
+            if tag == 'equal':
+                out += [' ' + line for line in before[i1:i2]]
+                continue
+            out += ['-' + line for line in before[i1:i2]]
+            out += ['+' + line for line in after[j1:j2]]
+    return '\n'.join(out)
+
+
+def _range(start, stop):
+    """A hunk range as unified diffs write it (difflib's convention)."""
+    length = stop - start
+    beginning = start + 1 if length else start
+    return '%d' % beginning if length == 1 else '%d,%d' % (beginning, length)
+
+
+def _objects(lines):
+    """The dump cut before each object's header and before its closing comment."""
+    cuts = [0] + [i for i in range(1, len(lines) - 1)
+                  if lines[i] == '--' and (lines[i + 1].startswith('-- Name: ')
+                                           or lines[i + 1] == DUMP_END)] + [len(lines)]
+    return [lines[a:b] for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
+class _ObjectMatcher(difflib.SequenceMatcher):
+    """Line opcodes from matching whole objects first, then lines within changed runs."""
+
+    def __init__(self, a, b, objects_a, objects_b, key):
+        self.a, self.b = a, b
+        self.objects = objects_a, objects_b
+        self.key = key
+        self._opcodes = None
+
+    def get_opcodes(self):
+        if self._opcodes is None:
+            self._opcodes = self._compute()
+        return self._opcodes
+
+    def _compute(self):
+        objects_a, objects_b = self.objects
+        starts_a, starts_b = _starts(objects_a), _starts(objects_b)
+        codes = []
+        for tag, i1, i2, j1, j2 in _coarse_opcodes(objects_a, objects_b, self.key):
+            a1, a2, b1, b2 = starts_a[i1], starts_a[i2], starts_b[j1], starts_b[j2]
+            if tag == 'equal':
+                codes.append(('equal', a1, a2, b1, b2))
+                continue
+            fine = difflib.SequenceMatcher(None, self.a[a1:a2], self.b[b1:b2], autojunk=False)
+            for ftag, f1, f2, g1, g2 in fine.get_opcodes():
+                codes.append((ftag, a1 + f1, a1 + f2, b1 + g1, b1 + g2))
+        merged = []
+        for code in codes:
+            if merged and merged[-1][0] == code[0] == 'equal':
+                merged[-1] = ('equal', merged[-1][1], code[2], merged[-1][3], code[4])
+            elif code[1] != code[2] or code[3] != code[4]:
+                merged.append(code)
+        return merged or [('equal', 0, len(self.a), 0, len(self.b))]
+
+
+def _coarse_opcodes(objects_a, objects_b, key):
+    """Object-level opcodes: the common head and tail first, then difflib on the rest.
+
+    Objects are numbered so that difflib compares small ints, not tuples
+    of lines.
+    """
+    numbers = {}
+    ids_a = [numbers.setdefault(key(o), len(numbers)) for o in objects_a]
+    ids_b = [numbers.setdefault(key(o), len(numbers)) for o in objects_b]
+    head = 0
+    while head < min(len(ids_a), len(ids_b)) and ids_a[head] == ids_b[head]:
+        head += 1
+    tail = 0
+    while (tail < min(len(ids_a), len(ids_b)) - head
+           and ids_a[-1 - tail] == ids_b[-1 - tail]):
+        tail += 1
+    codes = [('equal', 0, head, 0, head)] if head else []
+    middle = difflib.SequenceMatcher(None, ids_a[head:len(ids_a) - tail],
+                                     ids_b[head:len(ids_b) - tail], autojunk=False)
+    for tag, i1, i2, j1, j2 in middle.get_opcodes():
+        codes.append((tag, head + i1, head + i2, head + j1, head + j2))
+    if tail:
+        codes.append(('equal', len(ids_a) - tail, len(ids_a), len(ids_b) - tail, len(ids_b)))
+    return codes
+
+
+def _starts(objects):
+    starts = [0]
+    for lines in objects:
+        starts.append(starts[-1] + len(lines))
+    return starts
