@@ -15,8 +15,8 @@ Then times ``dbmigrator list`` on 1000 migrations and ``dbmigrator --help``.
 ``--bookkeeping`` applies 300 trivial migrations on a schema_migrations table
 that already holds 0, 5000 and 50000 rows: each step's cost must not grow
 with the table.  ``--schema-scaling`` builds a 5000-table schema and times
-one ``ALTER TABLE ... ADD COLUMN`` migration and one data-only migration,
-with and without diffs: the difference is what the diff costs.
+the schema diff of one ``ALTER TABLE ... ADD COLUMN`` and of one data-only
+migration, against a pg_dump and a whole-document diff.
 
 Figures are ratios to a baseline measured in the same run, since machines
 are noisy.  Usage: python bench/bench_migrate.py [--sizes 100,1000]
@@ -127,27 +127,51 @@ def bookkeeping(server, work, repeat):
 
 
 def schema_scaling(server, work, repeat, tables=5000):
-    """One ALTER and one data-only migration on a large schema, diff on and off."""
-    cases = {
-        'alter': "def up(cursor):\n    cursor.execute('ALTER TABLE t_17 ADD COLUMN karen TEXT')\n",
-        'data-only': "def up(cursor):\n    cursor.execute(\"UPDATE t_17 SET name = 'x'\")\n",
-    }
-    for label, body in cases.items():
-        folder = os.path.join(work, 'one_' + label)
-        os.makedirs(folder)
-        with open(os.path.join(folder, '20300101000000_%s.py' % label.replace('-', '_')),
-                  'w') as handle:
-            handle.write(body)
+    """The diff of one ALTER and of one data-only migration on a large schema.
 
-        def run(*argv):
-            dsn = server.fresh()
-            floor(dsn, tables)
-            return dbmigrator(dsn, folder, 'migrate', *argv)
-        plain = statistics.median(run('--no-diff') for _ in range(repeat))
-        for engine in ('auto', 'pg_dump'):
-            diffed = statistics.median(run('--diff-engine', engine) for _ in range(repeat))
-            print('%-28s %8d %12.1f ms for the diff (%.2fx --no-diff, engine %s)' % (
-                label + ' migration', tables, (diffed - plain) * 1000, diffed / plain, engine))
+    Measured in process, as the runner does it after the run's snapshot:
+    catalog counts around the migration, then the fast path (or one more
+    pg_dump and a whole-document diff, for --diff-engine pg_dump).
+    """
+    sys.path.insert(0, ROOT)
+    from dbmigrator import fastdiff
+    from dbmigrator.schemadiff import SchemaDumper, unified, unified_objects
+    cases = {
+        'alter': 'ALTER TABLE t_17 ADD COLUMN karen TEXT',
+        'data-only': "UPDATE t_17 SET name = 'x'",
+    }
+    dsn = server.fresh()
+    floor(dsn, tables)
+    conn = psycopg2.connect(dsn)
+    dumper = SchemaDumper(conn, dsn)
+    for label, sql in cases.items():
+        fast, full = [], []
+        for _ in range(repeat):
+            before_dump = dumper.dump()
+            snapshot = fastdiff.Snapshot(before_dump)
+            started = time.perf_counter()
+            with conn.cursor() as cursor:
+                before = fastdiff.catalog_counts(cursor)
+                cursor.execute(sql)
+                after = fastdiff.catalog_counts(cursor)
+                xid = fastdiff.transaction_id(cursor)
+            conn.commit()
+            if after != before:
+                edited = fastdiff.apply(conn, snapshot, xid, fastdiff.touched(before, after))
+                assert edited is not None, 'the fast path gave this case to pg_dump'
+                unified_objects(snapshot.objects(), edited.objects(), key=id)
+            fast.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            unified(before_dump, dumper.dump())
+            full.append(time.perf_counter() - started)
+            with conn.cursor() as cursor:
+                if label == 'alter':
+                    cursor.execute('ALTER TABLE t_17 DROP COLUMN karen')
+            conn.commit()
+        print('%-28s %8d %9.1f ms diff (pg_dump engine: %.1f ms, %.1fx)' % (
+            label + ' migration', tables, statistics.median(fast) * 1000,
+            statistics.median(full) * 1000, statistics.median(full) / statistics.median(fast)))
+    conn.close()
 
 
 def main():

@@ -188,31 +188,29 @@ def _section(kind, schema, name, owner, body):
                     '--', ''] + body)
 
 
+# One pass over each catalog the migration touched: the tables it changed,
+# and how many of its rows belong to anything but a plain table (any makes
+# it pg_dump's job).
 CHANGED = '''
-SELECT DISTINCT t.oid
-  FROM pg_class t
- WHERE t.relkind IN ('r', 'p') AND t.relnamespace NOT IN (
-       SELECT oid FROM pg_namespace WHERE nspname IN ('pg_catalog', 'information_schema')
-       OR nspname LIKE 'pg_toast%%' OR nspname LIKE 'pg_temp%%')
-   AND (t.xmin::text = %(xid)s
-    OR t.oid IN (SELECT attrelid FROM pg_attribute WHERE %(attribute)s AND xmin::text = %(xid)s)
-    OR t.oid IN (SELECT conrelid FROM pg_constraint WHERE %(constraint)s AND xmin::text = %(xid)s)
-    OR t.oid IN (SELECT adrelid FROM pg_attrdef WHERE %(attrdef)s AND xmin::text = %(xid)s)
-    OR t.oid IN (SELECT indrelid FROM pg_index WHERE %(index)s AND xmin::text = %(xid)s)
-    OR t.oid IN (SELECT i.indrelid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid
-                  WHERE c.xmin::text = %(xid)s))
-'''
-
-# Rows written by the migration that are not part of a plain table: any
-# makes it pg_dump's job.
-OTHERS = '''
-SELECT (SELECT count(*) FROM pg_class c
-         WHERE c.xmin::text = %(xid)s AND c.relkind NOT IN ('r', 'i', 't'))
+WITH cls AS MATERIALIZED (
+       SELECT oid, relkind FROM pg_class WHERE xmin = %(xid)s::xid),
+     touched AS (
+       SELECT oid FROM cls WHERE relkind IN ('r', 'p')
+       UNION SELECT attrelid FROM pg_attribute WHERE %(attribute)s AND xmin = %(xid)s::xid
+       UNION SELECT conrelid FROM pg_constraint WHERE %(constraint)s AND xmin = %(xid)s::xid
+       UNION SELECT adrelid FROM pg_attrdef WHERE %(attrdef)s AND xmin = %(xid)s::xid
+       UNION SELECT indrelid FROM pg_index WHERE %(index)s AND xmin = %(xid)s::xid
+       UNION SELECT i.indrelid FROM cls JOIN pg_index i ON i.indexrelid = cls.oid)
+SELECT t.oid, NULL FROM pg_class t
+ WHERE t.oid IN (SELECT oid FROM touched) AND t.relkind IN ('r', 'p')
+   AND t.relnamespace <> 'pg_catalog'::regnamespace AND t.relnamespace <> 'pg_toast'::regnamespace
+UNION ALL
+SELECT NULL, (SELECT count(*) FROM cls WHERE relkind NOT IN ('r', 'i', 't'))
      + (SELECT count(*) FROM pg_type t
-         WHERE %(type)s AND t.xmin::text = %(xid)s AND t.typrelid = 0
+         WHERE %(type)s AND t.xmin = %(xid)s::xid AND t.typrelid = 0
            AND NOT EXISTS (SELECT 1 FROM pg_type e WHERE e.oid = t.typelem AND e.typrelid <> 0))
      + (SELECT count(*) FROM pg_constraint c
-         WHERE %(constraint)s AND c.xmin::text = %(xid)s AND c.conrelid = 0)
+         WHERE %(constraint)s AND c.xmin = %(xid)s::xid AND c.conrelid = 0)
 '''
 
 TABLE = '''
@@ -269,8 +267,8 @@ SELECT relname, ins, upd, del FROM (
          pg_stat_get_xact_tuples_updated(c.oid) AS upd,
          pg_stat_get_xact_tuples_deleted(c.oid) AS del
     FROM pg_class c
-   WHERE c.relkind = 'r' AND (c.relnamespace = 'pg_catalog'::regnamespace
-         OR c.relnamespace = 'pg_toast'::regnamespace AND c.oid < 16384)) counts
+   WHERE c.oid < 16384 AND c.relkind = 'r' AND c.relnamespace IN (
+         'pg_catalog'::regnamespace, 'pg_toast'::regnamespace)) counts
  WHERE ins + upd + del > 0
 UNION ALL SELECT %s, count(*), 0, 0 FROM pg_constraint WHERE conrelid = 0
 '''
@@ -303,7 +301,7 @@ def touched(before, after):
 
 
 def transaction_id(cursor):
-    """The migration's transaction id as ``xmin::text`` shows it, or None if it wrote nothing."""
+    """The migration's transaction id as ``xmin`` holds it (no epoch), or None if it wrote nothing."""
     cursor.execute('SELECT pg_current_xact_id_if_assigned()::text')
     full = cursor.fetchone()[0]
     return None if full is None else str(int(full) % (1 << 32))
@@ -316,17 +314,21 @@ def apply(conn, snapshot, xid, delta):
                   if delta is None or xid is None else 'a section pg_dump orders its own way')
         return None
     params = {'xid': xid}
-    for key, catalog in (('attribute', 'pg_attribute'), ('constraint', 'pg_constraint'),
-                         ('attrdef', 'pg_attrdef'), ('index', 'pg_index'), ('type', 'pg_type')):
+    for key, catalog in (('constraint', 'pg_constraint'), ('attrdef', 'pg_attrdef'),
+                         ('index', 'pg_index'), ('type', 'pg_type')):
         params[key] = 'true' if catalog in delta else 'false'
+    # New pg_attribute rows come with a new or updated pg_class row (a new
+    # relation, ADD COLUMN), which names the table already; only updates
+    # (RENAME COLUMN, DROP COLUMN, DROP NOT NULL...) need the big scan.
+    params['attribute'] = 'true' if any(delta.get('pg_attribute', (0, 0, 0))[1:]) else 'false'
     with conn.cursor() as cursor:
-        cursor.execute(OTHERS, params)
-        if cursor.fetchone()[0]:
+        cursor.execute(CHANGED, params)
+        rows = cursor.fetchall()
+        tables = [oid for oid, _ in rows if oid is not None]
+        if any(others for oid, others in rows if oid is None):
             log.debug('schema diff by pg_dump: the migration made more than plain tables')
             conn.rollback()
             return None
-        cursor.execute(CHANGED, params)
-        tables = [row[0] for row in cursor.fetchall()]
         rendered = []
         for oid in tables:
             table = _render_table(cursor, oid)

@@ -3,9 +3,11 @@
 A diff is a courtesy: when no usable ``pg_dump`` exists, or a dump fails,
 dbmigrator warns once and carries on without diffs.
 """
+import bisect
 import difflib
 import functools
 import glob
+import itertools
 import logging
 import os
 import re
@@ -120,8 +122,7 @@ def unified_objects(objects_a, objects_b, key=None):
     ``key`` names an object for matching (default: its lines); the fast
     diff passes ``id``, as it keeps every object it did not touch.
     """
-    before = [line for lines in objects_a for line in lines]
-    after = [line for lines in objects_b for line in lines]
+    before, after = _Lines(objects_a), _Lines(objects_b)
     matcher = _ObjectMatcher(before, after, objects_a, objects_b, key or tuple)
     out = []
     for group in matcher.get_grouped_opcodes(CONTEXT_LINES):
@@ -169,7 +170,7 @@ class _ObjectMatcher(difflib.SequenceMatcher):
 
     def _compute(self):
         objects_a, objects_b = self.objects
-        starts_a, starts_b = _starts(objects_a), _starts(objects_b)
+        starts_a, starts_b = self.a.starts, self.b.starts
         codes = []
         for tag, i1, i2, j1, j2 in _coarse_opcodes(objects_a, objects_b, self.key):
             a1, a2, b1, b2 = starts_a[i1], starts_a[i2], starts_b[j1], starts_b[j2]
@@ -191,31 +192,52 @@ class _ObjectMatcher(difflib.SequenceMatcher):
 def _coarse_opcodes(objects_a, objects_b, key):
     """Object-level opcodes: the common head and tail first, then difflib on the rest.
 
-    Objects are numbered so that difflib compares small ints, not tuples
-    of lines.
+    Objects are numbered so that difflib compares small ints, not lists of
+    lines; only the middle is numbered at all.
     """
-    numbers = {}
-    ids_a = [numbers.setdefault(key(o), len(numbers)) for o in objects_a]
-    ids_b = [numbers.setdefault(key(o), len(numbers)) for o in objects_b]
+    keys_a, keys_b = list(map(key, objects_a)), list(map(key, objects_b))
+    shortest = min(len(keys_a), len(keys_b))
     head = 0
-    while head < min(len(ids_a), len(ids_b)) and ids_a[head] == ids_b[head]:
+    while head < shortest and keys_a[head] == keys_b[head]:
         head += 1
     tail = 0
-    while (tail < min(len(ids_a), len(ids_b)) - head
-           and ids_a[-1 - tail] == ids_b[-1 - tail]):
+    while tail < shortest - head and keys_a[-1 - tail] == keys_b[-1 - tail]:
         tail += 1
+    numbers = {}
+    ids_a = [numbers.setdefault(k, len(numbers)) for k in keys_a[head:len(keys_a) - tail]]
+    ids_b = [numbers.setdefault(k, len(numbers)) for k in keys_b[head:len(keys_b) - tail]]
     codes = [('equal', 0, head, 0, head)] if head else []
-    middle = difflib.SequenceMatcher(None, ids_a[head:len(ids_a) - tail],
-                                     ids_b[head:len(ids_b) - tail], autojunk=False)
+    middle = difflib.SequenceMatcher(None, ids_a, ids_b, autojunk=False)
     for tag, i1, i2, j1, j2 in middle.get_opcodes():
         codes.append((tag, head + i1, head + i2, head + j1, head + j2))
     if tail:
-        codes.append(('equal', len(ids_a) - tail, len(ids_a), len(ids_b) - tail, len(ids_b)))
+        codes.append(('equal', len(keys_a) - tail, len(keys_a), len(keys_b) - tail,
+                      len(keys_b)))
     return codes
 
 
+class _Lines:
+    """The lines of a dump kept as objects, sliced without joining them all."""
+
+    def __init__(self, objects):
+        self.objects = objects
+        self.starts = _starts(objects)
+
+    def __len__(self):
+        return self.starts[-1]
+
+    def __getitem__(self, part):
+        start, stop, _ = part.indices(len(self))
+        found = []
+        i = bisect.bisect_right(self.starts, start) - 1
+        while start < stop:
+            lines, first = self.objects[i], self.starts[i]
+            chunk = lines[start - first:stop - first]
+            found.extend(chunk)
+            start += len(chunk)
+            i += 1
+        return found
+
+
 def _starts(objects):
-    starts = [0]
-    for lines in objects:
-        starts.append(starts[-1] + len(lines))
-    return starts
+    return [0] + list(itertools.accumulate(map(len, objects)))
