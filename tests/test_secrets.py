@@ -80,7 +80,8 @@ def test_pg_dump_gets_password_from_environment_only(run, db, migrations, monkey
     monkeypatch.setattr(schemadiff.subprocess, 'run', recording_run)
     migrations.table('20200101000000', 'a', 'ta')
     result = run('--db-connection-string', db.dsn_for(SECRET_USER, SECRET_PASSWORD),
-                 '--migrations-directory', migrations.path, 'migrate')
+                 '--migrations-directory', migrations.path, '--diff-engine', 'pg_dump',
+                 'migrate')
     assert result.code == 0
     dumps = [(args, env) for args, env in seen if '--schema-only' in args]
     assert len(dumps) == 2
