@@ -24,9 +24,6 @@ DIFF_ENGINES = ('auto', 'pg_dump')
 ENTRY_POINT_GROUP = 'dbmigrator'
 ENTRY_POINT_NAME = 'migrations_directory'
 
-KEYS = ('db-connection-string', 'migrations-directory', 'super-user',
-        'db-config-ini-key', 'context', 'strict')
-
 
 @dataclasses.dataclass
 class Settings:
