@@ -263,6 +263,18 @@ def test_settings_are_coerced_and_written_back(settings):
     assert registry['dbmigrator.settings'].lock_wait == 2.0
 
 
+def test_add_on_reads_the_production_settings(settings):
+    for keys in ({'dbmigrator.lock_timeout': '2.5', 'dbmigrator.lock_retries': '1',
+                  'dbmigrator.statement_timeout': '30', 'dbmigrator.pooler': 'session'},
+                 {'lock-timeout': '2.5', 'lock-retries': '1', 'statement-timeout': '30',
+                  'pooler': 'session'}):
+        with Configurator(settings=dict(settings, **keys)) as config:
+            config.include('dbmigrator')
+            resolved = config.registry['dbmigrator.settings']
+        assert (resolved.lock_timeout, resolved.lock_retries, resolved.statement_timeout,
+                resolved.pooler) == (2.5, 1, 30, 'session')
+
+
 def standalone(settings, password_hash=None):
     if password_hash:
         settings = dict(settings, **{'dbmigrator.admin_password_hash': password_hash})
