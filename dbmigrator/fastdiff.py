@@ -103,6 +103,13 @@ class Snapshot:
     def _starts_section(lines, i):
         return lines[i] == '--' and i + 1 < len(lines) and bool(HEADER.match(lines[i + 1]))
 
+    def copy(self):
+        """A snapshot sharing this one's sections, to edit without touching it."""
+        copy = Snapshot([])
+        copy.preamble, copy.sections, copy.trailer = (
+            self.preamble, list(self.sections), self.trailer)
+        return copy
+
     def objects(self):
         """The dump as objects, for :func:`dbmigrator.schemadiff.unified_objects`.
 
@@ -338,9 +345,7 @@ def apply(conn, snapshot, xid, delta):
                 return None
             rendered.append(table)
     conn.rollback()
-    edited = Snapshot([])
-    edited.preamble, edited.sections, edited.trailer = (
-        snapshot.preamble, list(snapshot.sections), snapshot.trailer)
+    edited = snapshot.copy()
     for schema, name, indexes, sections in rendered:
         if not edited.replace(schema, name, indexes, sections):
             log.debug('schema diff by pg_dump: cannot tell where pg_dump puts %s.%s', schema, name)

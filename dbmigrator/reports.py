@@ -3,7 +3,9 @@
 One function builds each shape, so the CLI and the web views cannot drift
 apart.  The README documents every document these return.
 """
+from .plan import OutOfOrder
 from .redact import scrub
+from .store import describe_invalid
 
 SCHEMA_VERSION = 1
 
@@ -39,14 +41,10 @@ def status_json(status):
 
 def status_warnings(status):
     """The warnings ``list`` prints and the page shows, in words."""
-    warnings = []
-    for version in status.invalid_rows:
-        warnings.append('schema_migrations has a row whose version is %s: it is ignored; '
-                        'delete or fix it' % ('NULL' if version is None else repr(version)))
-    for m in status.migrations:
-        if m.out_of_order and m.state == 'pending':
-            warnings.append('Warning: migration %s %s is older than the newest applied '
-                            'migration %s' % (m.version, m.name, m.out_of_order))
+    warnings = ['schema_migrations has a row whose version is %s: it is ignored; delete or '
+                'fix it' % describe_invalid(version) for version in status.invalid_rows]
+    warnings += [str(OutOfOrder(m.version, m.name, m.out_of_order))
+                 for m in status.migrations if m.out_of_order and m.state == 'pending']
     return warnings
 
 

@@ -133,6 +133,17 @@ def _fail(check, problem):
     check.problem = '%s; then %s' % (check.problem, problem) if check.problem else problem
 
 
+def _attempt(check, what, step, *args):
+    """Run one step of the check; a failure stops the checks below it."""
+    try:
+        step(*args)
+        return True
+    except DBMigratorError as exc:
+        _fail(check, '%s: %s' % (what, exc))
+        check.stopped = True
+        return False
+
+
 def _run(settings, migrations, dumper):
     applied = []
     for m in migrations:
@@ -155,29 +166,17 @@ def _run(settings, migrations, dumper):
             _fail(check, 'it has no down(cursor): it cannot be rolled back')
             check.stopped = True
             continue
-        try:
-            _roll_back(settings, m.version)
-        except DBMigratorError as exc:
-            _fail(check, 'down failed: %s' % exc)
-            check.stopped = True
+        if not _attempt(check, 'down failed', _roll_back, settings, m.version):
             continue
         undone = dumper.dump()
         if undone != before:
             _fail(check, 'down does not restore the schema it had before up')
             check.diff = unified(before, undone)
-        try:
-            _apply(settings, m.version)
-        except DBMigratorError as exc:
-            _fail(check, 're-applying it after down failed: %s' % exc)
-            check.stopped = True
+        if not _attempt(check, 're-applying it after down failed', _apply, settings, m.version):
             continue
         redone = dumper.dump()
         if redone != after and check.outcome == OK:
             _fail(check, 're-applying it after down gives another schema than the first up')
             check.diff = unified(after, redone)
-        try:
-            _roll_back(settings, m.version)
-        except DBMigratorError as exc:
-            _fail(check, 'the second down failed: %s' % exc)
-            check.stopped = True
+        _attempt(check, 'the second down failed', _roll_back, settings, m.version)
     return checks
