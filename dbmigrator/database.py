@@ -70,9 +70,9 @@ def connect(dsn, connect_timeout=10, user=None):
         kwargs['user'] = user
     # libpq only enforces connect_timeout in blocking mode, so the Ctrl-C
     # wait callback (dbmigrator.interrupts) is left out of the handshake.
-    # The callback is process-wide: only the main thread may swap it, or a
-    # helper thread's connect could leave it unset for good.
-    swap = threading.current_thread() is threading.main_thread()
+    # The callback is process-wide: it may only be swapped while no other
+    # thread (a heartbeat, a page's run) could be waiting through it.
+    swap = threading.active_count() == 1
     callback = psycopg2.extensions.get_wait_callback()
     if swap:
         psycopg2.extensions.set_wait_callback(None)

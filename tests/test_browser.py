@@ -7,6 +7,7 @@ import pytest
 import waitress
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -117,7 +118,9 @@ def elapsed(browser):
 def test_long_run_progress_reload_finish_and_cancel(server, browser, db, migrations, tmp_path):
     (migrations.path / '20200103000000_backfill.py').write_text(TWENTY_SECONDS)
     (migrations.path / '20200104000000_forever.py').write_text(FOREVER)
-    wait = WebDriverWait(browser, 60)
+    # The run page reloads itself when the run ends: an element read during
+    # the reload is stale, and the wait simply tries again.
+    wait = WebDriverWait(browser, 60, ignored_exceptions=[StaleElementReferenceException])
     log_in(browser, server, wait)
     Select(browser.find_element(By.NAME, 'version')).select_by_value('20200103000000')
     started = time.monotonic()
@@ -133,8 +136,7 @@ def test_long_run_progress_reload_finish_and_cancel(server, browser, db, migrati
     browser.refresh()
     assert browser.find_element(By.ID, 'current').text == '20200103000000 backfill'
     assert elapsed(browser) >= first + 2
-    result = WebDriverWait(browser, 60).until(
-        expected_conditions.presence_of_element_located((By.ID, 'run-result')))
+    result = wait.until(expected_conditions.presence_of_element_located((By.ID, 'run-result')))
     assert result.text == 'Done: 3 step(s).'
     main = browser.find_element(By.TAG_NAME, 'main').text
     assert 'ok migrate 20200103000000 backfill' in main
