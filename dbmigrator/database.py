@@ -5,7 +5,6 @@ Accepts libpq URIs and key=value strings, SQLAlchemy URLs
 registered with :mod:`dbmigrator.redact` before anything can print it.
 """
 import re
-import threading
 
 import psycopg2
 import psycopg2.extensions
@@ -68,14 +67,8 @@ def connect(dsn, connect_timeout=10, user=None):
         kwargs['connect_timeout'] = int(connect_timeout)
     if user:
         kwargs['user'] = user
-    # libpq only enforces connect_timeout in blocking mode, so the Ctrl-C
-    # wait callback (dbmigrator.interrupts) is left out of the handshake.
-    # The callback is process-wide: it may only be swapped while no other
-    # thread (a heartbeat, a page's run) could be waiting through it.
-    swap = threading.active_count() == 1
-    callback = psycopg2.extensions.get_wait_callback()
-    if swap:
-        psycopg2.extensions.set_wait_callback(None)
+    # With the Ctrl-C wait callback installed, dbmigrator.interrupts also
+    # enforces connect_timeout, which libpq only does in blocking mode.
     try:
         conn = psycopg2.connect(libpq_dsn(dsn), connection_factory=MigrationConnection,
                                 **kwargs)
@@ -83,9 +76,6 @@ def connect(dsn, connect_timeout=10, user=None):
         reason = ' '.join(str(exc).split())
         raise DatabaseUnavailable(
             'cannot connect to the database %s: %s' % (describe(dsn), scrub(reason)))
-    finally:
-        if swap:
-            psycopg2.extensions.set_wait_callback(callback)
     return conn
 
 
