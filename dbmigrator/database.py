@@ -112,6 +112,44 @@ def set_local_timeouts(cursor, settings, *calls):
     cursor.execute('SELECT ' + ', '.join(fragments), params)
 
 
+class Batch:
+    """A cursor that holds statements back and sends them in one round trip.
+
+    They go as one simple query when a result is asked for (or on
+    :meth:`send`); only the last statement's rows come back.  Each
+    statement still gets its own snapshot, so a read sent after a lock
+    sees what committed while it waited.
+    """
+
+    def __init__(self, cursor):
+        self.cursor = cursor
+        self.connection = cursor.connection
+        self.statements, self.params = [], []
+
+    def execute(self, sql, params=()):
+        self.statements.append(sql if params else sql.replace('%', '%%'))
+        self.params.extend(params)
+
+    def send(self):
+        if self.statements:
+            sql, params = '; '.join(self.statements), self.params
+            self.statements, self.params = [], []
+            self.cursor.execute(sql, params)
+
+    @property
+    def rowcount(self):
+        self.send()
+        return self.cursor.rowcount
+
+    def fetchone(self):
+        self.send()
+        return self.cursor.fetchone()
+
+    def fetchall(self):
+        self.send()
+        return self.cursor.fetchall()
+
+
 def through_proxy(conn):
     """True when the port we reached is not the server's own: a pooler, most likely.
 

@@ -8,9 +8,12 @@ migrations (a README, ``.sql`` files that migrations read relative to
 """
 import dataclasses
 import hashlib
+import importlib.util
+import marshal
 import os
 import re
 import sys
+import tempfile
 import traceback
 import types
 
@@ -108,7 +111,7 @@ def load(version, name, path):
     module = types.ModuleType(module_name)
     module.__file__ = path
     try:
-        code = compile(source, path, 'exec')
+        code = _code(path, data, source)
     except SyntaxError as exc:
         raise SettingsError('%s line %s: syntax error: %s' % (path, exc.lineno, exc.msg))
     sys.modules[module_name] = module
@@ -121,6 +124,59 @@ def load(version, name, path):
     if not callable(getattr(module, 'up', None)):
         raise SettingsError('%s has no up(cursor) function: every migration needs one' % path)
     return Migration(version, name, path, checksum, module)
+
+
+# A PEP 552 pyc checked against the source's hash, never its mtime: a file
+# rewritten within the same second at the same size is still recompiled.
+_CHECKED_HASH = (0b11).to_bytes(4, 'little')
+
+
+def _code(path, data, source):
+    """The migration's code, from ``__pycache__`` when the cached file matches its source.
+
+    db-migrator 1.x imported migrations with ``__import__``, which keeps
+    ``__pycache__`` beside them too; compiling thousands of files on every
+    run is most of what ``list`` and ``migrate`` cost on a large project.
+    """
+    try:
+        cache = importlib.util.cache_from_source(path)
+    except (NotImplementedError, ValueError):
+        cache = None
+    header = importlib.util.MAGIC_NUMBER + _CHECKED_HASH + importlib.util.source_hash(data)
+    if cache is not None:
+        try:
+            with open(cache, 'rb') as handle:
+                cached = handle.read()
+        except OSError:
+            cached = b''
+        if cached[:16] == header:
+            try:
+                code = marshal.loads(cached[16:])
+            except (EOFError, ValueError, TypeError):
+                code = None
+            if isinstance(code, types.CodeType) and code.co_filename == path:
+                return code
+    code = compile(source, path, 'exec', dont_inherit=True)
+    if cache is not None and not sys.dont_write_bytecode:
+        _write_cache(cache, header + marshal.dumps(code), path)
+    return code
+
+
+def _write_cache(cache, content, source_path):
+    """Write a cache file whole or not at all; a read-only folder just goes without."""
+    try:
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=os.path.dirname(cache), suffix='.tmp')
+        try:
+            with os.fdopen(handle, 'wb') as out:
+                out.write(content)
+            os.chmod(temporary, os.stat(source_path).st_mode & 0o666)
+            os.replace(temporary, cache)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+    except OSError:
+        pass
 
 
 def discover(directories):

@@ -1,22 +1,29 @@
 """The schema diff without a pg_dump per migration, for the objects it knows.
 
 The run's first ``pg_dump --schema-only`` is split into its objects at the
-``-- Name: ...; Type: ...; Schema: ...; Owner: ...`` headers.  After a
-migration, the catalog rows its transaction wrote (their ``xmin`` is its
-transaction id; which catalogs were touched, and whether anything was
-deleted, comes from ``pg_stat_xact_sys_tables``) name the tables it
-changed.  Those tables, their constraints and their indexes are rendered
-in-process the way pg_dump writes them, from the same catalog functions
-pg_dump calls (``format_type``, ``pg_get_expr``, ``pg_get_constraintdef``,
-``pg_get_indexdef``), and put where pg_dump's sort would put them.
+``-- Name: ...; Type: ...; Schema: ...; Owner: ...`` headers and indexed by
+name and by pg_dump's sort key.  Inside a migration's own transaction, after
+its code ran, this module finds what it changed: the relations it holds
+locks on (every DDL locks what it alters), checked against the number of
+rows it wrote to each catalog, whose ``xmin`` is its transaction id.  Only
+when those counts are not explained does it scan the catalogs for that
+``xmin``.  The tables it changed, their constraints and their indexes are
+rendered the way pg_dump writes them, from the catalog functions pg_dump
+calls (``format_type``, ``pg_get_expr``, ``pg_get_constraintdef``,
+``pg_get_indexdef``), and put where pg_dump's sort would put them.  The
+cost follows the objects changed, not the size of the schema.
 
 Anything else -- a catalog it does not know, a deletion, a feature of a
-table it does not render, a dump whose order it cannot reproduce -- makes
-:func:`apply` return None, and the caller runs pg_dump for that migration.
-The output is never different from pg_dump's; at worst it is as slow.
+table it does not render, a rename, a place in the dump it cannot be sure
+of -- makes :func:`render` return None, and the caller runs pg_dump for
+that migration.  The output is never different from pg_dump's; at worst it
+is as slow.
 """
+import bisect
 import dataclasses
+import itertools
 import logging
+import os
 import re
 
 from .schemadiff import DUMP_END
@@ -36,6 +43,11 @@ DOMAIN_CONSTRAINTS = 'domain constraints'
 WRITABLE = {'pg_class', 'pg_attribute', 'pg_type', 'pg_depend', 'pg_shdepend',
             'pg_constraint', 'pg_index', 'pg_attrdef', DOMAIN_CONSTRAINTS}
 DELETABLE = {'pg_depend', 'pg_shdepend', 'pg_constraint'}
+# Catalogs that also hold objects no relation lock stands for (types, domain
+# constraints): every row written there must be one found through a lock.
+# In the others a row written twice counts twice but is found once.
+EXACT = {'pg_type', 'pg_constraint'}
+FOUND = ('pg_class', 'pg_attribute', 'pg_constraint', 'pg_attrdef', 'pg_index', 'pg_type')
 
 # pg_dump's sort groups (pg_dump_sort.c), for the section types seen in dumps
 # this module can edit.  Types not listed make it give up.
@@ -45,41 +57,89 @@ RELATIONS = {'TABLE', 'SEQUENCE', 'VIEW', 'MATERIALIZED VIEW', 'FOREIGN TABLE'}
 ATTACHED = {'COMMENT', 'SEQUENCE OWNED BY'}
 RANKS = {'DEFAULT': 3, 'CONSTRAINT': 4, 'INDEX': 5, 'TRIGGER': 7, 'FK CONSTRAINT': 8,
          'POLICY': 9, 'ROW SECURITY': 9, 'ACL': 20, 'DEFAULT ACL': 20}
+LAST_RANK = 20
 
 
-@dataclasses.dataclass
+def _rank(kind):
+    if kind in BEFORE_RELATIONS:
+        return 1
+    if kind in RELATIONS:
+        return 2
+    return RANKS.get(kind)
+
+
+@dataclasses.dataclass(eq=False)
 class Section:
+    """One object of the dump; compared by identity, so that lists of them index fast."""
+
     type: str
     schema: str
     name: str
     lines: list
-    _key: tuple = dataclasses.field(default=None, repr=False, compare=False)
+    sort_name: str = None
 
-    @property
-    def rank(self):
-        if self.type in BEFORE_RELATIONS:
-            return 1
-        if self.type in RELATIONS:
-            return 2
-        return RANKS.get(self.type)
+    def __post_init__(self):
+        self.rank = _rank(self.type)
+        self.key = None
+        if self.sort_name is not None:
+            self.sorted_by(self.sort_name)
 
-    @property
-    def sort_name(self):
+    def sorted_by(self, sort_name):
         """What pg_dump sorts by: a constraint by its own name, not its table's."""
-        if self.type == 'CONSTRAINT':
-            return self.name.split(' ', 1)[1]
-        return self.name
+        self.sort_name = sort_name
+        self.key = (self.rank, self.schema.encode(), sort_name.encode())
 
-    def key(self):
-        if self._key is None:
-            self._key = (self.rank, self.schema.encode(), self.sort_name.encode())
-        return self._key
+
+@dataclasses.dataclass
+class Relations:
+    """The tables of the database at the snapshot: who owns which name and index."""
+
+    tables: dict    # oid -> (schema, name)
+    indexes: dict   # table oid -> frozenset of its index names
+    names: set      # (schema, name) of every relation that can own a constraint, as dumped
+
+    def copy(self):
+        return Relations(dict(self.tables), dict(self.indexes), self.names)
+
+    def constraint_table(self, schema, label):
+        """The table of a ``<table> <constraint>`` header name; None if not certain."""
+        found = [label[:i] for i, char in enumerate(label)
+                 if char == ' ' and (schema, label[:i]) in self.names]
+        return found[0] if len(found) == 1 else None
+
+
+RELATIONS_QUERY = '''
+SELECT c.oid, n.nspname, c.relname, c.relkind IN ('r', 'p'),
+       ARRAY(SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+              WHERE i.indrelid = c.oid)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'f') AND n.nspname <> 'pg_catalog'
+   AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_toast'
+'''
+
+
+def relations(cursor):
+    """The tables as the snapshot's dump saw them (read right after it)."""
+    cursor.execute(RELATIONS_QUERY)
+    tables, indexes, names = {}, {}, set()
+    for oid, schema, name, is_table, index_names in cursor.fetchall():
+        names.add((schema, name))
+        if is_table:
+            tables[oid] = (schema, name)
+            indexes[oid] = frozenset(index_names)
+    return Relations(tables, indexes, names)
 
 
 class Snapshot:
-    """A schema dump as objects: preamble, sections in pg_dump's order, trailer."""
+    """A schema dump as objects: preamble, sections in pg_dump's order, trailer.
 
-    def __init__(self, lines):
+    Indexed by name and by sort key, so that putting a table's sections in
+    costs what the table costs, not what the dump costs.  ``relations``
+    comes from :func:`relations` of the same moment; without it the
+    snapshot is only good for :meth:`objects` and :meth:`lines`.
+    """
+
+    def __init__(self, lines, relations=None):
         self.preamble, self.sections, self.trailer = [], [], []
         i, n = 0, len(lines)
         while i < n and not self._starts_section(lines, i):
@@ -98,16 +158,52 @@ class Snapshot:
                 self.sections.append(current)
             current.lines.append(lines[i])
             i += 1
+        self.relations = relations
+        self.editable = relations is not None and self._index()
 
     @staticmethod
     def _starts_section(lines, i):
         return lines[i] == '--' and i + 1 < len(lines) and bool(HEADER.match(lines[i + 1]))
 
-    def copy(self):
-        """A snapshot sharing this one's sections, to edit without touching it."""
-        copy = Snapshot([])
-        copy.preamble, copy.sections, copy.trailer = (
-            self.preamble, list(self.sections), self.trailer)
+    def _index(self):
+        """Name and order indexes; False when some section's place or owner is unknown."""
+        if self.sections and self.sections[0].type in ATTACHED:
+            return False
+        self._by_name, self._constraints = {}, {}
+        for section in self.sections:
+            if section.type in ATTACHED:
+                continue
+            if section.rank is None:
+                return False
+            self._by_name[section.type, section.schema, section.name] = section
+            sort_name = section.name
+            if section.type == 'CONSTRAINT':
+                table = self.relations.constraint_table(section.schema, section.name)
+                if table is None:
+                    return False
+                sort_name = section.name[len(table) + 1:]
+                self._constraints.setdefault((section.schema, table), []).append(section)
+            section.sorted_by(sort_name)
+        self._reorder()
+        return True
+
+    def _reorder(self):
+        """The sort-key list of the sections before the ACLs, and whether it is sorted."""
+        self._ordered = [s for s in self.sections if s.type not in ATTACHED]
+        head = 0
+        while head < len(self._ordered) and self._ordered[head].rank < LAST_RANK:
+            head += 1
+        self._keys = [s.key for s in self._ordered[:head]]
+        self._sorted = all(s.rank >= LAST_RANK for s in self._ordered[head:]) and all(
+            a < b for a, b in zip(self._keys, self._keys[1:]))
+
+    def _copy(self):
+        copy = Snapshot.__new__(Snapshot)
+        copy.preamble, copy.trailer, copy.editable = self.preamble, self.trailer, self.editable
+        copy.sections, copy._ordered, copy._keys = (
+            list(self.sections), list(self._ordered), list(self._keys))
+        copy._by_name, copy._constraints = dict(self._by_name), dict(self._constraints)
+        copy._sorted, copy.relations = self._sorted, self.relations.copy()
         return copy
 
     def objects(self):
@@ -124,171 +220,168 @@ class Snapshot:
             out.extend(section.lines)
         return out + self.trailer
 
-    def editable(self):
-        """True when every section is of a kind whose place in pg_dump's order is known."""
-        return all(s.type in ATTACHED or s.rank is not None for s in self.sections) and (
-            not self.sections or self.sections[0].type not in ATTACHED)
+    def with_tables(self, tables):
+        """A new snapshot with these rendered tables in place; None if that is not certain."""
+        edited = self._copy()
+        for table in tables:
+            if not edited._put(table):
+                return None
+        return edited
 
-    def replace(self, schema, table, indexes, new_sections):
-        """Put the table's sections (its constraints', its indexes') where pg_dump would.
-
-        A section that was there keeps its place; a new one goes where
-        pg_dump's sort puts it, which is only known when the sections of its
-        group are in plain name order (a dependency can make pg_dump move
-        things): otherwise False, and nothing is changed.
-        """
-        def belongs(section):
-            if section.schema != schema:
-                return False
-            if section.type == 'TABLE':
-                return section.name == table
-            if section.type == 'CONSTRAINT':
-                return section.name.split(' ', 1)[0] == table
-            if section.type == 'INDEX':
-                return section.name in indexes
+    def _put(self, table):
+        """Put a table's sections (its constraints', its indexes') where pg_dump would."""
+        where = (table.schema, table.name)
+        old = self.relations.tables.get(table.oid)
+        if old is not None and old != where:
+            log.debug('schema diff by pg_dump: %s.%s was renamed', *where)
             return False
-        wanted = {(s.type, s.name): s for s in new_sections}
-        kept = []
-        for section in self.sections:
-            if belongs(section):
-                replacement = wanted.pop((section.type, section.name), None)
-                if replacement is not None:
-                    # Unchanged text keeps the old object, so the diff matches it by identity.
-                    kept.append(section if replacement.lines == section.lines else replacement)
-            else:
-                kept.append(section)
-        for section in wanted.values():
-            if not _insert(kept, section):
+        old_indexes = self.relations.indexes.get(table.oid, frozenset())
+        if not old_indexes <= table.index_names:
+            log.debug('schema diff by pg_dump: an index of %s.%s was renamed', *where)
+            return False
+        existing = [self._by_name.get(('TABLE',) + where)] + list(
+            self._constraints.get(where, ())) + [
+            self._by_name.get(('INDEX', table.schema, name)) for name in old_indexes]
+        wanted = {(s.type, s.name): s for s in table.sections}
+        for section in existing:
+            if section is None:
+                continue
+            replacement = wanted.pop((section.type, section.name), None)
+            if replacement is None:
+                log.debug('schema diff by pg_dump: %s %s went away', section.type, section.name)
                 return False
-        self.sections = kept
+            if replacement.lines != section.lines:
+                self._swap(section, replacement)
+        for section in wanted.values():
+            if not self._insert(section):
+                log.debug('schema diff by pg_dump: cannot tell where pg_dump puts %s %s',
+                          section.type, section.name)
+                return False
+        self.relations.tables[table.oid] = where
+        self.relations.indexes[table.oid] = table.index_names
+        self._constraints[where] = [self._by_name[s.type, s.schema, s.name]
+                                    for s in table.sections if s.type == 'CONSTRAINT']
+        return True
+
+    def _swap(self, old, new):
+        self.sections[self.sections.index(old)] = new
+        self._ordered[self._ordered.index(old)] = new
+        self._by_name[new.type, new.schema, new.name] = new
+
+    def _insert(self, new):
+        """Insert ``new`` by pg_dump's sort; False when its place is not certain."""
+        if self._sorted:
+            place = bisect.bisect_left(self._keys, new.key)
+            if place < len(self._keys) and self._keys[place] == new.key:
+                return False
+            position = (self.sections.index(self._ordered[place])
+                        if place < len(self._ordered) else len(self.sections))
+            self._ordered.insert(place, new)
+            self._keys.insert(place, new.key)
+        else:
+            position = _unsorted_place(self.sections, new)
+            if position is None:
+                return False
+        self.sections.insert(position, new)
+        self._by_name[new.type, new.schema, new.name] = new
+        if not self._sorted:
+            self._reorder()
         return True
 
 
-def _insert(sections, new):
-    """Insert ``new`` by pg_dump's sort; False when its place is not certain.
+def _unsorted_place(sections, new):
+    """Where ``new`` goes in a dump that pg_dump reordered for a dependency.
 
     Its place is certain when every section of its group before that place
-    sorts before it and every one after sorts after it.  A group that
-    pg_dump reordered for a dependency (a view named before its table) is
-    fine as long as the new section does not land inside the reordering.
+    sorts before it and every one after sorts after it: a view named before
+    its table is fine as long as the new section does not land inside the
+    reordering.
     """
-    key = new.key()
+    key = new.key
     position = len(sections)
     for i, section in enumerate(sections):
         if section.type in ATTACHED:
             continue
-        if section.rank >= 20 or section.key() > key:
+        if section.rank >= LAST_RANK or section.key > key:
             position = i
             break
-    group = [(i, s.key()) for i, s in enumerate(sections)
+    group = [(i, s.key) for i, s in enumerate(sections)
              if s.type not in ATTACHED and s.rank == new.rank]
     if any(k >= key for i, k in group if i < position) or any(
             k <= key for i, k in group if i >= position):
-        return False
-    sections.insert(position, new)
-    return True
+        return None
+    return position
 
 
-def _section(kind, schema, name, owner, body):
+def _section(kind, schema, name, owner, body, sort_name=None):
     return Section(kind, schema, name,
                    ['--', '-- Name: %s; Type: %s; Schema: %s; Owner: %s' % (name, kind, schema, owner),
-                    '--', ''] + body)
+                    '--', ''] + body, sort_name or name)
 
 
-# One pass over each catalog the migration touched: the tables it changed,
-# and how many of its rows belong to anything but a plain table (any makes
-# it pg_dump's job).
-CHANGED = '''
-WITH cls AS MATERIALIZED (
-       SELECT oid, relkind FROM pg_class WHERE xmin = %(xid)s::xid),
-     touched AS (
-       SELECT oid FROM cls WHERE relkind IN ('r', 'p')
-       UNION SELECT attrelid FROM pg_attribute WHERE %(attribute)s AND xmin = %(xid)s::xid
-       UNION SELECT conrelid FROM pg_constraint WHERE %(constraint)s AND xmin = %(xid)s::xid
-       UNION SELECT adrelid FROM pg_attrdef WHERE %(attrdef)s AND xmin = %(xid)s::xid
-       UNION SELECT indrelid FROM pg_index WHERE %(index)s AND xmin = %(xid)s::xid
-       UNION SELECT i.indrelid FROM cls JOIN pg_index i ON i.indexrelid = cls.oid)
-SELECT t.oid, NULL FROM pg_class t
- WHERE t.oid IN (SELECT oid FROM touched) AND t.relkind IN ('r', 'p')
-   AND t.relnamespace <> 'pg_catalog'::regnamespace AND t.relnamespace <> 'pg_toast'::regnamespace
-UNION ALL
-SELECT NULL, (SELECT count(*) FROM cls WHERE relkind NOT IN ('r', 'i', 't'))
-     + (SELECT count(*) FROM pg_type t
-         WHERE %(type)s AND t.xmin = %(xid)s::xid AND t.typrelid = 0
-           AND NOT EXISTS (SELECT 1 FROM pg_type e WHERE e.oid = t.typelem AND e.typrelid <> 0))
-     + (SELECT count(*) FROM pg_constraint c
-         WHERE %(constraint)s AND c.xmin = %(xid)s::xid AND c.conrelid = 0)
+@dataclasses.dataclass
+class Table:
+    """A table rendered from the catalogs: its TABLE, CONSTRAINT and INDEX sections."""
+
+    oid: int
+    schema: str
+    name: str
+    index_names: frozenset
+    sections: list
+
+
+# ``age(xmin) <= 0``: written by this transaction or one of its
+# subtransactions (their ids are never older than the top one's).
+OURS = 'age({0}.xmin) <= 0'
+
+CATALOGS = '''
+SELECT oid, relname FROM pg_class
+ WHERE relnamespace = 'pg_catalog'::regnamespace AND relkind = 'r'
 '''
-
-TABLE = '''
-SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.relname),
-       pg_get_userbyid(c.relowner), c.relkind = 'r' AND NOT c.relispartition
-       AND NOT c.relhassubclass AND NOT c.relrowsecurity AND NOT c.relhastriggers
-       AND NOT c.relhasrules AND c.relpersistence = 'p' AND c.reloptions IS NULL
-       AND c.reltablespace = 0 AND c.relacl IS NULL AND c.reloftype = 0
-       AND c.relreplident = 'd'
-       AND NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = c.oid)
-       AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = c.oid)
-       AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = c.oid)
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.oid = %s
-'''
-
-COLUMNS = '''
-SELECT quote_ident(a.attname), format_type(a.atttypid, a.atttypmod), a.attnotnull,
-       pg_get_expr(d.adbin, d.adrelid),
-       a.attidentity = '' AND a.attgenerated = '' AND a.attacl IS NULL
-       AND a.attoptions IS NULL AND a.attfdwoptions IS NULL AND a.attstattarget IS NULL
-       AND a.attcompression = '' AND a.attstorage = t.typstorage AND NOT a.attislocal = false
-       AND (a.attcollation = t.typcollation), a.attname
-  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
- WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
- ORDER BY a.attnum
-'''
-
-CONSTRAINTS = '''
-SELECT c.conname, quote_ident(c.conname), c.contype, pg_get_constraintdef(c.oid),
-       c.convalidated AND c.conislocal AND (c.contype NOT IN ('c', 'n') OR NOT c.connoinherit),
-       (SELECT array_agg(a.attname ORDER BY a.attnum) FROM pg_attribute a
-         WHERE a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey))
-  FROM pg_constraint c
- WHERE c.conrelid = %s
- ORDER BY c.conname
-'''
-
-INDEXES = '''
-SELECT c.relname, pg_get_indexdef(i.indexrelid), NOT i.indisclustered AND i.indisvalid
-       AND c.reltablespace = 0
-       AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = c.oid),
-       EXISTS (SELECT 1 FROM pg_constraint WHERE conindid = i.indexrelid
-               AND conrelid = i.indrelid AND contype IN ('p', 'u', 'x'))
-  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
- WHERE i.indrelid = %s
-'''
-
 
 COUNTS = '''
-SELECT relname, ins, upd, del FROM (
-  SELECT c.relname, pg_stat_get_xact_tuples_inserted(c.oid) AS ins,
-         pg_stat_get_xact_tuples_updated(c.oid) AS upd,
-         pg_stat_get_xact_tuples_deleted(c.oid) AS del
-    FROM pg_class c
-   WHERE c.oid < 16384 AND c.relkind = 'r' AND c.relnamespace IN (
-         'pg_catalog'::regnamespace, 'pg_toast'::regnamespace)) counts
- WHERE ins + upd + del > 0
-UNION ALL SELECT %s, count(*), 0, 0 FROM pg_constraint WHERE conrelid = 0
+SELECT o, pg_stat_get_xact_tuples_inserted(o), pg_stat_get_xact_tuples_updated(o),
+       pg_stat_get_xact_tuples_deleted(o)
+  FROM unnest(ARRAY[%s]::oid[]) AS o
+UNION ALL SELECT NULL, count(*), 0, 0 FROM pg_constraint WHERE conrelid = 0
 '''
 
 
-def catalog_counts(cursor):
-    """Pending per-catalog writes of this backend: name -> (inserted, updated, deleted).
+class CatalogReader:
+    """Reads the catalogs for the fast path over one connection, for one run.
 
-    The same numbers as ``pg_stat_xact_sys_tables``, read for the catalogs
-    only (that view also walks every user table's toast table).
+    Its statements are prepared once: planning them cost more than running
+    them.  The fast path only runs where pg_dump may, never behind a
+    transaction pooler, so the session that prepared them runs them.
     """
-    cursor.execute(COUNTS, (DOMAIN_CONSTRAINTS,))
-    return {name: (ins, upd, dele) for name, ins, upd, dele in cursor.fetchall()}
+
+    _runs = itertools.count()
+
+    def __init__(self, cursor):
+        cursor.execute(CATALOGS)
+        self.names = dict(cursor.fetchall())
+        self.prefix = 'dbmigrator_%d_%d_' % (os.getpid(), next(self._runs))
+        self.prepared = set()
+        self.counts_query = COUNTS % ', '.join(str(int(oid)) for oid in self.names)
+
+    def execute(self, cursor, name, sql, *params):
+        """Run ``sql`` (``$1``-style parameters) as a prepared statement, preparing it first."""
+        if name not in self.prepared:
+            cursor.execute('PREPARE %s%s AS %s' % (self.prefix, name, sql))
+            self.prepared.add(name)
+        cursor.execute('EXECUTE %s%s%s' % (self.prefix, name, '(%s)' % ', '.join(
+            ['%s'] * len(params)) if params else ''), params)
+        return cursor.fetchall()
+
+    def counts(self, cursor):
+        """Pending writes of this backend: catalog name -> (inserted, updated, deleted).
+
+        The numbers of ``pg_stat_xact_sys_tables``, without that view's walk
+        over every user table's toast table.
+        """
+        return {self.names.get(oid, DOMAIN_CONSTRAINTS): (ins, upd, dele)
+                for oid, ins, upd, dele in self.execute(cursor, 'counts', self.counts_query)
+                if oid is None or ins or upd or dele}
 
 
 def touched(before, after):
@@ -300,70 +393,202 @@ def touched(before, after):
         if any(change):
             delta[name] = change
     for name, (ins, upd, dele) in delta.items():
-        if name.startswith('pg_toast_'):
-            continue
         if name not in WRITABLE or name == DOMAIN_CONSTRAINTS or (dele and name not in DELETABLE):
             return None
     return delta
 
 
-def transaction_id(cursor):
-    """The migration's transaction id as ``xmin`` holds it (no epoch), or None if it wrote nothing."""
-    cursor.execute('SELECT pg_current_xact_id_if_assigned()::text')
-    full = cursor.fetchone()[0]
-    return None if full is None else str(int(full) % (1 << 32))
+# The relations this transaction holds locks on, the tables among them (an
+# index stands for its table), and what each of those tables owns; for each,
+# how many of its catalog rows this transaction wrote.  Every lookup goes
+# through a catalog index: the cost follows the locks, not the schema.
+LOCATE = '''
+WITH locked AS (
+       SELECT DISTINCT relation AS oid FROM pg_locks
+        WHERE pid = pg_backend_pid() AND locktype = 'relation' AND relation >= 16384
+          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())),
+     kinds AS (
+       SELECT l.oid, c.relkind, i.indrelid, t.relkind AS table_kind FROM locked l
+        CROSS JOIN LATERAL (SELECT relkind FROM pg_class WHERE oid = l.oid) c
+        LEFT JOIN LATERAL (SELECT indrelid FROM pg_index WHERE indexrelid = l.oid) i ON true
+        LEFT JOIN LATERAL (SELECT relkind FROM pg_class WHERE oid = i.indrelid) t ON true),
+     tables AS (
+       SELECT oid FROM kinds WHERE relkind IN ('r', 'p')
+       UNION SELECT indrelid FROM kinds WHERE table_kind IN ('r', 'p')),
+     toast AS (
+       SELECT c.reltoastrelid AS oid, t.oid AS owner FROM tables t
+        CROSS JOIN LATERAL (SELECT reltoastrelid FROM pg_class WHERE oid = t.oid) c
+        WHERE c.reltoastrelid <> 0),
+     rels (oid, owner) AS (
+       SELECT oid, oid FROM tables
+       UNION ALL SELECT oid, owner FROM toast
+       UNION ALL SELECT i.indexrelid, t.oid FROM tables t
+        CROSS JOIN LATERAL (SELECT indexrelid FROM pg_index WHERE indrelid = t.oid) i
+       UNION ALL SELECT i.indexrelid, t.owner FROM toast t
+        CROSS JOIN LATERAL (SELECT indexrelid FROM pg_index WHERE indrelid = t.oid) i
+       UNION ALL SELECT oid, NULL FROM kinds
+        WHERE relkind NOT IN ('r', 'p', 'i', 'I', 't') OR table_kind NOT IN ('r', 'p', 't'))
+SELECT r.owner, (age(c.xmin) <= 0)::int,
+       (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = r.oid AND age(a.xmin) <= 0),
+       (SELECT count(*) FROM pg_constraint k WHERE k.conrelid = r.oid AND age(k.xmin) <= 0),
+       (SELECT count(*) FROM pg_attrdef d WHERE d.adrelid = r.oid AND age(d.xmin) <= 0),
+       (SELECT count(*) FROM pg_index i WHERE i.indexrelid = r.oid AND age(i.xmin) <= 0),
+       (SELECT count(*) FROM pg_type t WHERE c.reltype <> 0 AND age(t.xmin) <= 0 AND t.oid IN (
+               c.reltype, (SELECT typarray FROM pg_type WHERE oid = c.reltype)))
+  FROM rels r CROSS JOIN LATERAL (SELECT reltype, xmin FROM pg_class WHERE oid = r.oid) c
+'''
+
+# The fallback when the locks do not explain every row written: one pass
+# over each catalog the migration touched, for the rows it wrote.  The
+# tables it changed, and how many of its rows belong to anything but a
+# plain table (any makes it pg_dump's job).
+SCAN = '''
+WITH cls AS MATERIALIZED (
+       SELECT oid, relkind FROM pg_class WHERE age(xmin) <= 0),
+     touched AS (
+       SELECT oid FROM cls WHERE relkind IN ('r', 'p')
+       UNION SELECT attrelid FROM pg_attribute WHERE %(attribute)s AND age(xmin) <= 0
+       UNION SELECT conrelid FROM pg_constraint WHERE %(constraint)s AND age(xmin) <= 0
+       UNION SELECT adrelid FROM pg_attrdef WHERE %(attrdef)s AND age(xmin) <= 0
+       UNION SELECT indrelid FROM pg_index WHERE %(index)s AND age(xmin) <= 0
+       UNION SELECT i.indrelid FROM cls JOIN pg_index i ON i.indexrelid = cls.oid)
+SELECT t.oid, NULL FROM pg_class t
+ WHERE t.oid IN (SELECT oid FROM touched) AND t.relkind IN ('r', 'p')
+   AND t.relnamespace <> 'pg_catalog'::regnamespace AND t.relnamespace <> 'pg_toast'::regnamespace
+UNION ALL
+SELECT NULL, (SELECT count(*) FROM cls WHERE relkind NOT IN ('r', 'i', 't'))
+     + (SELECT count(*) FROM cls JOIN pg_index i ON i.indexrelid = cls.oid
+          JOIN pg_class t ON t.oid = i.indrelid WHERE t.relkind NOT IN ('r', 'p', 't'))
+     + (SELECT count(*) FROM pg_type t
+         WHERE %(type)s AND age(t.xmin) <= 0 AND t.typrelid = 0
+           AND NOT EXISTS (SELECT 1 FROM pg_type e WHERE e.oid = t.typelem AND e.typrelid <> 0))
+     + (SELECT count(*) FROM pg_constraint c
+         WHERE %(constraint)s AND age(c.xmin) <= 0 AND c.conrelid = 0)
+'''
+
+TABLE = '''
+SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.relname),
+       pg_get_userbyid(c.relowner), quote_ident(pg_get_userbyid(c.relowner)),
+       c.relkind = 'r' AND NOT c.relispartition
+       AND NOT c.relhassubclass AND NOT c.relrowsecurity AND NOT c.relhastriggers
+       AND NOT c.relhasrules AND c.relpersistence = 'p' AND c.reloptions IS NULL
+       AND c.reltablespace = 0 AND c.relacl IS NULL AND c.reloftype = 0
+       AND c.relreplident = 'd'
+       AND NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = c.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = c.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = c.oid)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.oid = $1::oid
+'''
+COLUMNS = '''
+SELECT quote_ident(a.attname), format_type(a.atttypid, a.atttypmod), a.attnotnull,
+       pg_get_expr(d.adbin, d.adrelid),
+       a.attidentity = '' AND a.attgenerated = '' AND a.attacl IS NULL
+       AND a.attoptions IS NULL AND a.attfdwoptions IS NULL AND a.attstattarget IS NULL
+       AND a.attcompression = '' AND a.attstorage = t.typstorage AND NOT a.attislocal = false
+       AND (a.attcollation = t.typcollation), a.attname
+  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+ WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped
+ ORDER BY a.attnum
+'''
+
+CONSTRAINTS = '''
+SELECT c.conname, quote_ident(c.conname), c.contype, pg_get_constraintdef(c.oid),
+       c.convalidated AND c.conislocal AND (c.contype NOT IN ('c', 'n') OR NOT c.connoinherit),
+       (SELECT array_agg(a.attname ORDER BY a.attnum) FROM pg_attribute a
+         WHERE a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey))
+  FROM pg_constraint c
+ WHERE c.conrelid = $1::oid
+ ORDER BY c.conname
+'''
+
+INDEXES = '''
+SELECT c.relname, pg_get_indexdef(i.indexrelid), NOT i.indisclustered AND i.indisvalid
+       AND c.reltablespace = 0
+       AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = c.oid),
+       EXISTS (SELECT 1 FROM pg_constraint WHERE conindid = i.indexrelid
+               AND conrelid = i.indrelid AND contype IN ('p', 'u', 'x'))
+  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+ WHERE i.indrelid = $1::oid
+'''
 
 
-def apply(conn, snapshot, xid, delta):
-    """The snapshot after the migration, edited in place; None to ask for pg_dump."""
-    if xid is None or delta is None or not snapshot.editable():
+def render(reader, cursor, snapshot, delta):
+    """The snapshot after the migration whose catalog writes are ``delta``; None for pg_dump.
+
+    Runs on the migration's own cursor, inside its transaction, after its
+    code: it sees exactly what the migration changed.
+    """
+    if delta is None or not snapshot.editable:
         log.debug('schema diff by pg_dump: %s', 'catalogs %s' % sorted(delta or {})
-                  if delta is None or xid is None else 'a section pg_dump orders its own way')
+                  if delta is None else 'a section pg_dump orders its own way')
         return None
-    params = {'xid': xid}
-    for key, catalog in (('constraint', 'pg_constraint'), ('attrdef', 'pg_attrdef'),
-                         ('index', 'pg_index'), ('type', 'pg_type')):
-        params[key] = 'true' if catalog in delta else 'false'
+    tables = _locate(reader, cursor, delta)
+    if tables is None:
+        tables = _scan(cursor, delta)
+        if tables is None:
+            log.debug('schema diff by pg_dump: the migration made more than plain tables')
+            return None
+    rendered = []
+    for oid in sorted(tables):
+        table = _render_table(reader, cursor, oid)
+        if table is None:
+            log.debug('schema diff by pg_dump: table %s has features not rendered here', oid)
+            return None
+        rendered.append(table)
+    return snapshot.with_tables(rendered)
+
+
+def _locate(reader, cursor, delta):
+    """The tables changed, found through the locks; None when the counts are not explained.
+
+    A relation of another kind (a view, a sequence) that was written
+    counts as not explained too: the scan then hands it to pg_dump.
+    """
+    found = dict.fromkeys(FOUND, 0)
+    tables = set()
+    for owner, *counts in reader.execute(cursor, 'locate', LOCATE):
+        if any(counts):
+            if owner is None:
+                return None
+            tables.add(owner)
+        for name, count in zip(FOUND, counts):
+            found[name] += count
+    for name, count in found.items():
+        ins, upd, _ = delta.get(name, (0, 0, 0))
+        if count > ins + upd or bool(count) != bool(ins + upd) or (
+                name in EXACT and count != ins + upd):
+            log.debug('schema diff: %d of %d rows written to %s found through locks; scanning',
+                      count, ins + upd, name)
+            return None
+    return tables
+
+
+def _scan(cursor, delta):
+    """The tables changed, by a scan of the catalogs touched; None if anything else changed."""
+    params = {key: 'true' if catalog in delta else 'false'
+              for key, catalog in (('constraint', 'pg_constraint'), ('attrdef', 'pg_attrdef'),
+                                   ('index', 'pg_index'), ('type', 'pg_type'))}
     # New pg_attribute rows come with a new or updated pg_class row (a new
     # relation, ADD COLUMN), which names the table already; only updates
     # (RENAME COLUMN, DROP COLUMN, DROP NOT NULL...) need the big scan.
     params['attribute'] = 'true' if any(delta.get('pg_attribute', (0, 0, 0))[1:]) else 'false'
-    with conn.cursor() as cursor:
-        cursor.execute(CHANGED, params)
-        rows = cursor.fetchall()
-        tables = [oid for oid, _ in rows if oid is not None]
-        if any(others for oid, others in rows if oid is None):
-            log.debug('schema diff by pg_dump: the migration made more than plain tables')
-            conn.rollback()
-            return None
-        rendered = []
-        for oid in tables:
-            table = _render_table(cursor, oid)
-            if table is None:
-                log.debug('schema diff by pg_dump: table %s has features not rendered here', oid)
-                conn.rollback()
-                return None
-            rendered.append(table)
-    conn.rollback()
-    edited = snapshot.copy()
-    for schema, name, indexes, sections in rendered:
-        if not edited.replace(schema, name, indexes, sections):
-            log.debug('schema diff by pg_dump: cannot tell where pg_dump puts %s.%s', schema, name)
-            return None
-    return edited
+    cursor.execute(SCAN % params)
+    rows = cursor.fetchall()
+    if any(others for oid, others in rows if oid is None):
+        return None
+    return {oid for oid, _ in rows if oid is not None}
 
 
-def _render_table(cursor, oid):
-    cursor.execute(TABLE, (oid,))
-    schema, name, qualified, owner, plain = cursor.fetchone()
+def _render_table(reader, cursor, oid):
+    [(schema, name, qualified, owner, quoted_owner, plain)] = reader.execute(
+        cursor, 'table', TABLE, oid)
     if not plain:
         return None
-    cursor.execute(COLUMNS, (oid,))
-    columns = cursor.fetchall()
-    cursor.execute(CONSTRAINTS, (oid,))
-    constraints = cursor.fetchall()
-    cursor.execute(INDEXES, (oid,))
-    indexes = cursor.fetchall()
+    columns = reader.execute(cursor, 'columns', COLUMNS, oid)
+    constraints = reader.execute(cursor, 'constraints', CONSTRAINTS, oid)
+    indexes = reader.execute(cursor, 'indexes', INDEXES, oid)
     not_null = set()
     checks, keyed = [], []
     for conname, quoted, contype, definition, plain_constraint, attnames in constraints:
@@ -378,7 +603,7 @@ def _render_table(cursor, oid):
         elif contype in ('p', 'u'):
             keyed.append(_section('CONSTRAINT', schema, '%s %s' % (name, conname), owner, [
                 'ALTER TABLE ONLY %s' % qualified,
-                '    ADD CONSTRAINT %s %s;' % (quoted, definition), '', '']))
+                '    ADD CONSTRAINT %s %s;' % (quoted, definition), '', ''], sort_name=conname))
         else:
             return None
     body = []
@@ -397,8 +622,7 @@ def _render_table(cursor, oid):
     create = ['CREATE TABLE %s (' % qualified] + [
         line + (',' if i < len(body) - 1 else '') for i, line in enumerate(body)]
     sections = [_section('TABLE', schema, name, owner, create + [
-        ');', '', '', 'ALTER TABLE %s OWNER TO %s;' % (qualified, _quote_owner(cursor, owner)),
-        ''])] + keyed
+        ');', '', '', 'ALTER TABLE %s OWNER TO %s;' % (qualified, quoted_owner), ''])] + keyed
     names = set()
     for index_name, definition, plain_index, for_constraint in indexes:
         names.add(index_name)
@@ -407,9 +631,4 @@ def _render_table(cursor, oid):
         if not for_constraint:
             sections.append(_section('INDEX', schema, index_name, owner,
                                      [definition + ';', '', '']))
-    return schema, name, names, sections
-
-
-def _quote_owner(cursor, owner):
-    cursor.execute('SELECT quote_ident(%s)', (owner,))
-    return cursor.fetchone()[0]
+    return Table(oid, schema, name, frozenset(names), sections)

