@@ -180,7 +180,7 @@ def schema_scaling(server, work, repeat, tables=5000):
                 if after != before:
                     edited = fastdiff.render(catalogs, cursor, snapshot, fastdiff.touched(before, after))
                     assert edited is not None, 'the fast path gave this case to pg_dump'
-                    unified_objects(snapshot.objects(), edited.objects(), key=id)
+                    unified_objects(snapshot.objects(), edited.objects(), edited.opcodes())
                 done = time.perf_counter()
             conn.commit()
             diff.append((middle - started) + (done - ran))

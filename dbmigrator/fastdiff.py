@@ -20,9 +20,11 @@ that migration.  The output is never different from pg_dump's; at worst it
 is as slow.
 """
 import bisect
+import contextlib
 import dataclasses
 import itertools
 import logging
+import operator
 import os
 import re
 
@@ -66,6 +68,9 @@ def _rank(kind):
     if kind in RELATIONS:
         return 2
     return RANKS.get(kind)
+
+
+_LINES = operator.attrgetter('lines')
 
 
 @dataclasses.dataclass(eq=False)
@@ -160,6 +165,7 @@ class Snapshot:
             i += 1
         self.relations = relations
         self.editable = relations is not None and self._index()
+        self._edits, self._objects = [], None
 
     @staticmethod
     def _starts_section(lines, i):
@@ -204,15 +210,39 @@ class Snapshot:
             list(self.sections), list(self._ordered), list(self._keys))
         copy._by_name, copy._constraints = dict(self._by_name), dict(self._constraints)
         copy._sorted, copy.relations = self._sorted, self.relations.copy()
+        copy._edits, copy._objects = [], None
         return copy
 
     def objects(self):
-        """The dump as objects, for :func:`dbmigrator.schemadiff.unified_objects`.
+        """The dump as objects, for :func:`dbmigrator.schemadiff.unified_objects`."""
+        if self._objects is None:
+            self._objects = [self.preamble, *map(_LINES, self.sections), self.trailer]
+        return self._objects
 
-        Untouched sections are the same list objects in a snapshot and in
-        the snapshot edited from it, so they match by identity.
+    def opcodes(self):
+        """How :meth:`objects` differs from the snapshot this one was edited from.
+
+        difflib-style opcodes over objects, known from the edit itself (each
+        section put in either replaced the one at its place or is new), so
+        that the diff never compares the thousands of sections left alone.
         """
-        return [self.preamble] + [s.lines for s in self.sections] + [self.trailer]
+        codes, i, j = [], 0, 0
+        for place, replaced in sorted((self.sections.index(section) + 1, replaced)
+                                      for section, replaced in self._edits):
+            if place > j:
+                codes.append(['equal', i, i + place - j, j, place])
+                i, j = i + place - j, place
+            width = 1 if replaced else 0
+            if codes and codes[-1][0] != 'equal':
+                codes[-1][2:] = [codes[-1][2] + width, codes[-1][3], codes[-1][4] + 1]
+            else:
+                codes.append([None, i, i + width, j, j + 1])
+            codes[-1][0] = 'insert' if codes[-1][1] == codes[-1][2] else 'replace'
+            i, j = i + width, j + 1
+        total = len(self.sections) + 2
+        if j < total:
+            codes.append(['equal', i, i + total - j, j, total])
+        return [tuple(code) for code in codes]
 
     def lines(self):
         out = list(self.preamble)
@@ -264,6 +294,7 @@ class Snapshot:
         return True
 
     def _swap(self, old, new):
+        self._edits.append((new, True))
         self.sections[self.sections.index(old)] = new
         self._ordered[self._ordered.index(old)] = new
         self._by_name[new.type, new.schema, new.name] = new
@@ -283,6 +314,7 @@ class Snapshot:
             if position is None:
                 return False
         self.sections.insert(position, new)
+        self._edits.append((new, False))
         self._by_name[new.type, new.schema, new.name] = new
         if not self._sorted:
             self._reorder()
@@ -363,6 +395,27 @@ class CatalogReader:
         self.prefix = 'dbmigrator_%d_%d_' % (os.getpid(), next(self._runs))
         self.prepared = set()
         self.counts_query = COUNTS % ', '.join(str(int(oid)) for oid in self.names)
+        with self.indexed(cursor):
+            self.counts(cursor)
+
+    @contextlib.contextmanager
+    def indexed(self, cursor):
+        """Plans made once, that reach catalog rows through the catalogs' indexes.
+
+        A prepared statement keeps the plan of its first run, often made
+        while the schema is still small and a sequential scan looks cheaper;
+        that plan would walk every catalog row of every later migration.
+        The setting is the transaction's and is put back before the
+        migration's own statements or the bookkeeping run; an error rolls it
+        back with the savepoint.
+        """
+        cursor.execute("SELECT current_setting('enable_seqscan'), current_setting('plan_cache_mode'),"
+                       " set_config('enable_seqscan', 'off', true),"
+                       " set_config('plan_cache_mode', 'force_generic_plan', true)")
+        [(seqscan, plan_cache_mode, _, _)] = cursor.fetchall()
+        yield
+        cursor.execute("SELECT set_config('enable_seqscan', %s, true),"
+                       " set_config('plan_cache_mode', %s, true)", (seqscan, plan_cache_mode))
 
     def execute(self, cursor, name, sql, *params):
         """Run ``sql`` (``$1``-style parameters) as a prepared statement, preparing it first."""
@@ -524,19 +577,20 @@ def render(reader, cursor, snapshot, delta):
         log.debug('schema diff by pg_dump: %s', 'catalogs %s' % sorted(delta or {})
                   if delta is None else 'a section pg_dump orders its own way')
         return None
-    tables = _locate(reader, cursor, delta)
-    if tables is None:
-        tables = _scan(cursor, delta)
+    with reader.indexed(cursor):
+        tables = _locate(reader, cursor, delta)
         if tables is None:
-            log.debug('schema diff by pg_dump: the migration made more than plain tables')
-            return None
-    rendered = []
-    for oid in sorted(tables):
-        table = _render_table(reader, cursor, oid)
-        if table is None:
-            log.debug('schema diff by pg_dump: table %s has features not rendered here', oid)
-            return None
-        rendered.append(table)
+            tables = _scan(cursor, delta)
+            if tables is None:
+                log.debug('schema diff by pg_dump: the migration made more than plain tables')
+                return None
+        rendered = []
+        for oid in sorted(tables):
+            table = _render_table(reader, cursor, oid)
+            if table is None:
+                log.debug('schema diff by pg_dump: table %s has features not rendered here', oid)
+                return None
+            rendered.append(table)
     return snapshot.with_tables(rendered)
 
 

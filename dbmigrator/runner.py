@@ -161,7 +161,8 @@ class Runner:
             return None
         if snapshot is None:
             return None
-        return snapshot, unified_objects(self._snapshot.objects(), snapshot.objects(), key=id)
+        return snapshot, unified_objects(self._snapshot.objects(), snapshot.objects(),
+                                         snapshot.opcodes())
 
     def _call(self, migration, function, cursor, who):
         """Call the migration's code with its connection's transaction controls locked."""

@@ -122,14 +122,14 @@ def unified(before, after):
     return unified_objects(_objects(before), _objects(after))
 
 
-def unified_objects(objects_a, objects_b, key=None):
+def unified_objects(objects_a, objects_b, opcodes=None):
     """:func:`unified` of two dumps already cut into objects (lists of lines).
 
-    ``key`` names an object for matching (default: its lines); the fast
-    diff passes ``id``, as it keeps every object it did not touch.
+    ``opcodes`` says which objects differ, when the caller knows (the fast
+    diff does); otherwise objects are matched by their lines.
     """
     before, after = _Lines(objects_a), _Lines(objects_b)
-    matcher = _ObjectMatcher(before, after, objects_a, objects_b, key or tuple)
+    matcher = _ObjectMatcher(before, after, objects_a, objects_b, opcodes)
     out = []
     for group in matcher.get_grouped_opcodes(CONTEXT_LINES):
         if not out:
@@ -163,10 +163,10 @@ def _objects(lines):
 class _ObjectMatcher(difflib.SequenceMatcher):
     """Line opcodes from matching whole objects first, then lines within changed runs."""
 
-    def __init__(self, a, b, objects_a, objects_b, key):
+    def __init__(self, a, b, objects_a, objects_b, coarse=None):
         self.a, self.b = a, b
         self.objects = objects_a, objects_b
-        self.key = key
+        self.coarse = coarse
         self._opcodes = None
 
     def get_opcodes(self):
@@ -178,7 +178,8 @@ class _ObjectMatcher(difflib.SequenceMatcher):
         objects_a, objects_b = self.objects
         starts_a, starts_b = self.a.starts, self.b.starts
         codes = []
-        for tag, i1, i2, j1, j2 in _coarse_opcodes(objects_a, objects_b, self.key):
+        coarse = self.coarse or _coarse_opcodes(objects_a, objects_b)
+        for tag, i1, i2, j1, j2 in coarse:
             a1, a2, b1, b2 = starts_a[i1], starts_a[i2], starts_b[j1], starts_b[j2]
             if tag == 'equal':
                 codes.append(('equal', a1, a2, b1, b2))
@@ -195,13 +196,13 @@ class _ObjectMatcher(difflib.SequenceMatcher):
         return merged or [('equal', 0, len(self.a), 0, len(self.b))]
 
 
-def _coarse_opcodes(objects_a, objects_b, key):
+def _coarse_opcodes(objects_a, objects_b):
     """Object-level opcodes: the common head and tail first, then difflib on the rest.
 
     Objects are numbered so that difflib compares small ints, not lists of
     lines; only the middle is numbered at all.
     """
-    keys_a, keys_b = list(map(key, objects_a)), list(map(key, objects_b))
+    keys_a, keys_b = list(map(tuple, objects_a)), list(map(tuple, objects_b))
     shortest = min(len(keys_a), len(keys_b))
     head = _common_prefix(keys_a, keys_b, shortest)
     tail = _common_prefix(keys_a[::-1], keys_b[::-1], shortest - head)
