@@ -20,7 +20,6 @@ that migration.  The output is never different from pg_dump's; at worst it
 is as slow.
 """
 import bisect
-import contextlib
 import dataclasses
 import itertools
 import logging
@@ -395,27 +394,24 @@ class CatalogReader:
         self.prefix = 'dbmigrator_%d_%d_' % (os.getpid(), next(self._runs))
         self.prepared = set()
         self.counts_query = COUNTS % ', '.join(str(int(oid)) for oid in self.names)
-        with self.indexed(cursor):
-            self.counts(cursor)
+        # The counts' plan is made now, inside a savepoint that undoes the setting.
+        cursor.execute('SAVEPOINT dbmigrator_plans')
+        self.plan_with_indexes(cursor)
+        self.counts(cursor)
+        cursor.execute('ROLLBACK TO SAVEPOINT dbmigrator_plans')
 
-    @contextlib.contextmanager
-    def indexed(self, cursor):
+    @staticmethod
+    def plan_with_indexes(cursor):
         """Plans made once, that reach catalog rows through the catalogs' indexes.
 
         A prepared statement keeps the plan of its first run, often made
         while the schema is still small and a sequential scan looks cheaper;
         that plan would walk every catalog row of every later migration.
-        The setting is the transaction's and is put back before the
-        migration's own statements or the bookkeeping run; an error rolls it
-        back with the savepoint.
+        The settings are transaction-local, and the caller undoes them by
+        rolling back to a savepoint taken before (the fast path only reads).
         """
-        cursor.execute("SELECT current_setting('enable_seqscan'), current_setting('plan_cache_mode'),"
-                       " set_config('enable_seqscan', 'off', true),"
+        cursor.execute("SELECT set_config('enable_seqscan', 'off', true),"
                        " set_config('plan_cache_mode', 'force_generic_plan', true)")
-        [(seqscan, plan_cache_mode, _, _)] = cursor.fetchall()
-        yield
-        cursor.execute("SELECT set_config('enable_seqscan', %s, true),"
-                       " set_config('plan_cache_mode', %s, true)", (seqscan, plan_cache_mode))
 
     def execute(self, cursor, name, sql, *params):
         """Run ``sql`` (``$1``-style parameters) as a prepared statement, preparing it first."""
@@ -519,6 +515,8 @@ SELECT NULL, (SELECT count(*) FROM cls WHERE relkind NOT IN ('r', 'i', 't'))
          WHERE %(constraint)s AND age(c.xmin) <= 0 AND c.conrelid = 0)
 '''
 
+# One table as pg_dump would write it: its own flags, then its columns,
+# constraints and indexes as JSON arrays, in one round trip.
 TABLE = '''
 SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.relname),
        pg_get_userbyid(c.relowner), quote_ident(pg_get_userbyid(c.relowner)),
@@ -529,41 +527,32 @@ SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.reln
        AND c.relreplident = 'd'
        AND NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = c.oid)
        AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = c.oid)
-       AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = c.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = c.oid),
+       (SELECT json_agg(json_build_array(
+                quote_ident(a.attname), format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                pg_get_expr(d.adbin, d.adrelid),
+                a.attidentity = '' AND a.attgenerated = '' AND a.attacl IS NULL
+                AND a.attoptions IS NULL AND a.attfdwoptions IS NULL AND a.attstattarget IS NULL
+                AND a.attcompression = '' AND a.attstorage = t.typstorage AND a.attislocal
+                AND a.attcollation = t.typcollation, a.attname) ORDER BY a.attnum)
+          FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+          LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+       (SELECT json_agg(json_build_array(
+                k.conname, quote_ident(k.conname), k.contype, pg_get_constraintdef(k.oid),
+                k.convalidated AND k.conislocal AND (k.contype NOT IN ('c', 'n') OR NOT k.connoinherit),
+                (SELECT array_agg(a.attname ORDER BY a.attnum) FROM pg_attribute a
+                  WHERE a.attrelid = k.conrelid AND a.attnum = ANY(k.conkey))) ORDER BY k.conname)
+          FROM pg_constraint k WHERE k.conrelid = c.oid),
+       (SELECT json_agg(json_build_array(
+                ic.relname, pg_get_indexdef(i.indexrelid),
+                NOT i.indisclustered AND i.indisvalid AND ic.reltablespace = 0
+                AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = ic.oid),
+                EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = i.indrelid
+                        AND conindid = i.indexrelid AND contype IN ('p', 'u', 'x'))))
+          FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.oid = $1::oid
-'''
-COLUMNS = '''
-SELECT quote_ident(a.attname), format_type(a.atttypid, a.atttypmod), a.attnotnull,
-       pg_get_expr(d.adbin, d.adrelid),
-       a.attidentity = '' AND a.attgenerated = '' AND a.attacl IS NULL
-       AND a.attoptions IS NULL AND a.attfdwoptions IS NULL AND a.attstattarget IS NULL
-       AND a.attcompression = '' AND a.attstorage = t.typstorage AND NOT a.attislocal = false
-       AND (a.attcollation = t.typcollation), a.attname
-  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
- WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped
- ORDER BY a.attnum
-'''
-
-CONSTRAINTS = '''
-SELECT c.conname, quote_ident(c.conname), c.contype, pg_get_constraintdef(c.oid),
-       c.convalidated AND c.conislocal AND (c.contype NOT IN ('c', 'n') OR NOT c.connoinherit),
-       (SELECT array_agg(a.attname ORDER BY a.attnum) FROM pg_attribute a
-         WHERE a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey))
-  FROM pg_constraint c
- WHERE c.conrelid = $1::oid
- ORDER BY c.conname
-'''
-
-INDEXES = '''
-SELECT c.relname, pg_get_indexdef(i.indexrelid), NOT i.indisclustered AND i.indisvalid
-       AND c.reltablespace = 0
-       AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = c.oid),
-       EXISTS (SELECT 1 FROM pg_constraint WHERE conindid = i.indexrelid
-               AND conrelid = i.indrelid AND contype IN ('p', 'u', 'x'))
-  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
- WHERE i.indrelid = $1::oid
 '''
 
 
@@ -571,26 +560,28 @@ def render(reader, cursor, snapshot, delta):
     """The snapshot after the migration whose catalog writes are ``delta``; None for pg_dump.
 
     Runs on the migration's own cursor, inside its transaction, after its
-    code: it sees exactly what the migration changed.
+    code: it sees exactly what the migration changed.  It only reads; the
+    caller rolls back to a savepoint taken before, which also undoes
+    :meth:`CatalogReader.plan_with_indexes`.
     """
     if delta is None or not snapshot.editable:
         log.debug('schema diff by pg_dump: %s', 'catalogs %s' % sorted(delta or {})
                   if delta is None else 'a section pg_dump orders its own way')
         return None
-    with reader.indexed(cursor):
-        tables = _locate(reader, cursor, delta)
+    reader.plan_with_indexes(cursor)
+    tables = _locate(reader, cursor, delta)
+    if tables is None:
+        tables = _scan(cursor, delta)
         if tables is None:
-            tables = _scan(cursor, delta)
-            if tables is None:
-                log.debug('schema diff by pg_dump: the migration made more than plain tables')
-                return None
-        rendered = []
-        for oid in sorted(tables):
-            table = _render_table(reader, cursor, oid)
-            if table is None:
-                log.debug('schema diff by pg_dump: table %s has features not rendered here', oid)
-                return None
-            rendered.append(table)
+            log.debug('schema diff by pg_dump: the migration made more than plain tables')
+            return None
+    rendered = []
+    for oid in sorted(tables):
+        table = _render_table(reader, cursor, oid)
+        if table is None:
+            log.debug('schema diff by pg_dump: table %s has features not rendered here', oid)
+            return None
+        rendered.append(table)
     return snapshot.with_tables(rendered)
 
 
@@ -636,16 +627,13 @@ def _scan(cursor, delta):
 
 
 def _render_table(reader, cursor, oid):
-    [(schema, name, qualified, owner, quoted_owner, plain)] = reader.execute(
-        cursor, 'table', TABLE, oid)
+    [(schema, name, qualified, owner, quoted_owner, plain, columns, constraints,
+      indexes)] = reader.execute(cursor, 'table', TABLE, oid)
     if not plain:
         return None
-    columns = reader.execute(cursor, 'columns', COLUMNS, oid)
-    constraints = reader.execute(cursor, 'constraints', CONSTRAINTS, oid)
-    indexes = reader.execute(cursor, 'indexes', INDEXES, oid)
     not_null = set()
     checks, keyed = [], []
-    for conname, quoted, contype, definition, plain_constraint, attnames in constraints:
+    for conname, quoted, contype, definition, plain_constraint, attnames in constraints or ():
         if not plain_constraint:
             return None
         if contype == 'n':
@@ -661,7 +649,7 @@ def _render_table(reader, cursor, oid):
         else:
             return None
     body = []
-    for quoted, type_name, attnotnull, default, plain_column, attname in columns:
+    for quoted, type_name, attnotnull, default, plain_column, attname in columns or ():
         if not plain_column or (default and 'nextval(' in default):
             return None
         if attnotnull and cursor.connection.server_version >= 180000 and attname not in not_null:
@@ -678,7 +666,7 @@ def _render_table(reader, cursor, oid):
     sections = [_section('TABLE', schema, name, owner, create + [
         ');', '', '', 'ALTER TABLE %s OWNER TO %s;' % (qualified, quoted_owner), ''])] + keyed
     names = set()
-    for index_name, definition, plain_index, for_constraint in indexes:
+    for index_name, definition, plain_index, for_constraint in indexes or ():
         names.add(index_name)
         if not plain_index:
             return None

@@ -156,7 +156,6 @@ class Runner:
         except psycopg2.Error as exc:
             if exc.pgcode is None or isinstance(exc, psycopg2.errors.QueryCanceled):
                 raise
-            cursor.execute('ROLLBACK TO SAVEPOINT dbmigrator_diff')
             log.debug('schema diff by pg_dump: reading the catalogs failed: %s', exc)
             return None
         if snapshot is None:
@@ -251,14 +250,15 @@ class Runner:
                     'it ended its own transaction (COMMIT or ROLLBACK): what ran before that '
                     'stays committed and nothing was recorded; ' + ADVICE)
             if counts is not None:
-                self._catalog_changes(cursor, counts, calls)
+                cursor = self._catalog_changes(cursor, counts, calls)
             self._bookkeeping(cursor, planned)
         self.conn.commit()
         return True
 
     def _bookkeeping(self, cursor, planned):
-        """The schema_migrations change and the history row, in one round trip."""
-        batch = Batch(cursor)
+        """The schema_migrations change and the history row, in one round trip
+        (with what ``cursor``, a :class:`Batch` perhaps, still holds back)."""
+        batch = cursor if isinstance(cursor, Batch) else Batch(cursor)
         self._record(batch, planned)
         self._history_row(batch, planned)
         batch.send()
@@ -272,18 +272,22 @@ class Runner:
         """What the migration wrote to the catalogs, and its diff when the fast path can tell.
 
         Equal counts, and no super_user() call (another connection), mean
-        the schema cannot have changed: no dump at all.
+        the schema cannot have changed: no dump at all.  Returns a
+        :class:`Batch` that holds back the end of the fast path's savepoint
+        for the bookkeeping's round trip.
         """
         batch = Batch(cursor)
-        if self.fast and self._snapshot is not None:
-            # Sent with the counts: it keeps a failed catalog read from failing the migration.
+        fast = self.fast and self._snapshot is not None
+        if fast:
             batch.execute('SAVEPOINT dbmigrator_diff')
         after = self._catalog_counts(batch)
         other_connection = self.active.super_user_calls != super_user_calls
         self.schema_changed = after != before or other_connection
-        if (self.schema_changed and not other_connection and self.fast
-                and self._snapshot is not None):
-            self.rendered = self._render(cursor, fastdiff.touched(before, after))
+        if fast:
+            if self.schema_changed and not other_connection:
+                self.rendered = self._render(batch, fastdiff.touched(before, after))
+            batch.execute('ROLLBACK TO SAVEPOINT dbmigrator_diff')
+        return batch
 
     def _non_atomic(self, planned):
         """Autocommit: each statement commits on its own; the record is written after."""
