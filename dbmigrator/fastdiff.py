@@ -27,7 +27,7 @@ import operator
 import os
 import re
 
-from .schemadiff import DUMP_END
+from .schemadiff import DUMP_END, Lines
 
 log = logging.getLogger(__name__)
 
@@ -213,9 +213,12 @@ class Snapshot:
         return copy
 
     def objects(self):
-        """The dump as objects, for :func:`dbmigrator.schemadiff.unified_objects`."""
+        """The dump as objects, for :func:`dbmigrator.schemadiff.unified_objects`.
+
+        Made once: a snapshot is diffed as the new one, then as the old.
+        """
         if self._objects is None:
-            self._objects = [self.preamble, *map(_LINES, self.sections), self.trailer]
+            self._objects = Lines([self.preamble, *map(_LINES, self.sections), self.trailer])
         return self._objects
 
     def opcodes(self):

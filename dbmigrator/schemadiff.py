@@ -123,13 +123,13 @@ def unified(before, after):
 
 
 def unified_objects(objects_a, objects_b, opcodes=None):
-    """:func:`unified` of two dumps already cut into objects (lists of lines).
+    """:func:`unified` of two dumps already cut into objects (lists of lines, or :class:`Lines`).
 
     ``opcodes`` says which objects differ, when the caller knows (the fast
     diff does); otherwise objects are matched by their lines.
     """
-    before, after = _Lines(objects_a), _Lines(objects_b)
-    matcher = _ObjectMatcher(before, after, objects_a, objects_b, opcodes)
+    before, after = Lines.of(objects_a), Lines.of(objects_b)
+    matcher = _ObjectMatcher(before, after, before.objects, after.objects, opcodes)
     out = []
     for group in matcher.get_grouped_opcodes(CONTEXT_LINES):
         if not out:
@@ -225,12 +225,17 @@ def _common_prefix(a, b, limit):
     return same.index(False) if False in same else limit
 
 
-class _Lines:
+class Lines:
     """The lines of a dump kept as objects, sliced without joining them all."""
 
     def __init__(self, objects):
         self.objects = objects
         self.starts = _starts(objects)
+
+    @classmethod
+    def of(cls, objects):
+        """``objects`` as Lines; a Lines already made (a fast-diff snapshot keeps one) as is."""
+        return objects if isinstance(objects, cls) else cls(objects)
 
     def __len__(self):
         return self.starts[-1]
