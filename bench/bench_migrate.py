@@ -1,7 +1,7 @@
 """How much dbmigrator costs over the floor: plain psycopg2 doing the same work.
 
 Creates N trivial migrations (each creates one small table) and applies them
-to fresh databases of one embedded PostgreSQL three ways, in the same run:
+to fresh databases of one embedded PostgreSQL, in the same run, interleaved:
 
 * floor: one psycopg2 loop, one transaction per migration plus the
   schema_migrations insert;
@@ -18,9 +18,10 @@ with the table.  ``--schema-scaling`` builds a 5000-table schema and times
 the schema diff of one ``ALTER TABLE ... ADD COLUMN`` and of one data-only
 migration, against a pg_dump and a whole-document diff.
 
-Figures are ratios to a baseline measured in the same run, since machines
-are noisy.  Usage: python bench/bench_migrate.py [--sizes 100,1000]
-[--no-diff-runs] [--bookkeeping] [--schema-scaling]
+Figures are medians of ``--repeat`` runs, as ratios to the floor and to
+``--no-diff`` measured in the same run, since machines are noisy.  Usage:
+python bench/bench_migrate.py [--sizes 100,1000,5000] [--repeat 3]
+[--no-diff-runs] [--bookkeeping] [--schema-scaling] [--disk]
 """
 import argparse
 import gc
@@ -134,8 +135,8 @@ def bookkeeping(server, work, repeat):
             return dbmigrator(dsn, folder, 'migrate', '--no-diff')
         seconds = statistics.median(case() for _ in range(repeat))
         base = base or seconds
-        print('%-28s %8d %12.2f %8.2f' % ('300 steps, rows before', rows, seconds * 1000 / 300,
-                                          seconds / base))
+        print('%-28s %8d %12.2f %8.2f (x the 0-row case)' % (
+            '300 steps, rows before', rows, seconds * 1000 / 300, seconds / base))
 
 
 def schema_scaling(server, work, repeat, tables=5000):
