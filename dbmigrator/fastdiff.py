@@ -452,8 +452,10 @@ def touched(before, after):
 
 # The relations this transaction holds locks on, the tables among them (an
 # index stands for its table), and what each of those tables owns; for each,
-# how many of its catalog rows this transaction wrote.  Every lookup goes
-# through a catalog index: the cost follows the locks, not the schema.
+# how many of its catalog rows this transaction wrote, in the catalogs it
+# wrote to ($1..$5: pg_attribute, pg_constraint, pg_attrdef, pg_index,
+# pg_type).  Every lookup goes through a catalog index: the cost follows
+# the locks, not the schema.
 LOCATE = '''
 WITH locked AS (
        SELECT DISTINCT relation AS oid FROM pg_locks
@@ -481,12 +483,18 @@ WITH locked AS (
        UNION ALL SELECT oid, NULL FROM kinds
         WHERE relkind NOT IN ('r', 'p', 'i', 'I', 't') OR table_kind NOT IN ('r', 'p', 't'))
 SELECT r.owner, (age(c.xmin) <= 0)::int,
-       (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = r.oid AND age(a.xmin) <= 0),
-       (SELECT count(*) FROM pg_constraint k WHERE k.conrelid = r.oid AND age(k.xmin) <= 0),
-       (SELECT count(*) FROM pg_attrdef d WHERE d.adrelid = r.oid AND age(d.xmin) <= 0),
-       (SELECT count(*) FROM pg_index i WHERE i.indexrelid = r.oid AND age(i.xmin) <= 0),
-       (SELECT count(*) FROM pg_type t WHERE c.reltype <> 0 AND age(t.xmin) <= 0 AND t.oid IN (
-               c.reltype, (SELECT typarray FROM pg_type WHERE oid = c.reltype)))
+       CASE WHEN $1 THEN (SELECT count(*) FROM pg_attribute a
+                           WHERE a.attrelid = r.oid AND age(a.xmin) <= 0) ELSE 0 END,
+       CASE WHEN $2 THEN (SELECT count(*) FROM pg_constraint k
+                           WHERE k.conrelid = r.oid AND age(k.xmin) <= 0) ELSE 0 END,
+       CASE WHEN $3 THEN (SELECT count(*) FROM pg_attrdef d
+                           WHERE d.adrelid = r.oid AND age(d.xmin) <= 0) ELSE 0 END,
+       CASE WHEN $4 THEN (SELECT count(*) FROM pg_index i
+                           WHERE i.indexrelid = r.oid AND age(i.xmin) <= 0) ELSE 0 END,
+       CASE WHEN $5 THEN (SELECT count(*) FROM pg_type t
+                           WHERE c.reltype <> 0 AND age(t.xmin) <= 0 AND t.oid IN (
+                                 c.reltype, (SELECT typarray FROM pg_type WHERE oid = c.reltype)))
+            ELSE 0 END
   FROM rels r CROSS JOIN LATERAL (SELECT reltype, xmin FROM pg_class WHERE oid = r.oid) c
 '''
 
@@ -503,7 +511,8 @@ WITH cls AS MATERIALIZED (
        UNION SELECT conrelid FROM pg_constraint WHERE %(constraint)s AND age(xmin) <= 0
        UNION SELECT adrelid FROM pg_attrdef WHERE %(attrdef)s AND age(xmin) <= 0
        UNION SELECT indrelid FROM pg_index WHERE %(index)s AND age(xmin) <= 0
-       UNION SELECT i.indrelid FROM cls JOIN pg_index i ON i.indexrelid = cls.oid)
+       UNION SELECT i.indrelid FROM cls JOIN pg_index i ON i.indexrelid = cls.oid
+       UNION SELECT t.oid FROM cls JOIN pg_class t ON t.reltoastrelid = cls.oid)
 SELECT t.oid, NULL FROM pg_class t
  WHERE t.oid IN (SELECT oid FROM touched) AND t.relkind IN ('r', 'p')
    AND t.relnamespace <> 'pg_catalog'::regnamespace AND t.relnamespace <> 'pg_toast'::regnamespace
@@ -530,7 +539,9 @@ SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.reln
        AND c.relreplident = 'd'
        AND NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = c.oid)
        AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = c.oid)
-       AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = c.oid),
+       AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = c.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_class tc
+                        WHERE tc.oid = c.reltoastrelid AND tc.reloptions IS NOT NULL),
        (SELECT json_agg(json_build_array(
                 quote_ident(a.attname), format_type(a.atttypid, a.atttypmod), a.attnotnull,
                 pg_get_expr(d.adbin, d.adrelid),
@@ -596,7 +607,8 @@ def _locate(reader, cursor, delta):
     """
     found = dict.fromkeys(FOUND, 0)
     tables = set()
-    for owner, *counts in reader.execute(cursor, 'locate', LOCATE):
+    written = [name in delta for name in FOUND[1:]]
+    for owner, *counts in reader.execute(cursor, 'locate', LOCATE, *written):
         if any(counts):
             if owner is None:
                 return None

@@ -55,6 +55,7 @@ CASES = [
                                          ALTER TABLE users ADD COLUMN kept TEXT''', True),
     ('table name with spaces', 'CREATE TABLE "my table" (id INT PRIMARY KEY, "a b" TEXT UNIQUE)', True),
     # Everything below is handed to pg_dump, which must still give the right text.
+    ('toast options', 'ALTER TABLE users SET (toast.autovacuum_enabled = false)', False),
     ('index on a materialized view', 'CREATE INDEX user_ids_idx ON user_ids (id)', False),
     ('rename table', 'ALTER TABLE "Zebra" RENAME TO "Yak"', False),
     ('rename index', 'ALTER INDEX orders_user_idx RENAME TO orders_by_user', False),
