@@ -165,8 +165,8 @@ def schema_scaling(server, work, repeat, tables=5000):
         diff, statement, full = [], [], []
         for _ in range(repeat):
             before_dump = dumper.dump()
-            # The last round's snapshots go now: freeing them is not this round's cost.
-            snapshot = edited = None
+            # The last round's snapshot goes now: freeing it is not this round's cost.
+            snapshot = None
             gc.collect()
             with conn.cursor() as cursor:
                 snapshot = fastdiff.Snapshot(before_dump, fastdiff.relations(cursor))
@@ -179,9 +179,10 @@ def schema_scaling(server, work, repeat, tables=5000):
                 ran = time.perf_counter()
                 after = catalogs.counts(cursor)
                 if after != before:
-                    edited = fastdiff.render(catalogs, cursor, snapshot, fastdiff.touched(before, after))
-                    assert edited is not None, 'the fast path gave this case to pg_dump'
-                    unified_objects(snapshot.objects(), edited.objects(), edited.opcodes())
+                    old = snapshot.objects()
+                    edit = fastdiff.render(catalogs, cursor, snapshot, fastdiff.touched(before, after))
+                    assert edit is not None, 'the fast path gave this case to pg_dump'
+                    unified_objects(old, snapshot.objects(), snapshot.opcodes())
                 done = time.perf_counter()
             conn.commit()
             diff.append((middle - started) + (done - ran))

@@ -102,9 +102,6 @@ class Relations:
     indexes: dict   # table oid -> frozenset of its index names
     names: set      # (schema, name) of every relation that can own a constraint, as dumped
 
-    def copy(self):
-        return Relations(dict(self.tables), dict(self.indexes), self.names)
-
     def constraint_table(self, schema, label):
         """The table of a ``<table> <constraint>`` header name; None if not certain."""
         found = [label[:i] for i, char in enumerate(label)
@@ -164,7 +161,7 @@ class Snapshot:
             i += 1
         self.relations = relations
         self.editable = relations is not None and self._index()
-        self._edits, self._objects = [], None
+        self._edits, self._undo, self._objects = [], [], None
 
     @staticmethod
     def _starts_section(lines, i):
@@ -202,16 +199,6 @@ class Snapshot:
         self._sorted = all(s.rank >= LAST_RANK for s in self._ordered[head:]) and all(
             a < b for a, b in zip(self._keys, self._keys[1:]))
 
-    def _copy(self):
-        copy = Snapshot.__new__(Snapshot)
-        copy.preamble, copy.trailer, copy.editable = self.preamble, self.trailer, self.editable
-        copy.sections, copy._ordered, copy._keys = (
-            list(self.sections), list(self._ordered), list(self._keys))
-        copy._by_name, copy._constraints = dict(self._by_name), dict(self._constraints)
-        copy._sorted, copy.relations = self._sorted, self.relations.copy()
-        copy._edits, copy._objects = [], None
-        return copy
-
     def objects(self):
         """The dump as objects, for :func:`dbmigrator.schemadiff.unified_objects`.
 
@@ -222,7 +209,7 @@ class Snapshot:
         return self._objects
 
     def opcodes(self):
-        """How :meth:`objects` differs from the snapshot this one was edited from.
+        """How :meth:`objects` differs from what it was before the last :meth:`edit`.
 
         difflib-style opcodes over objects, known from the edit itself (each
         section put in either replaced the one at its place or is new), so
@@ -252,13 +239,36 @@ class Snapshot:
             out.extend(section.lines)
         return out + self.trailer
 
-    def with_tables(self, tables):
-        """A new snapshot with these rendered tables in place; None if that is not certain."""
-        edited = self._copy()
+    def edit(self, tables):
+        """Put these rendered tables in place; the undo log, or None if that is not certain.
+
+        The snapshot is edited in place: copying a large schema's indexes
+        would cost more than the edit.  On failure it is left as it was.
+        The caller keeps the log until the migration has committed, to
+        :meth:`undo` an edit whose migration did not.
+        """
+        self._edits, self._undo = [], []
+        log = self._undo
         for table in tables:
-            if not edited._put(table):
+            if not self._put(table):
+                self.undo(log)
                 return None
-        return edited
+        self._objects = None
+        return log
+
+    def undo(self, log):
+        for step in reversed(log):
+            step()
+        log.clear()
+        self._edits, self._objects = [], None
+
+    def _remember(self, mapping, key):
+        """Note how to put ``mapping[key]`` back as it is now."""
+        if key in mapping:
+            value = mapping[key]
+            self._undo.append(lambda: mapping.__setitem__(key, value))
+        else:
+            self._undo.append(lambda: mapping.pop(key, None))
 
     def _put(self, table):
         """Put a table's sections (its constraints', its indexes') where pg_dump would."""
@@ -289,6 +299,9 @@ class Snapshot:
                 log.debug('schema diff by pg_dump: cannot tell where pg_dump puts %s %s',
                           section.type, section.name)
                 return False
+        for mapping, key in ((self.relations.tables, table.oid),
+                             (self.relations.indexes, table.oid), (self._constraints, where)):
+            self._remember(mapping, key)
         self.relations.tables[table.oid] = where
         self.relations.indexes[table.oid] = table.index_names
         self._constraints[where] = [self._by_name[s.type, s.schema, s.name]
@@ -297,9 +310,14 @@ class Snapshot:
 
     def _swap(self, old, new):
         self._edits.append((new, True))
-        self.sections[self.sections.index(old)] = new
-        self._ordered[self._ordered.index(old)] = new
+        i, j = self.sections.index(old), self._ordered.index(old)
+        self._remember(self._by_name, (new.type, new.schema, new.name))
+        self.sections[i] = self._ordered[j] = new
         self._by_name[new.type, new.schema, new.name] = new
+
+        def undo():
+            self.sections[i] = self._ordered[j] = old
+        self._undo.append(undo)
 
     def _insert(self, new):
         """Insert ``new`` by pg_dump's sort; False when its place is not certain."""
@@ -309,17 +327,28 @@ class Snapshot:
                 return False
             position = (self.sections.index(self._ordered[place])
                         if place < len(self._ordered) else len(self.sections))
-            self._ordered.insert(place, new)
-            self._keys.insert(place, new.key)
         else:
             position = _unsorted_place(self.sections, new)
             if position is None:
                 return False
+        self._remember(self._by_name, (new.type, new.schema, new.name))
         self.sections.insert(position, new)
         self._edits.append((new, False))
         self._by_name[new.type, new.schema, new.name] = new
-        if not self._sorted:
+        if self._sorted:
+            self._ordered.insert(place, new)
+            self._keys.insert(place, new.key)
+        else:
             self._reorder()
+
+        def undo():
+            del self.sections[position]
+            if self._sorted:
+                del self._ordered[place]
+                del self._keys[place]
+            else:
+                self._reorder()
+        self._undo.append(undo)
         return True
 
 
@@ -571,7 +600,8 @@ SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.reln
 
 
 def render(reader, cursor, snapshot, delta):
-    """The snapshot after the migration whose catalog writes are ``delta``; None for pg_dump.
+    """Edit the snapshot to the migration whose catalog writes are ``delta``: the undo
+    log of :meth:`Snapshot.edit`, or None for pg_dump.
 
     Runs on the migration's own cursor, inside its transaction, after its
     code: it sees exactly what the migration changed.  It only reads; the
@@ -596,7 +626,7 @@ def render(reader, cursor, snapshot, delta):
             log.debug('schema diff by pg_dump: table %s has features not rendered here', oid)
             return None
         rendered.append(table)
-    return snapshot.with_tables(rendered)
+    return snapshot.edit(rendered)
 
 
 def _locate(reader, cursor, delta):

@@ -128,8 +128,7 @@ class Runner:
         if not self.dumper.enabled:
             return ''
         if self.rendered is not None:
-            self._snapshot, text = self.rendered
-            self._before = None
+            text, self.rendered, self._before = self.rendered[1], None, None
             return text
         if self._before is None and self._snapshot is not None:
             self._before = self._snapshot.lines()
@@ -149,19 +148,25 @@ class Runner:
         return snapshot
 
     def _render(self, cursor, delta):
-        """In the migration's transaction, after its code: its diff from the catalogs,
-        or None for pg_dump."""
+        """In the migration's transaction, after its code: ``(undo log, diff)`` of the
+        snapshot edited to it from the catalogs, or None for pg_dump."""
+        before = self._snapshot.objects()
         try:
-            snapshot = fastdiff.render(self.catalogs, cursor, self._snapshot, delta)
+            edit = fastdiff.render(self.catalogs, cursor, self._snapshot, delta)
         except psycopg2.Error as exc:
             if exc.pgcode is None or isinstance(exc, psycopg2.errors.QueryCanceled):
                 raise
             log.debug('schema diff by pg_dump: reading the catalogs failed: %s', exc)
             return None
-        if snapshot is None:
+        if edit is None:
             return None
-        return snapshot, unified_objects(self._snapshot.objects(), snapshot.objects(),
-                                         snapshot.opcodes())
+        return edit, unified_objects(before, self._snapshot.objects(), self._snapshot.opcodes())
+
+    def _undo_render(self):
+        """The migration did not commit: its edit of the snapshot goes too."""
+        if self.rendered is not None:
+            self._snapshot.undo(self.rendered[0])
+            self.rendered = None
 
     def _call(self, migration, function, cursor, who):
         """Call the migration's code with its connection's transaction controls locked."""
@@ -348,7 +353,8 @@ class Runner:
                 if migration.is_atomic:
                     return self._atomic(planned)
                 return self._non_atomic(planned)
-            except psycopg2.Error as exc:
+            except BaseException as exc:
+                self._undo_render()
                 if not _is_lock_timeout(exc):
                     raise
                 _safe_rollback(self.conn)

@@ -1,4 +1,8 @@
 """The schema diff: a migration that changes no catalog row pays no pg_dump."""
+import threading
+
+import psycopg2
+
 from dbmigrator import plan, settings, store
 from dbmigrator.commands import open_database
 from dbmigrator.discovery import discover
@@ -75,3 +79,32 @@ def test_truncate_and_comment_are_not_mistaken_for_data(dbm, db, migrations):
         ''')
     runner, steps = run_plan(db, migrations)
     assert "+COMMENT ON TABLE public.users IS 'people';" in steps[0].diff.splitlines()
+
+
+def test_a_retried_migration_diffs_as_if_it_ran_once(dbm, db, migrations):
+    """The fast path edits its snapshot inside the migration's transaction; when
+    that transaction does not commit (here the history row waits past the
+    lock timeout) the edit is undone, and the retry's diff is whole."""
+    db.query('CREATE TABLE users (id INT)')
+    dbm('init', '--version=0')
+    migrations.add('20200101000000', 'invoices', '''\
+        def up(cursor):
+            cursor.execute('CREATE TABLE invoices (id INT PRIMARY KEY, total NUMERIC(10, 2))')
+        ''')
+    holder = psycopg2.connect(db.dsn)
+    with holder.cursor() as cursor:
+        cursor.execute('LOCK TABLE dbmigrator_history IN EXCLUSIVE MODE')
+    releaser = threading.Timer(1.5, holder.rollback)
+    releaser.start()
+    try:
+        result = dbm('--lock-timeout', '1', '--lock-retries', '3', 'migrate')
+    finally:
+        releaser.join()
+        holder.close()
+    assert result.code == 0, result.err
+    assert 'retrying' in result.err
+    changed = [line for line in result.out.splitlines() if line.startswith('+')]
+    assert '+CREATE TABLE public.invoices (' in changed
+    assert '+    ADD CONSTRAINT invoices_pkey PRIMARY KEY (id);' in changed
+    assert db.query("SELECT count(*) FROM dbmigrator_history WHERE version = '20200101000000'"
+                    " AND diff LIKE '%%CREATE TABLE public.invoices%%'") == [(1,)]
