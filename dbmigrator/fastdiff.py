@@ -23,7 +23,6 @@ import bisect
 import dataclasses
 import itertools
 import logging
-import operator
 import os
 import re
 
@@ -67,9 +66,6 @@ def _rank(kind):
     if kind in RELATIONS:
         return 2
     return RANKS.get(kind)
-
-
-_LINES = operator.attrgetter('lines')
 
 
 @dataclasses.dataclass(eq=False)
@@ -205,7 +201,10 @@ class Snapshot:
         Made once: a snapshot is diffed as the new one, then as the old.
         """
         if self._objects is None:
-            self._objects = Lines([self.preamble, *map(_LINES, self.sections), self.trailer])
+            objects = [section.lines for section in self.sections]
+            objects.insert(0, self.preamble)
+            objects.append(self.trailer)
+            self._objects = Lines(objects)
         return self._objects
 
     def opcodes(self):

@@ -254,4 +254,4 @@ class Lines:
 
 
 def _starts(objects):
-    return [0] + list(itertools.accumulate(map(len, objects)))
+    return list(itertools.accumulate(map(len, objects), initial=0))
