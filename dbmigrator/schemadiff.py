@@ -7,7 +7,6 @@ import bisect
 import difflib
 import functools
 import glob
-import itertools
 import logging
 import operator
 import os
@@ -176,11 +175,11 @@ class _ObjectMatcher(difflib.SequenceMatcher):
 
     def _compute(self):
         objects_a, objects_b = self.objects
-        starts_a, starts_b = self.a.starts, self.b.starts
         codes = []
         coarse = self.coarse or _coarse_opcodes(objects_a, objects_b)
         for tag, i1, i2, j1, j2 in coarse:
-            a1, a2, b1, b2 = starts_a[i1], starts_a[i2], starts_b[j1], starts_b[j2]
+            a1, a2 = self.a.offset(i1), self.a.offset(i2)
+            b1, b2 = self.b.offset(j1), self.b.offset(j2)
             if tag == 'equal':
                 codes.append(('equal', a1, a2, b1, b2))
                 continue
@@ -226,32 +225,75 @@ def _common_prefix(a, b, limit):
 
 
 class Lines:
-    """The lines of a dump kept as objects, sliced without joining them all."""
+    """The lines of a dump kept as objects, sliced without joining them all.
+
+    Line offsets are worked out where they are asked for (the edges of the
+    objects that changed, the context around them), from the nearest offset
+    already known: the diff of a few objects of a dump of thousands never
+    adds up the whole dump.
+    """
 
     def __init__(self, objects):
         self.objects = objects
-        self.starts = _starts(objects)
+        self._indexes, self._offsets = [0], [0]  # known: object index -> first line
 
     @classmethod
     def of(cls, objects):
         """``objects`` as Lines; a Lines already made (a fast-diff snapshot keeps one) as is."""
         return objects if isinstance(objects, cls) else cls(objects)
 
+    def _know(self, index, offset):
+        place = bisect.bisect_left(self._indexes, index)
+        if place == len(self._indexes) or self._indexes[place] != index:
+            self._indexes.insert(place, index)
+            self._offsets.insert(place, offset)
+
+    def offset(self, index):
+        """The first line of object ``index`` (``len(objects)``: the number of lines)."""
+        place = bisect.bisect_left(self._indexes, index)
+        if place < len(self._indexes) and self._indexes[place] == index:
+            return self._offsets[place]
+        low, start = self._indexes[place - 1], self._offsets[place - 1]
+        if place < len(self._indexes) and self._indexes[place] - index < index - low:
+            high = self._indexes[place]
+            offset = self._offsets[place] - sum(map(len, self.objects[index:high]))
+        else:
+            offset = start + sum(map(len, self.objects[low:index]))
+        self._know(index, offset)
+        return offset
+
+    def _object_at(self, line):
+        """(index, first line) of the object that holds ``line``, walking from the nearest known."""
+        place = bisect.bisect_right(self._offsets, line) - 1
+        index, offset = self._indexes[place], self._offsets[place]
+        if place + 1 < len(self._indexes) and self._offsets[place + 1] - line < line - offset:
+            index, offset = self._indexes[place + 1], self._offsets[place + 1]
+            while offset > line:
+                index -= 1
+                offset -= len(self.objects[index])
+        else:
+            while offset + len(self.objects[index]) <= line:
+                offset += len(self.objects[index])
+                index += 1
+        self._know(index, offset)
+        return index, offset
+
     def __len__(self):
-        return self.starts[-1]
+        return self.offset(len(self.objects))
 
     def __getitem__(self, part):
         start, stop, _ = part.indices(len(self))
         found = []
-        i = bisect.bisect_right(self.starts, start) - 1
+        if start >= stop:
+            return found
+        i, first = self._object_at(start)
         while start < stop:
-            lines, first = self.objects[i], self.starts[i]
+            lines = self.objects[i]
             chunk = lines[start - first:stop - first]
             found.extend(chunk)
             start += len(chunk)
+            first += len(lines)
             i += 1
         return found
 
 
-def _starts(objects):
-    return list(itertools.accumulate(map(len, objects), initial=0))
