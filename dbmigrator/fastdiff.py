@@ -158,6 +158,9 @@ class Snapshot:
         self.relations = relations
         self.editable = relations is not None and self._index()
         self._edits, self._undo, self._objects = [], [], None
+        # What objects() returns, kept up to date by the edits.
+        self._lines = [self.preamble] + [section.lines for section in self.sections] + [
+            self.trailer]
 
     @staticmethod
     def _starts_section(lines, i):
@@ -201,10 +204,7 @@ class Snapshot:
         Made once: a snapshot is diffed as the new one, then as the old.
         """
         if self._objects is None:
-            objects = [section.lines for section in self.sections]
-            objects.insert(0, self.preamble)
-            objects.append(self.trailer)
-            self._objects = Lines(objects)
+            self._objects = Lines(list(self._lines))
         return self._objects
 
     def opcodes(self):
@@ -312,10 +312,12 @@ class Snapshot:
         i, j = self.sections.index(old), self._ordered.index(old)
         self._remember(self._by_name, (new.type, new.schema, new.name))
         self.sections[i] = self._ordered[j] = new
+        self._lines[i + 1] = new.lines
         self._by_name[new.type, new.schema, new.name] = new
 
         def undo():
             self.sections[i] = self._ordered[j] = old
+            self._lines[i + 1] = old.lines
         self._undo.append(undo)
 
     def _insert(self, new):
@@ -332,6 +334,7 @@ class Snapshot:
                 return False
         self._remember(self._by_name, (new.type, new.schema, new.name))
         self.sections.insert(position, new)
+        self._lines.insert(position + 1, new.lines)
         self._edits.append((new, False))
         self._by_name[new.type, new.schema, new.name] = new
         if self._sorted:
@@ -342,6 +345,7 @@ class Snapshot:
 
         def undo():
             del self.sections[position]
+            del self._lines[position + 1]
             if self._sorted:
                 del self._ordered[place]
                 del self._keys[place]
