@@ -100,7 +100,8 @@ def changed_lines(diff):
             if line.startswith(('+', '-')) and not line.startswith(('+++', '---'))]
 
 
-def migrate_once(server, tmp_path, ddl, engine, label):
+def run_migrations(server, folder_path, ddls, engine):
+    """Each DDL as one migration, on a fresh database holding BASE: (steps, dumps run)."""
     name = 'diff_%s' % uuid.uuid4().hex[:10]
     admin = psycopg2.connect(server.get_uri('postgres'))
     admin.autocommit = True
@@ -112,8 +113,10 @@ def migrate_once(server, tmp_path, ddl, engine, label):
             cursor.execute(BASE)
         conn.commit()
         conn.close()
-        folder = Migrations(tmp_path / (label.replace(' ', '_') + '_' + engine))
-        folder.add('20200101000000', 'ddl', 'def up(cursor):\n    cursor.execute(%r)\n' % ddl)
+        folder = Migrations(folder_path)
+        for i, ddl in enumerate(ddls):
+            folder.add('202001010000%02d' % i, 'step_%d' % i,
+                       'def up(cursor):\n    cursor.execute(%r)\n' % ddl)
         resolved = settings.resolve(db_connection_string=server.get_uri(name),
                                     migrations_directories=[str(folder.path)],
                                     diff_engine=engine)
@@ -123,13 +126,19 @@ def migrate_once(server, tmp_path, ddl, engine, label):
                 records = store.read(cursor)
             conn.commit()
             runner = Runner(conn, resolved)
-            [step] = runner.run(plan.for_migrate(discover(resolved.migrations_directories),
-                                                 records))
-        return step.diff, runner.dumper.dumps
+            steps = runner.run(plan.for_migrate(discover(resolved.migrations_directories),
+                                                records))
+        return steps, runner.dumper.dumps
     finally:
         with admin.cursor() as cursor:
             cursor.execute('DROP DATABASE %s WITH (FORCE)' % name)
         admin.close()
+
+
+def migrate_once(server, tmp_path, ddl, engine, label):
+    [step], dumps = run_migrations(
+        server, tmp_path / (label.replace(' ', '_') + '_' + engine), [ddl], engine)
+    return step.diff, dumps
 
 
 @pytest.fixture(scope='module')
@@ -174,37 +183,8 @@ SEQUENCE = [
 
 
 def run_sequence(server, tmp_path, engine):
-    name = 'seq_%s' % uuid.uuid4().hex[:10]
-    admin = psycopg2.connect(server.get_uri('postgres'))
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute('CREATE DATABASE %s' % name)
-    try:
-        conn = psycopg2.connect(server.get_uri(name))
-        with conn.cursor() as cursor:
-            cursor.execute(BASE)
-        conn.commit()
-        conn.close()
-        folder = Migrations(tmp_path / ('sequence_' + engine))
-        for i, ddl in enumerate(SEQUENCE):
-            folder.add('202001010000%02d' % i, 'step_%d' % i,
-                       'def up(cursor):\n    cursor.execute(%r)\n' % ddl)
-        resolved = settings.resolve(db_connection_string=server.get_uri(name),
-                                    migrations_directories=[str(folder.path)],
-                                    diff_engine=engine)
-        with open_database(resolved, action='migrate') as conn:
-            with conn.cursor() as cursor:
-                store.create(cursor)
-                records = store.read(cursor)
-            conn.commit()
-            runner = Runner(conn, resolved)
-            steps = runner.run(plan.for_migrate(discover(resolved.migrations_directories),
-                                                records))
-        return [changed_lines(step.diff) for step in steps], runner.dumper.dumps
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute('DROP DATABASE %s WITH (FORCE)' % name)
-        admin.close()
+    steps, dumps = run_migrations(server, tmp_path / ('sequence_' + engine), SEQUENCE, engine)
+    return [changed_lines(step.diff) for step in steps], dumps
 
 
 def test_a_run_of_migrations_diffs_each_step_as_pg_dump_does(server, tmp_path):
