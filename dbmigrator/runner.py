@@ -255,15 +255,14 @@ class Runner:
                     'it ended its own transaction (COMMIT or ROLLBACK): what ran before that '
                     'stays committed and nothing was recorded; ' + ADVICE)
             if counts is not None:
-                cursor = self._catalog_changes(cursor, counts, calls)
-            self._bookkeeping(cursor, planned)
+                self._catalog_changes(batch, counts, calls)
+            self._bookkeeping(batch, planned)
         self.conn.commit()
         return True
 
-    def _bookkeeping(self, cursor, planned):
+    def _bookkeeping(self, batch, planned):
         """The schema_migrations change and the history row, in one round trip
-        (with what ``cursor``, a :class:`Batch` perhaps, still holds back)."""
-        batch = cursor if isinstance(cursor, Batch) else Batch(cursor)
+        with what ``batch`` still holds back."""
         self._record(batch, planned)
         self._history_row(batch, planned)
         batch.send()
@@ -273,16 +272,14 @@ class Runner:
             self.catalogs = fastdiff.CatalogReader(cursor)
         return self.catalogs.counts(cursor)
 
-    def _catalog_changes(self, cursor, before, super_user_calls):
+    def _catalog_changes(self, batch, before, super_user_calls):
         """What the migration wrote to the catalogs, and its diff when the fast path can tell.
 
         Equal counts, and no super_user() call (another connection), mean
-        the schema cannot have changed: no dump at all.  Returns a
-        :class:`Batch` that holds back the end of the fast path's savepoint
-        for the bookkeeping's round trip.
+        the schema cannot have changed: no dump at all.  The end of the fast
+        path's savepoint stays in ``batch`` for the bookkeeping's round trip.
         """
-        batch = Batch(cursor)
-        fast = self.fast and self._snapshot is not None
+        fast = self._snapshot is not None
         if fast:
             batch.execute('SAVEPOINT dbmigrator_diff')
         after = self._catalog_counts(batch)
@@ -292,7 +289,6 @@ class Runner:
             if self.schema_changed and not other_connection:
                 self.rendered = self._render(batch, fastdiff.touched(before, after))
             batch.execute('ROLLBACK TO SAVEPOINT dbmigrator_diff')
-        return batch
 
     def _non_atomic(self, planned):
         """Autocommit: each statement commits on its own; the record is written after."""
@@ -324,7 +320,7 @@ class Runner:
             if not self.conn.closed:
                 self.conn.autocommit = False
         with self.conn.cursor() as cursor:
-            self._bookkeeping(cursor, planned)
+            self._bookkeeping(Batch(cursor), planned)
         self.conn.commit()
         return True
 
