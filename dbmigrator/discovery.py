@@ -143,23 +143,29 @@ def _code(path, data, source):
     except (NotImplementedError, ValueError):
         cache = None
     header = importlib.util.MAGIC_NUMBER + _CHECKED_HASH + importlib.util.source_hash(data)
-    if cache is not None:
-        try:
-            with open(cache, 'rb') as handle:
-                cached = handle.read()
-        except OSError:
-            cached = b''
-        if cached[:16] == header:
-            try:
-                code = marshal.loads(cached[16:])
-            except (EOFError, ValueError, TypeError):
-                code = None
-            if isinstance(code, types.CodeType) and code.co_filename == path:
-                return code
+    code = _read_cache(cache, header, path) if cache is not None else None
+    if code is not None:
+        return code
     code = compile(source, path, 'exec', dont_inherit=True)
     if cache is not None and not sys.dont_write_bytecode:
         _write_cache(cache, header + marshal.dumps(code), path)
     return code
+
+
+def _read_cache(cache, header, path):
+    """The cached code when the file is there and its header matches; else None."""
+    try:
+        with open(cache, 'rb') as handle:
+            cached = handle.read()
+    except OSError:
+        return None
+    if cached[:16] != header:
+        return None
+    try:
+        code = marshal.loads(cached[16:])
+    except (EOFError, ValueError, TypeError):
+        return None
+    return code if isinstance(code, types.CodeType) and code.co_filename == path else None
 
 
 def _write_cache(cache, content, source_path):
