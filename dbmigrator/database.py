@@ -112,6 +112,16 @@ def set_local_timeouts(cursor, settings, *calls):
     cursor.execute('SELECT ' + ', '.join(fragments), params)
 
 
+def _ended_by_batch(conn):
+    """True when a batch's COMMIT ended the transaction that psycopg2 still counts.
+
+    psycopg2 sends its own BEGIN only when it has seen the last transaction
+    end through ``commit()`` or ``rollback()``.
+    """
+    return (conn.status == psycopg2.extensions.STATUS_BEGIN
+            and conn.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE)
+
+
 class Batch:
     """A cursor that holds statements back and sends them in one round trip.
 
@@ -119,12 +129,18 @@ class Batch:
     :meth:`send`); only the last statement's rows come back.  Each
     statement still gets its own snapshot, so a read sent after a lock
     sees what committed while it waited.
+
+    :meth:`commit` ends the transaction in the same round trip, and the
+    next batch on the connection begins the next one in its own: a step
+    of a run then costs no round trip of its own for BEGIN or COMMIT.
     """
 
     def __init__(self, cursor):
         self.cursor = cursor
         self.connection = cursor.connection
         self.statements, self.params = [], []
+        if _ended_by_batch(self.connection):
+            self.statements.append('BEGIN')
 
     def execute(self, sql, params=()):
         self.statements.append(sql if params else sql.replace('%', '%%'))
@@ -135,6 +151,11 @@ class Batch:
             sql, params = '; '.join(self.statements), self.params
             self.statements, self.params = [], []
             self.cursor.execute(sql, params)
+
+    def commit(self):
+        """Send what is held back and COMMIT, in one round trip."""
+        self.execute('COMMIT')
+        self.send()
 
     @property
     def rowcount(self):

@@ -125,19 +125,21 @@ class Recorder:
                            (self.run_id, self.action, self.who, _version()))
         conn.commit()
 
-    def step(self, cursor, step, started, output=''):
-        """Insert a step's row with ``cursor`` (inside the migration's transaction, or after)."""
+    def step(self, cursor, step, started, output='', returning=True):
+        """Insert a step's row with ``cursor`` (inside the migration's transaction, or after);
+        its id when ``returning``."""
         if not self.enabled:
             return None
         cursor.execute(
             'INSERT INTO dbmigrator_history (run_id, action, version, name, started, finished,'
             ' outcome, error, diff, output, who, dbmigrator_version)'
-            ' VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id',
+            ' VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)'
+            + (' RETURNING id' if returning else ''),
             (self.run_id, step.action, step.version, step.name, started,
              datetime.datetime.now(datetime.timezone.utc), step.outcome,
              scrub(step.error) if step.error else None, step.diff or None,
              scrub(output) or None, self.who, _version()))
-        return cursor.fetchone()[0]
+        return cursor.fetchone()[0] if returning else None
 
     def set_diff(self, conn, row_id, diff):
         if not self.enabled or row_id is None or not diff:

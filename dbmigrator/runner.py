@@ -121,6 +121,7 @@ class Runner:
         self.output = history.Output(conn.lease)
         self.started_at = datetime.datetime.now(datetime.timezone.utc)
         self.row_id = None
+        self.followed = False
         self._before = None
 
     def _diff_after(self):
@@ -257,15 +258,25 @@ class Runner:
             if counts is not None:
                 self._catalog_changes(batch, counts, calls)
             self._bookkeeping(batch, planned)
-        self.conn.commit()
         return True
 
     def _bookkeeping(self, batch, planned):
-        """The schema_migrations change and the history row, in one round trip
-        with what ``batch`` still holds back."""
+        """The schema_migrations change, the history row and the COMMIT, in one
+        round trip with what ``batch`` still holds back.
+
+        When a diff is still to come (from pg_dump, after the commit) the
+        history row's id is needed for it, and the COMMIT goes on its own.
+        So it does after the last step, which leaves the connection as
+        psycopg2 expects it.
+        """
+        diff_to_come = self.dumper.enabled and self.schema_changed and self.rendered is None
         self._record(batch, planned)
-        self._history_row(batch, planned)
-        batch.send()
+        self._history_row(batch, planned, diff_to_come)
+        if self.followed and not diff_to_come:
+            batch.commit()
+        else:
+            batch.send()
+            self.conn.commit()
 
     def _catalog_counts(self, cursor):
         if self.catalogs is None:
@@ -294,7 +305,10 @@ class Runner:
         """Autocommit: each statement commits on its own; the record is written after."""
         migration = planned.migration
         with self.conn.cursor() as cursor:
-            if not self._claim(cursor, planned):
+            batch = Batch(cursor)
+            claimed = self._claim(batch, planned)
+            batch.send()
+            if not claimed:
                 return False
             wanted = planned.action != UP or not migration.is_repeat or self._should_run(
                 migration, cursor)
@@ -321,16 +335,16 @@ class Runner:
                 self.conn.autocommit = False
         with self.conn.cursor() as cursor:
             self._bookkeeping(Batch(cursor), planned)
-        self.conn.commit()
         return True
 
-    def _history_row(self, cursor, planned):
-        """The step's history row, committed with the migration; its diff follows."""
+    def _history_row(self, cursor, planned, diff_to_come):
+        """The step's history row, committed with the migration; a diff from
+        pg_dump follows, by the row's id."""
         if self.recorder is not None:
             diff = self.rendered[1] if self.rendered is not None else ''
             self.row_id = self.recorder.step(
                 cursor, Step(planned.version, planned.name, planned.action, planned.reason,
-                             diff=diff), self.started_at, self.output.text())
+                             diff=diff), self.started_at, self.output.text(), diff_to_come)
 
     def _monitor_connection(self):
         return connect(self.settings.db_connection_string, self.settings.connect_timeout)
@@ -375,7 +389,8 @@ class Runner:
         skips = [s for s in plan.skipped if s.reason == SKIP_DEFERRED] if plan.action == UP else []
         with activate(self.settings) as self.active, contextlib.closing(self.watch), \
                 _capturing(self.output):
-            for planned in plan.steps:
+            for index, planned in enumerate(plan.steps, 1):
+                self.followed = index < len(plan.steps)
                 skips = _log_skips_before(skips, planned.version)
                 migration = planned.migration
                 started = time.monotonic()

@@ -280,3 +280,56 @@ def test_no_usable_pg_dump_warns_once_and_migrates(dbm, migrations, db, monkeypa
     assert result.code == 0
     assert result.err.count('Schema diffs are off') == 1
     assert db.versions() == ['20200101000000', '20200102000000']
+
+
+
+SEEN = """\
+    atomic = {atomic}
+
+
+    def up(cursor):
+        cursor.execute("INSERT INTO seen VALUES ('{version}', txid_current(), now(),"
+                       " current_setting('lock_timeout'))")
+    """
+
+NOT_WANTED = """
+
+    def should_run(cursor):
+        return False
+    """
+
+
+def _server_log(db):
+    path = db.query("SELECT current_setting('data_directory') || '/log'")[0][0]
+    with open(path, encoding='utf-8', errors='replace') as handle:
+        return handle.read()
+
+
+def test_each_step_commits_in_a_transaction_of_its_own(dbm, migrations, db):
+    """A step's BEGIN and COMMIT ride with its first and last round trips:
+    each migration still runs in a transaction of its own, begun when it
+    starts, with its own timeouts, and the server logs no warning."""
+    db.query('CREATE TABLE seen (version TEXT, txid BIGINT, started TIMESTAMPTZ,'
+             ' lock_timeout TEXT)')
+    for version, atomic, wanted in [
+            ('20200101000000', True, True), ('20200102000000', True, True),
+            ('20200103000000', False, True), ('20200104000000', True, False),
+            ('20200105000000', True, True), ('20200106000000', True, True)]:
+        body = SEEN.format(atomic=atomic, version=version)
+        migrations.add(version, 'step', body if wanted else body + NOT_WANTED)
+    dbm('init', '--version=0')
+    log_before = len(_server_log(db))
+    result = dbm('migrate', '--lock-timeout', '7')
+    assert result.code == 0, result.output
+    assert 'Skipping migration 20200104000000 step: should_run is false' in result.out
+    seen = db.query('SELECT s.version, s.txid, s.started, s.lock_timeout, m.applied'
+                    ' FROM seen s JOIN schema_migrations m USING (version) ORDER BY 1')
+    assert [row[0] for row in seen] == ['20200101000000', '20200102000000', '20200103000000',
+                                        '20200105000000', '20200106000000']
+    assert len({row[1] for row in seen}) == 5
+    atomic = [row for row in seen if row[0] != '20200103000000']
+    assert all(row[3] == '7s' for row in atomic)
+    # An atomic step's row commits in its own transaction, which began with it.
+    assert all(row[4] == row[2] for row in atomic)
+    assert all(a[4] < b[2] for a, b in zip(seen, seen[1:]))
+    assert 'transaction in progress' not in _server_log(db)[log_before:]
