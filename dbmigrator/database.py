@@ -135,14 +135,23 @@ class Batch:
     of a run then costs no round trip of its own for BEGIN or COMMIT.
     """
 
-    def __init__(self, cursor):
+    def __init__(self, cursor, prepared=None):
         self.cursor = cursor
         self.connection = cursor.connection
+        self.prepared = prepared
         self.statements, self.params = [], []
         if _ended_by_batch(self.connection):
             self.statements.append('BEGIN')
 
     def execute(self, sql, params=()):
+        """Hold ``sql`` back; one with parameters through ``prepared``
+        (:class:`dbmigrator.prepared.Statements`) when the batch has one."""
+        if self.prepared is not None and params:
+            self.prepared.execute(self._hold, sql, params)
+        else:
+            self._hold(sql, params)
+
+    def _hold(self, sql, params=()):
         self.statements.append(sql if params else sql.replace('%', '%%'))
         self.params.extend(params)
 

@@ -21,11 +21,10 @@ is as slow.
 """
 import bisect
 import dataclasses
-import itertools
 import logging
-import os
 import re
 
+from .prepared import Statements
 from .schemadiff import DUMP_END, Lines
 
 log = logging.getLogger(__name__)
@@ -421,13 +420,10 @@ class CatalogReader:
     transaction pooler, so the session that prepared them runs them.
     """
 
-    _runs = itertools.count()
-
-    def __init__(self, cursor):
+    def __init__(self, cursor, statements=None):
         cursor.execute(CATALOGS)
         self.names = dict(cursor.fetchall())
-        self.prefix = 'dbmigrator_%d_%d_' % (os.getpid(), next(self._runs))
-        self.prepared = set()
+        self.statements = statements or Statements()
         self.counts_query = COUNTS % ', '.join(str(int(oid)) for oid in self.names)
         # The counts' plan is made now, inside a savepoint that undoes the setting.
         cursor.execute('SAVEPOINT dbmigrator_plans')
@@ -448,13 +444,8 @@ class CatalogReader:
         cursor.execute("SELECT set_config('enable_seqscan', 'off', true),"
                        " set_config('plan_cache_mode', 'force_generic_plan', true)")
 
-    def execute(self, cursor, name, sql, *params):
-        """Run ``sql`` (``$1``-style parameters) as a prepared statement, preparing it first."""
-        if name not in self.prepared:
-            cursor.execute('PREPARE %s%s AS %s' % (self.prefix, name, sql))
-            self.prepared.add(name)
-        cursor.execute('EXECUTE %s%s%s' % (self.prefix, name, '(%s)' % ', '.join(
-            ['%s'] * len(params)) if params else ''), params)
+    def execute(self, cursor, sql, *params):
+        self.statements.execute(cursor.execute, sql, params)
         return cursor.fetchall()
 
     def counts(self, cursor):
@@ -464,7 +455,7 @@ class CatalogReader:
         over every user table's toast table.
         """
         return {self.names.get(oid, DOMAIN_CONSTRAINTS): (ins, upd, dele)
-                for oid, ins, upd, dele in self.execute(cursor, 'counts', self.counts_query)
+                for oid, ins, upd, dele in self.execute(cursor, self.counts_query)
                 if oid is None or ins or upd or dele}
 
 
@@ -515,15 +506,15 @@ WITH locked AS (
        UNION ALL SELECT oid, NULL FROM kinds
         WHERE relkind NOT IN ('r', 'p', 'i', 'I', 't') OR table_kind NOT IN ('r', 'p', 't'))
 SELECT r.owner, (age(c.xmin) <= 0)::int,
-       CASE WHEN $1 THEN (SELECT count(*) FROM pg_attribute a
+       CASE WHEN %s THEN (SELECT count(*) FROM pg_attribute a
                            WHERE a.attrelid = r.oid AND age(a.xmin) <= 0) ELSE 0 END,
-       CASE WHEN $2 THEN (SELECT count(*) FROM pg_constraint k
+       CASE WHEN %s THEN (SELECT count(*) FROM pg_constraint k
                            WHERE k.conrelid = r.oid AND age(k.xmin) <= 0) ELSE 0 END,
-       CASE WHEN $3 THEN (SELECT count(*) FROM pg_attrdef d
+       CASE WHEN %s THEN (SELECT count(*) FROM pg_attrdef d
                            WHERE d.adrelid = r.oid AND age(d.xmin) <= 0) ELSE 0 END,
-       CASE WHEN $4 THEN (SELECT count(*) FROM pg_index i
+       CASE WHEN %s THEN (SELECT count(*) FROM pg_index i
                            WHERE i.indexrelid = r.oid AND age(i.xmin) <= 0) ELSE 0 END,
-       CASE WHEN $5 THEN (SELECT count(*) FROM pg_type t
+       CASE WHEN %s THEN (SELECT count(*) FROM pg_type t
                            WHERE c.reltype <> 0 AND age(t.xmin) <= 0 AND t.oid IN (
                                  c.reltype, (SELECT typarray FROM pg_type WHERE oid = c.reltype)))
             ELSE 0 END
@@ -598,7 +589,7 @@ SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.reln
                         AND conindid = i.indexrelid AND contype IN ('p', 'u', 'x'))))
           FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.oid = $1::oid
+ WHERE c.oid = %s::oid
 '''
 
 
@@ -641,7 +632,7 @@ def _locate(reader, cursor, delta):
     found = dict.fromkeys(FOUND, 0)
     tables = set()
     written = [name in delta for name in FOUND[1:]]
-    for owner, *counts in reader.execute(cursor, 'locate', LOCATE, *written):
+    for owner, *counts in reader.execute(cursor, LOCATE, *written):
         if any(counts):
             if owner is None:
                 return None
@@ -676,7 +667,7 @@ def _scan(cursor, delta):
 
 def _render_table(reader, cursor, oid):
     [(schema, name, qualified, owner, quoted_owner, plain, columns, constraints,
-      indexes)] = reader.execute(cursor, 'table', TABLE, oid)
+      indexes)] = reader.execute(cursor, TABLE, oid)
     if not plain:
         return None
     not_null = set()

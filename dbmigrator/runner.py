@@ -18,6 +18,7 @@ from .errors import DBMigratorError, Interrupted, MigrationFailed
 from .guard import ADVICE, TransactionControlRefused
 from .migration_helpers import activate
 from .plan import DOWN, SKIP_DEFERRED, UP
+from .prepared import Statements, keeps_session
 from .redact import scrub
 from .schemadiff import SchemaDumper, unified, unified_objects
 
@@ -114,6 +115,7 @@ class Runner:
         self.schema_changed = True
         self.fast = settings.diff_engine == 'auto'
         self.catalogs = None
+        self.statements = Statements(keeps_session(conn, settings.pooler))
         self.rendered = None
         self._snapshot = None
         self.watch = blockers.Watch(self._monitor_connection)
@@ -236,7 +238,7 @@ class Runner:
         """One transaction: timeouts, should_run, the code and the record commit together."""
         migration = planned.migration
         with self.conn.cursor() as cursor:
-            batch = Batch(cursor)
+            batch = Batch(cursor, self.statements)
             set_local_timeouts(batch, self.settings, lock.xact_lock())
             claimed = self._claim(batch, planned, locked=True)
             batch.send()
@@ -280,7 +282,7 @@ class Runner:
 
     def _catalog_counts(self, cursor):
         if self.catalogs is None:
-            self.catalogs = fastdiff.CatalogReader(cursor)
+            self.catalogs = fastdiff.CatalogReader(cursor, self.statements)
         return self.catalogs.counts(cursor)
 
     def _catalog_changes(self, batch, before, super_user_calls):
@@ -305,7 +307,7 @@ class Runner:
         """Autocommit: each statement commits on its own; the record is written after."""
         migration = planned.migration
         with self.conn.cursor() as cursor:
-            batch = Batch(cursor)
+            batch = Batch(cursor, self.statements)
             claimed = self._claim(batch, planned)
             batch.send()
             if not claimed:
@@ -333,6 +335,7 @@ class Runner:
         finally:
             if not self.conn.closed:
                 self.conn.autocommit = False
+        # Not prepared: the migration's code, which has committed, may have dropped them.
         with self.conn.cursor() as cursor:
             self._bookkeeping(Batch(cursor), planned)
         return True
@@ -350,6 +353,18 @@ class Runner:
         return connect(self.settings.db_connection_string, self.settings.connect_timeout)
 
     def _run_one(self, planned):
+        """Run one migration; again, with no prepared statement, after an atomic one
+        dropped them (``DEALLOCATE ALL``): it was rolled back whole."""
+        try:
+            return self._attempts(planned)
+        except psycopg2.errors.InvalidSqlStatementName:
+            if not (planned.migration.is_atomic and self.statements.enabled):
+                raise
+            _safe_rollback(self.conn)
+            self.statements.enabled = False
+            return self._attempts(planned)
+
+    def _attempts(self, planned):
         """Run one migration, retrying an atomic one that hit the lock timeout."""
         migration = planned.migration
         attempts = 1 + (self.settings.lock_retries if migration.is_atomic else 0)
@@ -365,6 +380,7 @@ class Runner:
                 return self._non_atomic(planned)
             except BaseException as exc:
                 self._undo_render()
+                self.statements.forget()
                 if not _is_lock_timeout(exc):
                     raise
                 _safe_rollback(self.conn)

@@ -333,3 +333,26 @@ def test_each_step_commits_in_a_transaction_of_its_own(dbm, migrations, db):
     assert all(row[4] == row[2] for row in atomic)
     assert all(a[4] < b[2] for a, b in zip(seen, seen[1:]))
     assert 'transaction in progress' not in _server_log(db)[log_before:]
+
+
+@pytest.mark.parametrize('atomic', [True, False])
+def test_a_migration_may_deallocate_prepared_statements(dbm, migrations, db, atomic):
+    """dbmigrator prepares each step's own statements once per run; a migration
+    that drops every prepared statement still runs once and is recorded."""
+    db.query('CREATE TABLE ran (version TEXT)')
+    migrations.table('20200101000000', 'first', 'first_table')
+    migrations.add('20200102000000', 'deallocate', '''\
+        atomic = %s
+
+
+        def up(cursor):
+            cursor.execute("INSERT INTO ran VALUES ('20200102000000')")
+            cursor.execute('DEALLOCATE ALL')
+        ''' % atomic)
+    migrations.table('20200103000000', 'third', 'third_table')
+    dbm('init', '--version=0')
+    result = dbm('migrate')
+    assert result.code == 0, result.output
+    assert db.versions() == ['20200101000000', '20200102000000', '20200103000000']
+    assert db.query('SELECT version FROM ran') == [('20200102000000',)]
+    assert db.table_exists('third_table')

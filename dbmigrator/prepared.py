@@ -1,0 +1,64 @@
+"""Statements a run sends again and again, parsed and planned once per session.
+
+Parsing and planning the few statements of each step (its lock, its row
+check, its schema_migrations change, its history row) cost the server about
+as much as running them.  A prepared statement lives in one server session,
+and a transaction pooler hands the next transaction to whichever server
+connection is free: behind one, statements go as they are.
+"""
+import itertools
+import os
+import re
+
+from .database import through_proxy
+
+_PLACEHOLDER = re.compile(r'%%|%s')
+
+
+def keeps_session(conn, pooler):
+    """True when every transaction of ``conn`` reaches the same server session."""
+    if pooler in ('none', 'session'):
+        return True
+    return pooler == 'auto' and not through_proxy(conn)
+
+
+def _numbered(sql):
+    """psycopg2's ``%s`` placeholders as PREPARE's ``$1, $2...``."""
+    numbers = itertools.count(1)
+    return _PLACEHOLDER.sub(lambda m: '%' if m.group() == '%%' else '$%d' % next(numbers), sql)
+
+
+class Statements:
+    """PREPAREs each SQL text at its first use, then EXECUTEs it.
+
+    A statement that is already an EXECUTE goes as it is.  A PREPARE sent
+    in a transaction that failed before it may never have run, so after an
+    error :meth:`forget` makes the next uses prepare again, under new names.
+    """
+
+    _runs = itertools.count()
+
+    def __init__(self, enabled=True):
+        self.enabled = enabled
+        self.prefix = 'dbmigrator_%d_%d' % (os.getpid(), next(self._runs))
+        self._names = {}
+        self._generation = 0
+
+    def execute(self, execute, sql, params=()):
+        """Send ``sql`` through the cursor method ``execute``, prepared when it can be."""
+        if not self.enabled or sql.startswith('EXECUTE '):
+            execute(sql, params) if params else execute(sql)
+            return
+        name = self._names.get(sql)
+        if name is None:
+            name = '%s_%d_%d' % (self.prefix, self._generation, len(self._names))
+            execute('PREPARE %s AS %s' % (name, _numbered(sql) if params else sql))
+            self._names[sql] = name
+        if params:
+            execute('EXECUTE %s(%s)' % (name, ', '.join(['%s'] * len(params))), params)
+        else:
+            execute('EXECUTE ' + name)
+
+    def forget(self):
+        self._names.clear()
+        self._generation += 1
