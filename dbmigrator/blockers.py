@@ -55,51 +55,56 @@ class Blocker:
 
 
 class Watch:
-    """Samples the blockers of the backend being watched, from one thread per run."""
+    """Samples the blockers of the backend being watched, from one thread per run.
+
+    The thread wakes every ``SAMPLE_SECONDS`` and looks at what is watched
+    then: entering and leaving :meth:`watching` only sets attributes, so a
+    run of many quick migrations does not wake it twice per step.
+    """
 
     def __init__(self, connect):
         self.last = None
-        self._pid = None
+        self._watched = None
+        self._watches = 0
         self._connect = connect
-        self._armed = threading.Event()
         self._stop = threading.Event()
         self._thread = None
 
     @contextlib.contextmanager
     def watching(self, pid):
         """Watch ``pid`` for the duration of the block; ``last`` holds what was seen."""
-        self.last, self._pid = None, pid
+        self._watches += 1
+        self.last, self._watched = None, (self._watches, pid)
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name='dbmigrator-blockers',
                                             daemon=True)
             self._thread.start()
-        self._armed.set()
         try:
             yield self
         finally:
-            self._armed.clear()
+            self._watched = None
 
     def close(self):
         if self._thread is not None:
             self._stop.set()
-            self._armed.set()
             self._thread.join()
             self._thread = None
 
     def _run(self):
         conn = None
         try:
-            while not self._stop.is_set():
-                self._armed.wait()
-                if self._stop.wait(SAMPLE_SECONDS) or not self._armed.is_set():
+            while not self._stop.wait(SAMPLE_SECONDS):
+                watched = self._watched
+                if watched is None:
                     continue
                 if conn is None:
                     conn = self._connect()
                     conn.autocommit = True
                 with conn.cursor() as cursor:
-                    cursor.execute(QUERY, {'pid': self._pid})
+                    cursor.execute(QUERY, {'pid': watched[1]})
                     row = cursor.fetchone()
-                if row and self._armed.is_set():
+                # A sample that outlived its block says nothing of the next one.
+                if row and self._watched is watched:
                     self.last = Blocker(*row)
         except Exception as exc:  # a reporting aid must never break the run
             log.debug('cannot watch for lock blockers: %s', exc)
