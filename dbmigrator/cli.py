@@ -80,8 +80,9 @@ def _global_options(parser, suppress):
                             '(default: 0, no limit); never retried')
     group.add_argument('--pooler', choices=('auto', 'none', 'session', 'transaction'),
                        **default,
-                       help='what sits between dbmigrator and PostgreSQL; non-atomic '
-                            'migrations are refused behind a transaction pooler (default: '
+                       help='what sits between dbmigrator and PostgreSQL; behind a '
+                            'transaction pooler non-atomic migrations are refused and '
+                            'nothing is prepared (default: '
                             'auto, which assumes one when the port differs from the '
                             "server's)")
     group.add_argument('--diff-engine', choices=('auto', 'pg_dump'), **default,
