@@ -112,7 +112,7 @@ def set_local_timeouts(cursor, settings, *calls):
     cursor.execute('SELECT ' + ', '.join(fragments), params)
 
 
-def _ended_by_batch(conn):
+def ended_by_batch(conn):
     """True when a batch's COMMIT ended the transaction that psycopg2 still counts.
 
     psycopg2 sends its own BEGIN only when it has seen the last transaction
@@ -140,7 +140,7 @@ class Batch:
         self.connection = cursor.connection
         self.prepared = prepared
         self.statements, self.params = [], []
-        if _ended_by_batch(self.connection):
+        if ended_by_batch(self.connection):
             self.statements.append('BEGIN')
 
     def execute(self, sql, params=()):

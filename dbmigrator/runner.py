@@ -12,7 +12,7 @@ import psycopg2.errors
 import psycopg2.extensions
 
 from . import blockers, fastdiff, history, interrupts, lock, store
-from .database import Batch, connect, set_local_timeouts, timeout_settings
+from .database import Batch, connect, ended_by_batch, set_local_timeouts, timeout_settings
 from .discovery import error_line
 from .errors import DBMigratorError, Interrupted, MigrationFailed
 from .guard import ADVICE, TransactionControlRefused
@@ -63,7 +63,16 @@ def _reason(exc, migration):
 
 
 def _safe_rollback(conn):
+    """Roll back whatever is open, quietly.
+
+    After a batch's COMMIT psycopg2 still counts a transaction, and its
+    ROLLBACK would reach a server with none open, which logs a warning for
+    it: a BEGIN goes first.
+    """
     try:
+        if ended_by_batch(conn):
+            with conn.cursor() as cursor:
+                cursor.execute('BEGIN')
         conn.rollback()
     except psycopg2.Error:
         pass

@@ -356,3 +356,23 @@ def test_a_migration_may_deallocate_prepared_statements(dbm, migrations, db, ato
     assert db.versions() == ['20200101000000', '20200102000000', '20200103000000']
     assert db.query('SELECT version FROM ran') == [('20200102000000',)]
     assert db.table_exists('third_table')
+
+
+def test_cancel_between_steps_leaves_no_server_warning(dbm, migrations, db):
+    """A cancel that arrives while a migration is in Python, not in a statement,
+    stops the run after that migration commits (as the heartbeat would flag it)."""
+    migrations.add('20200101000000', 'flags_cancel', '''\
+        def up(cursor):
+            cursor.execute('CREATE TABLE first_table (id INT)')
+            cursor.connection.lease.cancelled = True
+        ''')
+    migrations.table('20200102000000', 'second', 'second_table')
+    migrations.table('20200103000000', 'third', 'third_table')
+    dbm('init', '--version=0')
+    log_before = len(_server_log(db))
+    result = dbm('migrate')
+    assert result.code == 130, result.output
+    assert 'interrupted: migration 20200102000000 second was rolled back' in result.err
+    assert db.versions() == ['20200101000000']
+    assert db.table_exists('first_table') and not db.table_exists('second_table')
+    assert 'transaction in progress' not in _server_log(db)[log_before:]
