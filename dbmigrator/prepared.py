@@ -47,7 +47,10 @@ class Statements:
     def execute(self, execute, sql, params=()):
         """Send ``sql`` through the cursor method ``execute``, prepared when it can be."""
         if not self.enabled or sql.startswith('EXECUTE '):
-            execute(sql, params) if params else execute(sql)
+            if params:
+                execute(sql, params)
+            else:
+                execute(sql)
             return
         name = self._names.get(sql)
         if name is None:
