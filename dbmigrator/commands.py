@@ -15,7 +15,7 @@ import uuid
 from . import history as history_mod
 from . import lock, store
 from . import plan as plan_mod
-from .database import connect, describe, through_proxy
+from .database import connect, describe, keeps_session
 from .discovery import discover
 from .errors import DBMigratorError, Interrupted, NotInitialized, SettingsError
 from .plan import DOWN, UP
@@ -269,9 +269,7 @@ def _refuse_non_atomic_behind_pooler(conn, settings, plan):
     on whatever server connection is free, other clients' included.
     """
     non_atomic = [p for p in plan.steps if not p.migration.is_atomic]
-    if not non_atomic or settings.pooler in ('none', 'session'):
-        return
-    if settings.pooler == 'auto' and not through_proxy(conn):
+    if not non_atomic or keeps_session(conn, settings.pooler):
         return
     first = non_atomic[0]
     why = ('pooler = transaction' if settings.pooler == 'transaction' else

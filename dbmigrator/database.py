@@ -11,7 +11,7 @@ import psycopg2.extensions
 
 from . import embedded
 from .errors import DatabaseUnavailable, SettingsError
-from .guard import MigrationConnection
+from .guard import MigrationConnection, ended_by_batch
 from .redact import passwords_in, redact_dsn, register_environment, register_secret, scrub
 
 _SQLALCHEMY_SCHEME = re.compile(r'^(postgres(?:ql)?)\+\w+://')
@@ -112,16 +112,6 @@ def set_local_timeouts(cursor, settings, *calls):
     cursor.execute('SELECT ' + ', '.join(fragments), params)
 
 
-def ended_by_batch(conn):
-    """True when a batch's COMMIT ended the transaction that psycopg2 still counts.
-
-    psycopg2 sends its own BEGIN only when it has seen the last transaction
-    end through ``commit()`` or ``rollback()``.
-    """
-    return (conn.status == psycopg2.extensions.STATUS_BEGIN
-            and conn.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE)
-
-
 class Batch:
     """A cursor that holds statements back and sends them in one round trip.
 
@@ -191,6 +181,17 @@ def through_proxy(conn):
         server_port = cursor.fetchone()[0]
     conn.rollback()
     return str(conn.info.port) != server_port
+
+
+def keeps_session(conn, pooler):
+    """True when every transaction of ``conn`` reaches the same server session.
+
+    ``pooler`` is the setting: ``auto`` assumes a pooler when the port
+    reached is not the server's (one query).
+    """
+    if pooler in ('none', 'session'):
+        return True
+    return pooler == 'auto' and not through_proxy(conn)
 
 
 def dump_environment(conn, dsn):

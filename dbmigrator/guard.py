@@ -21,6 +21,16 @@ class TransactionControlRefused(DBMigratorError):
     """An atomic migration tried to end or change its own transaction."""
 
 
+def ended_by_batch(conn):
+    """True when a batch's COMMIT ended the transaction that psycopg2 still counts.
+
+    psycopg2 sends its own BEGIN only when it has seen the last transaction
+    end through ``commit()`` or ``rollback()``.
+    """
+    return (conn.status == psycopg2.extensions.STATUS_BEGIN
+            and conn.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE)
+
+
 class MigrationConnection(_base):
     """A psycopg2 connection whose transaction controls can be locked.
 
@@ -40,12 +50,21 @@ class MigrationConnection(_base):
             self.refused = 'it called %s, which %s may not: %s' % (what, self.locked_by, ADVICE)
             raise TransactionControlRefused(self.refused)
 
+    def _resync(self):
+        """After a batch's COMMIT, begin the transaction psycopg2 counts: its COMMIT or
+        ROLLBACK would otherwise reach a server with none open, which logs a warning."""
+        if ended_by_batch(self):
+            with self.cursor() as cursor:
+                cursor.execute('BEGIN')
+
     def commit(self):
         self._check('connection.commit()')
+        self._resync()
         _base.commit(self)
 
     def rollback(self):
         self._check('connection.rollback()')
+        self._resync()
         _base.rollback(self)
 
     def set_session(self, *args, **kwargs):

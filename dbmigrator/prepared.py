@@ -10,16 +10,7 @@ import itertools
 import os
 import re
 
-from .database import through_proxy
-
 _PLACEHOLDER = re.compile(r'%%|%s')
-
-
-def keeps_session(conn, pooler):
-    """True when every transaction of ``conn`` reaches the same server session."""
-    if pooler in ('none', 'session'):
-        return True
-    return pooler == 'auto' and not through_proxy(conn)
 
 
 def _numbered(sql):

@@ -12,13 +12,13 @@ import psycopg2.errors
 import psycopg2.extensions
 
 from . import blockers, fastdiff, history, interrupts, lock, store
-from .database import Batch, connect, ended_by_batch, set_local_timeouts, timeout_settings
+from .database import Batch, connect, keeps_session, set_local_timeouts, timeout_settings
 from .discovery import error_line
 from .errors import DBMigratorError, Interrupted, MigrationFailed
 from .guard import ADVICE, TransactionControlRefused
 from .migration_helpers import activate
 from .plan import DOWN, SKIP_DEFERRED, UP
-from .prepared import Statements, keeps_session
+from .prepared import Statements
 from .redact import scrub
 from .schemadiff import SchemaDumper, unified, unified_objects
 
@@ -63,16 +63,7 @@ def _reason(exc, migration):
 
 
 def _safe_rollback(conn):
-    """Roll back whatever is open, quietly.
-
-    After a batch's COMMIT psycopg2 still counts a transaction, and its
-    ROLLBACK would reach a server with none open, which logs a warning for
-    it: a BEGIN goes first.
-    """
     try:
-        if ended_by_batch(conn):
-            with conn.cursor() as cursor:
-                cursor.execute('BEGIN')
         conn.rollback()
     except psycopg2.Error:
         pass
@@ -117,14 +108,15 @@ class Runner:
         self.conn = conn
         self.settings = settings
         self.checksums = checksums
+        ours = keeps_session(conn, settings.pooler)
         self.dumper = SchemaDumper(conn, settings.db_connection_string, enabled=diff,
-                                   pooler=settings.pooler)
+                                   pooler=settings.pooler, session_is_ours=ours)
         self.steps = []
         self.active = None
         self.schema_changed = True
         self.fast = settings.diff_engine == 'auto'
         self.catalogs = None
-        self.statements = Statements(keeps_session(conn, settings.pooler))
+        self.statements = Statements(ours)
         self.rendered = None
         self._snapshot = None
         self.watch = blockers.Watch(self._monitor_connection)

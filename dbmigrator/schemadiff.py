@@ -15,7 +15,7 @@ import shutil
 import subprocess
 
 from . import embedded
-from .database import dump_environment, through_proxy
+from .database import dump_environment, keeps_session
 from .redact import scrub
 
 log = logging.getLogger(__name__)
@@ -58,12 +58,15 @@ def find_pg_dump(server_major):
 class SchemaDumper:
     """Dumps one database's schema; disables itself after the first problem."""
 
-    def __init__(self, conn, dsn, enabled=True, pooler='none'):
+    def __init__(self, conn, dsn, enabled=True, pooler='none', session_is_ours=None):
+        """``session_is_ours``: :func:`dbmigrator.database.keeps_session`, when the caller knows."""
         self.enabled = enabled
         self.dumps = 0
         if not enabled:
             return
-        if pooler == 'transaction' or pooler == 'auto' and through_proxy(conn):
+        if session_is_ours is None:
+            session_is_ours = keeps_session(conn, pooler)
+        if not session_is_ours:
             # pg_dump SETs search_path and timeouts for its session: a
             # transaction pooler would hand them to other clients.
             self._give_up('the connection seems to go through a pooler (port %s, not the '
