@@ -194,6 +194,19 @@ def keeps_session(conn, pooler):
     return pooler == 'auto' and not through_proxy(conn)
 
 
+def committed(conn, txid):
+    """Whether the transaction ``txid`` (``txid_current()``) committed.
+
+    Asked after an error in a round trip that went on past a COMMIT: it
+    tells whether the error came before the COMMIT or after it.
+    """
+    with conn.cursor() as cursor:
+        cursor.execute('SELECT txid_status(%s)', (txid,))
+        status = cursor.fetchone()[0]
+    conn.rollback()
+    return status == 'committed'
+
+
 def dump_environment(conn, dsn):
     """libpq environment variables that let pg_dump reach the same database.
 

@@ -280,28 +280,48 @@ def request_cancel(cursor, run_id):
     return True
 
 
-def row_state(cursor, version):
-    """'absent', 'deferred' or 'applied': the version's row as this statement sees it."""
-    cursor.execute('SELECT applied IS NOT NULL FROM schema_migrations WHERE version = %s'
-                   ' ORDER BY applied DESC NULLS LAST LIMIT 1', (version,))
-    row = cursor.fetchone()
-    return 'absent' if row is None else 'applied' if row[0] else 'deferred'
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """A migration's transaction once it holds the lock (or tried to take it).
+
+    ``state`` is the version's row as it reads after the lock: 'absent',
+    'deferred' or 'applied'.  ``txid`` names the transaction, so that after
+    an error its fate can be asked (:func:`dbmigrator.database.committed`).
+    """
+
+    state: str
+    txid: int
+    locked: bool = True
 
 
-def xact_lock():
-    """The transaction lock as an SQL call, to be sent with other work: ``(sql, params)``."""
-    return 'pg_advisory_xact_lock(%s)', [KEY]
+_READ = ('SELECT (SELECT applied IS NOT NULL FROM schema_migrations WHERE version = %s'
+         ' ORDER BY applied DESC NULLS LAST LIMIT 1), txid_current()')
 
 
-def claim(cursor, version, expected, locked=False):
+def xact_lock(wait=True):
+    """The transaction lock as an SQL call, to be sent with other work: ``(sql, params)``.
+
+    ``wait=False`` only tries it, and notes in the transaction's
+    ``dbmigrator.locked`` setting whether it was free.
+    """
+    if wait:
+        return 'pg_advisory_xact_lock(%s)', [KEY]
+    return "set_config('dbmigrator.locked', pg_try_advisory_xact_lock(%s)::text, true)", [KEY]
+
+
+def claim(cursor, version, locked=False, tried=False):
     """In a migration's transaction: serialise with any other run, then re-read its row.
 
-    Returns False when another run has already done this step: the row is
-    no longer in the ``expected`` state the plan saw (None: do not check).
-    ``locked`` says the caller already took :func:`xact_lock`.  The row is
-    read by a statement of its own, after the lock is held, so that its
-    snapshot includes what the other run committed.
+    ``locked`` says the caller already sent :func:`xact_lock`, ``tried``
+    that it sent ``xact_lock(wait=False)``; the :class:`Claim` then says
+    whether the lock was taken.  The row is read by a statement of its own,
+    after the lock is held, so that its snapshot includes what the other
+    run committed.
     """
-    if not locked:
+    if not (locked or tried):
         cursor.execute('SELECT ' + xact_lock()[0], xact_lock()[1])
-    return expected is None or row_state(cursor, version) == expected
+    cursor.execute(_READ + (", current_setting('dbmigrator.locked')::boolean" if tried else ''),
+                   (version,))
+    row = cursor.fetchone()
+    state = 'absent' if row[0] is None else 'applied' if row[0] else 'deferred'
+    return Claim(state, row[1], row[2] if tried else True)

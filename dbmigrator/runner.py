@@ -12,7 +12,8 @@ import psycopg2.errors
 import psycopg2.extensions
 
 from . import blockers, fastdiff, history, interrupts, lock, store
-from .database import Batch, connect, keeps_session, set_local_timeouts, timeout_settings
+from .database import (Batch, committed, connect, keeps_session, set_local_timeouts,
+                       timeout_settings)
 from .discovery import error_line
 from .errors import DBMigratorError, Interrupted, MigrationFailed
 from .guard import ADVICE, TransactionControlRefused
@@ -124,7 +125,11 @@ class Runner:
         self.output = history.Output(conn.lease)
         self.started_at = datetime.datetime.now(datetime.timezone.utc)
         self.row_id = None
-        self.followed = False
+        self.following = None
+        self.ahead = None
+        self.txid = None
+        # txid_status(), which tells a COMMIT's error from the next claim's, is 10+.
+        self.claims_ahead = conn.server_version >= 100000
         self._before = None
 
     def _diff_after(self):
@@ -210,6 +215,11 @@ class Runner:
 
     def _claim(self, cursor, planned, locked=False):
         """Take this step under the transaction lock; False if another run did it."""
+        return self._claimed(planned, lock.claim(cursor, planned.version, locked))
+
+    def _claimed(self, planned, claim):
+        """Go on with the step, unless its row is no longer as the plan saw it."""
+        self.txid = claim.txid
         migration = planned.migration
         if planned.action == DOWN:
             expected = 'applied'
@@ -217,12 +227,23 @@ class Runner:
             expected = None
         else:
             expected = 'deferred' if planned.has_row else 'absent'
-        if lock.claim(cursor, migration.version, expected, locked):
+        if expected is None or claim.state == expected:
             return True
         self.conn.rollback()
         log.info('Skipping migration %s %s: another dbmigrator run has just done it',
                  migration.version, migration.name)
         return False
+
+    def _begin(self, batch, planned):
+        """Begin an atomic step with its timeouts and claim it, in one round trip;
+        or none, when the last step's round trip claimed it already."""
+        ahead, self.ahead = self.ahead, None
+        if ahead is not None:
+            if ahead.locked:
+                return self._claimed(planned, ahead)
+            self.conn.rollback()
+        set_local_timeouts(batch, self.settings, lock.xact_lock())
+        return self._claim(batch, planned, locked=True)
 
     def _announce(self, planned):
         migration = planned.migration
@@ -240,10 +261,7 @@ class Runner:
         migration = planned.migration
         with self.conn.cursor() as cursor:
             batch = Batch(cursor, self.statements)
-            set_local_timeouts(batch, self.settings, lock.xact_lock())
-            claimed = self._claim(batch, planned, locked=True)
-            batch.send()
-            if not claimed:
+            if not self._begin(batch, planned):
                 return False
             counts = self._catalog_counts(cursor) if self.dumper.enabled else None
             calls = self.active.super_user_calls
@@ -263,9 +281,10 @@ class Runner:
             self._bookkeeping(batch, planned)
         return True
 
-    def _bookkeeping(self, batch, planned):
+    def _bookkeeping(self, batch, planned, claim_ahead=True):
         """The schema_migrations change, the history row and the COMMIT, in one
-        round trip with what ``batch`` still holds back.
+        round trip with what ``batch`` still holds back; and, when the next
+        step is atomic, its BEGIN and claim too.
 
         When a diff is still to come (from pg_dump, after the commit) the
         history row's id is needed for it, and the COMMIT goes on its own.
@@ -275,11 +294,36 @@ class Runner:
         diff_to_come = self.dumper.enabled and self.schema_changed and self.rendered is None
         self._record(batch, planned)
         self._history_row(batch, planned, diff_to_come)
-        if self.followed and not diff_to_come:
-            batch.commit()
-        else:
+        following = self.following
+        if following is None or diff_to_come:
             batch.send()
             self.conn.commit()
+        elif claim_ahead and self.claims_ahead and following.migration.is_atomic:
+            self._commit_and_claim(batch, following)
+        else:
+            batch.commit()
+
+    def _commit_and_claim(self, batch, following):
+        """COMMIT, then begin and claim ``following`` in the same round trip.
+
+        The lock is only tried, so that nothing after the COMMIT can wait;
+        when it was busy the step claims again, waiting, on its own.  After
+        an error the committed step's ``txid`` tells whose the error was: a
+        failure of the claim is left for the next step to meet again.
+        """
+        batch.execute('COMMIT')
+        batch.execute('BEGIN')
+        set_local_timeouts(batch, self.settings, lock.xact_lock(wait=False))
+        try:
+            self.ahead = lock.claim(batch, following.version, tried=True)
+        except psycopg2.Error as exc:
+            self.statements.forget()
+            if exc.pgcode is None:
+                raise
+            _safe_rollback(self.conn)
+            if not committed(self.conn, self.txid):
+                raise
+            log.debug('claiming migration %s ahead failed: %s', following.version, exc)
 
     def _catalog_counts(self, cursor):
         if self.catalogs is None:
@@ -309,9 +353,7 @@ class Runner:
         migration = planned.migration
         with self.conn.cursor() as cursor:
             batch = Batch(cursor, self.statements)
-            claimed = self._claim(batch, planned)
-            batch.send()
-            if not claimed:
+            if not self._claim(Batch(cursor, self.statements), planned):
                 return False
             wanted = planned.action != UP or not migration.is_repeat or self._should_run(
                 migration, cursor)
@@ -338,7 +380,7 @@ class Runner:
                 self.conn.autocommit = False
         # Not prepared: the migration's code, which has committed, may have dropped them.
         with self.conn.cursor() as cursor:
-            self._bookkeeping(Batch(cursor), planned)
+            self._bookkeeping(Batch(cursor), planned, claim_ahead=False)
         return True
 
     def _history_row(self, cursor, planned, diff_to_come):
@@ -407,12 +449,12 @@ class Runner:
         with activate(self.settings) as self.active, contextlib.closing(self.watch), \
                 _capturing(self.output):
             for index, planned in enumerate(plan.steps, 1):
-                self.followed = index < len(plan.steps)
+                self.following = plan.steps[index] if index < len(plan.steps) else None
                 skips = _log_skips_before(skips, planned.version)
                 migration = planned.migration
                 started = time.monotonic()
                 try:
-                    if self.cancelled:
+                    if self.cancelled or interrupts.requested():
                         raise KeyboardInterrupt
                     ran = self._run_one(planned)
                 except KeyboardInterrupt:

@@ -376,3 +376,70 @@ def test_cancel_between_steps_leaves_no_server_warning(dbm, migrations, db):
     assert db.versions() == ['20200101000000']
     assert db.table_exists('first_table') and not db.table_exists('second_table')
     assert 'transaction in progress' not in _server_log(db)[log_before:]
+
+
+def test_an_error_at_commit_is_that_steps_own(dbm, migrations, db):
+    """A step's COMMIT shares its round trip with the next step's claim: a
+    deferred constraint that fails there fails that step, and nothing more runs."""
+    migrations.add('20200101000000', 'deferred_fk', '''\
+        def up(cursor):
+            cursor.execute('CREATE TABLE parent (id INT PRIMARY KEY)')
+            cursor.execute('CREATE TABLE child (parent_id INT REFERENCES parent'
+                           ' DEFERRABLE INITIALLY DEFERRED)')
+            cursor.execute('INSERT INTO child VALUES (1)')
+        ''')
+    migrations.table('20200102000000', 'second', 'second_table')
+    dbm('init', '--version=0')
+    result = dbm('migrate', '--no-diff')
+    assert result.code != 0
+    assert ('Migration 20200101000000 deferred_fk failed: insert or update on table "child"'
+            ' violates foreign key constraint') in result.err
+    assert 'Running migration 20200102000000' not in result.out
+    assert db.versions() == []
+    assert not db.table_exists('child') and not db.table_exists('second_table')
+
+
+HOLDS_SCHEMA_MIGRATIONS = '''\
+    import threading
+    import time
+
+    import psycopg2
+
+
+    def _hold():
+        conn = psycopg2.connect({dsn!r})
+        with conn.cursor() as cursor:
+            cursor.execute('LOCK schema_migrations IN ACCESS EXCLUSIVE MODE')
+            time.sleep(2.5)
+        conn.rollback()
+        conn.close()
+
+
+    def up(cursor):
+        cursor.execute('CREATE TABLE first_table (id INT)')
+        cursor.execute('SELECT count(*) FROM schema_migrations')
+        threading.Thread(target=_hold, daemon=True).start()
+        # Return once the LOCK waits for this transaction: it is granted at the COMMIT.
+        while True:
+            cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted"
+                           " AND relation = 'schema_migrations'::regclass")
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.01)
+    '''
+
+
+def test_a_wait_after_a_steps_commit_is_the_next_steps(dbm, migrations, db):
+    """The next step is claimed in the round trip of this one's COMMIT: when
+    that claim meets a lock, this step has still committed, and the next one
+    waits and retries as any step does."""
+    migrations.add('20200101000000', 'first', HOLDS_SCHEMA_MIGRATIONS.format(dsn=db.dsn))
+    migrations.table('20200102000000', 'second', 'second_table')
+    dbm('init', '--version=0')
+    result = dbm('migrate', '--lock-timeout', '1', '--lock-retries', '5')
+    assert result.code == 0, result.output
+    assert 'Migration 20200101000000 first waited' not in result.err
+    assert 'Migration 20200102000000 second waited 1s for' in result.err
+    assert db.versions() == ['20200101000000', '20200102000000']
+    assert db.query('SELECT version, outcome FROM dbmigrator_history ORDER BY id') == [
+        ('20200101000000', 'ok'), ('20200102000000', 'ok')]
