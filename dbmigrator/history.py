@@ -92,12 +92,30 @@ class Output(logging.Handler):
         self.setFormatter(logging.Formatter('%(message)s'))
 
     def emit(self, record):
-        if record.thread != self.thread or len(self.lines) >= OUTPUT_LINES:
+        if record.thread == self.thread:
+            self.add(self.format(record))
+
+    def add(self, line):
+        if len(self.lines) >= OUTPUT_LINES:
             return
-        line = scrub(self.format(record))[:OUTPUT_CHARS]
+        line = scrub(line)[:OUTPUT_CHARS]
         self.lines.append(line)
         if self.lease is not None:
             self.lease.output.append(line)
+
+    def hears_alone(self, logger):
+        """True when this handler is all that ``logger``'s INFO records reach (``-q``):
+        the run's own lines can then come straight here, without a log record each."""
+        if not logger.isEnabledFor(logging.INFO):
+            return False
+        reached = False
+        while logger is not None:
+            if logger.filters or any(handler is not self and logging.INFO >= handler.level
+                                     for handler in logger.handlers):
+                return False
+            reached = reached or self in logger.handlers
+            logger = logger.parent if logger.propagate else None
+        return reached
 
     def take(self):
         lines, self.lines = self.lines, []

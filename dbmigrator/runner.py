@@ -81,10 +81,10 @@ def _capturing(handler):
         logger.removeHandler(handler)
 
 
-def _log_skips_before(skips, version):
+def _log_skips_before(say, skips, version):
     """Say 'Skipping deferred migration' in version order, between the runs, as 1.x did."""
     while skips and (version is None or int(skips[0].version) < int(version)):
-        log.info('Skipping deferred migration %s %s', skips[0].version, skips[0].name)
+        say('Skipping deferred migration %s %s', skips[0].version, skips[0].name)
         skips = skips[1:]
     return skips
 
@@ -123,6 +123,7 @@ class Runner:
         self.watch = blockers.Watch(self._monitor_connection)
         self.recorder = conn.recorder
         self.output = history.Output(conn.lease)
+        self.direct = False
         self.started_at = datetime.datetime.now(datetime.timezone.utc)
         self.row_id = None
         self.following = None
@@ -198,7 +199,7 @@ class Runner:
         if not wanted:
             cursor.execute('ROLLBACK TO SAVEPOINT dbmigrator_should_run')
             self.conn.rollback()
-            log.info('Skipping migration %s %s: should_run is false',
+            self._say('Skipping migration %s %s: should_run is false',
                      migration.version, migration.name)
             return False
         cursor.execute('RELEASE SAVEPOINT dbmigrator_should_run')
@@ -230,7 +231,7 @@ class Runner:
         if expected is None or claim.state == expected:
             return True
         self.conn.rollback()
-        log.info('Skipping migration %s %s: another dbmigrator run has just done it',
+        self._say('Skipping migration %s %s: another dbmigrator run has just done it',
                  migration.version, migration.name)
         return False
 
@@ -245,6 +246,14 @@ class Runner:
         set_local_timeouts(batch, self.settings, lock.xact_lock())
         return self._claim(batch, planned, locked=True)
 
+    def _say(self, message, *args):
+        """Log one of the run's INFO lines; with ``-q`` it only goes to the run's
+        output, and building a log record per step would be most of its cost."""
+        if self.direct:
+            self.output.add(message % args)
+        else:
+            log.info(message, *args)
+
     def _announce(self, planned):
         migration = planned.migration
         if self.conn.lease is not None:
@@ -252,9 +261,9 @@ class Runner:
                                     self.conn.info.backend_pid)
         self.output.take()
         if planned.action == UP:
-            log.info('Running migration %s %s', migration.version, migration.name)
+            self._say('Running migration %s %s', migration.version, migration.name)
         else:
-            log.info('Rolling back migration %s %s', migration.version, migration.name)
+            self._say('Rolling back migration %s %s', migration.version, migration.name)
 
     def _atomic(self, planned):
         """One transaction: timeouts, should_run, the code and the record commit together."""
@@ -448,9 +457,10 @@ class Runner:
         skips = [s for s in plan.skipped if s.reason == SKIP_DEFERRED] if plan.action == UP else []
         with activate(self.settings) as self.active, contextlib.closing(self.watch), \
                 _capturing(self.output):
+            self.direct = self.output.hears_alone(log)
             for index, planned in enumerate(plan.steps, 1):
                 self.following = plan.steps[index] if index < len(plan.steps) else None
-                skips = _log_skips_before(skips, planned.version)
+                skips = _log_skips_before(self._say, skips, planned.version)
                 migration = planned.migration
                 started = time.monotonic()
                 try:
@@ -484,10 +494,11 @@ class Runner:
                 if self.recorder is not None and not recorded:
                     self.recorder.set_diff(self.conn, self.row_id, diff)
                 if diff:
-                    log.info('%s', diff)
+                    self._say('%s', diff)
                 self.steps.append(Step(migration.version, migration.name, planned.action,
                                        planned.reason, OK, duration, diff))
-        _log_skips_before(skips, None)
+        self.direct = False
+        _log_skips_before(self._say, skips, None)
         return self.steps
 
     @property

@@ -50,6 +50,25 @@ def test_cli_runs_are_recorded_with_diff_output_and_who(dbm, migrations, db):
     assert '-CREATE TABLE public.books (' in steps(db)[1][5].splitlines()
 
 
+def test_quiet_runs_record_the_same_output(dbm, migrations, db):
+    """-q quiets the terminal only: the history keeps every line, in order."""
+    migrations.add('20200101000000', 'books', LOGGING)
+    migrations.table('20200102000000', 'second', 'second_table')
+    migrations.add('20200103000000', 'repeat', '''\
+        def should_run(cursor):
+            return False
+
+
+        def up(cursor):
+            pass
+        ''')
+    result = dbm('-q', 'migrate', '--no-diff')
+    assert result.code == 0 and result.out == ''
+    assert [row[6].splitlines() for row in steps(db)] == [
+        ['Running migration 20200101000000 books', 'created books, 1 of 1'],
+        ['Running migration 20200102000000 second']]
+
+
 def test_init_is_recorded(dbm, migrations, db):
     migrations.add('20200101000000', 'books', LOGGING)
     dbm('init')
