@@ -9,7 +9,7 @@ import re
 import psycopg2
 import psycopg2.extensions
 
-from . import embedded
+from . import embedded, interrupts
 from .errors import DatabaseUnavailable, SettingsError
 from .guard import MigrationConnection, ended_by_batch
 from .redact import passwords_in, redact_dsn, register_environment, register_secret, scrub
@@ -67,8 +67,6 @@ def connect(dsn, connect_timeout=10, user=None):
         kwargs['connect_timeout'] = int(connect_timeout)
     if user:
         kwargs['user'] = user
-    # With the Ctrl-C wait callback installed, dbmigrator.interrupts also
-    # enforces connect_timeout, which libpq only does in blocking mode.
     try:
         conn = psycopg2.connect(libpq_dsn(dsn), connection_factory=MigrationConnection,
                                 **kwargs)
@@ -76,6 +74,7 @@ def connect(dsn, connect_timeout=10, user=None):
         reason = ' '.join(str(exc).split())
         raise DatabaseUnavailable(
             'cannot connect to the database %s: %s' % (describe(dsn), scrub(reason)))
+    interrupts.watch(conn)
     return conn
 
 

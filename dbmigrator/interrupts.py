@@ -1,52 +1,64 @@
 """Ctrl-C (and SIGTERM) that reaches the server.
 
-By default libpq blocks in C while a statement runs and Python only sees
-SIGINT once the statement is over.  This wait callback lets psycopg2 poll
-instead, and on Ctrl-C asks the server to cancel the statement.  SIGTERM,
-which playbooks and service managers send on timeouts, is handled the same way.
+While a statement runs, libpq blocks in C and Python would only see SIGINT
+once the statement is over.  So the signal also wakes a thread (through
+``signal.set_wakeup_fd``) that asks the server to cancel whatever statement
+dbmigrator's connections are running; the statement then ends with
+``QueryCanceled``, and the handler lets that error tell the story.  A signal
+that finds no statement running raises ``KeyboardInterrupt``, as Python's
+own handler does.  Each statement still waits in libpq, not in a Python
+polling loop.  SIGTERM, which playbooks and service managers send on
+timeouts, is handled the same way.
 """
-import re
-import select
+import os
 import signal
-import time
+import threading
+import weakref
 
 import psycopg2.extensions
 
-_state = {'requested': False}
+_state = {'requested': False, 'cancelled': False}
+_connections = weakref.WeakSet()
+_installed = []
 
 
-def _connect_deadline(conn):
-    """When a connection is being set up: the time its connect_timeout ends, else None.
-
-    libpq enforces connect_timeout only in blocking mode, and with this
-    callback installed psycopg2 connects without blocking; so the callback
-    enforces it itself.
-    """
-    if conn.status != psycopg2.extensions.STATUS_SETUP:
-        return None
-    match = re.search(r'connect_timeout=(\d+)', conn.dsn or '')
-    return time.monotonic() + int(match.group(1)) if match and int(match.group(1)) else None
+def watch(conn):
+    """Cancel ``conn``'s running statement on Ctrl-C or SIGTERM."""
+    _connections.add(conn)
 
 
-def _wait(conn):
-    deadline = _connect_deadline(conn)
+def _busy(conn):
+    try:
+        return (not conn.closed and conn.info.transaction_status
+                == psycopg2.extensions.TRANSACTION_STATUS_ACTIVE)
+    except psycopg2.Error:
+        return False
+
+
+def _cancel_statements(read_end):
+    """The wakeup thread: on each signal, cancel every statement in progress."""
     while True:
-        try:
-            state = conn.poll()
-            if state == psycopg2.extensions.POLL_OK:
-                return
-            timeout = None if deadline is None else max(0, deadline - time.monotonic())
-            if state == psycopg2.extensions.POLL_READ:
-                ready = select.select([conn.fileno()], [], [], timeout)[0]
-            elif state == psycopg2.extensions.POLL_WRITE:
-                ready = select.select([], [conn.fileno()], [], timeout)[1]
-            else:
-                continue
-            if not ready and deadline is not None and time.monotonic() >= deadline:
-                raise psycopg2.OperationalError('timeout expired')
-        except KeyboardInterrupt:
-            _state['requested'] = True
-            conn.cancel()
+        signals = os.read(read_end, 64)
+        if not {signal.SIGINT, signal.SIGTERM} & set(signals):
+            continue
+        _state['requested'] = True
+        for conn in list(_connections):
+            if _busy(conn):
+                # Set first: the statement can only end once the cancel is sent.
+                _state['cancelled'] = True
+                try:
+                    conn.cancel()
+                except psycopg2.Error:
+                    pass
+
+
+def _interrupt(signum, frame):
+    """Raise KeyboardInterrupt, unless the signal cancelled a statement: its
+    ``QueryCanceled`` is already on its way."""
+    if _state['cancelled']:
+        _state['cancelled'] = False
+        return
+    raise KeyboardInterrupt
 
 
 def terminate_as_interrupt(signum, frame):
@@ -55,9 +67,16 @@ def terminate_as_interrupt(signum, frame):
 
 
 def install():
-    """Route every psycopg2 wait of this process through the cancelling callback."""
-    psycopg2.extensions.set_wait_callback(_wait)
-    signal.signal(signal.SIGTERM, terminate_as_interrupt)
+    """Route SIGINT and SIGTERM of this process through the cancelling thread."""
+    if not _installed:
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        threading.Thread(target=_cancel_statements, args=(read_end,),
+                         name='dbmigrator-interrupts', daemon=True).start()
+        _installed.append(write_end)
+    signal.set_wakeup_fd(_installed[0], warn_on_full_buffer=False)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def requested():
@@ -65,4 +84,4 @@ def requested():
 
 
 def reset():
-    _state['requested'] = False
+    _state['requested'] = _state['cancelled'] = False

@@ -160,6 +160,49 @@ def test_terminated_connection_names_the_migration(db, migrations, tmp_path):
 
 
 @pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_while_a_migration_runs_python_code(db, migrations, tmp_path, signum):
+    """No statement to cancel: the signal interrupts the migration's own code."""
+    ready = tmp_path / 'ready'
+    migrations.add('20200101000000', 'busy_python', '''\
+        import time
+
+
+        def up(cursor):
+            cursor.execute('CREATE TABLE busy_table (id INT)')
+            open(%r, 'w').close()
+            time.sleep(60)
+        ''' % str(ready))
+    proc = start(db, migrations, 'migrate', '--no-diff')
+    deadline = time.monotonic() + 30
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    started = time.monotonic()
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - started < 10
+    assert proc.returncode == 130
+    assert 'interrupted: migration 20200101000000 busy_python was rolled back' in err
+    assert 'Traceback' not in err
+    assert not db.table_exists('busy_table')
+    assert not db.versions()
+
+
+def test_a_migration_may_copy_from_stdin(dbm, migrations, db):
+    """Statements wait in libpq, with no Python wait callback: COPY works."""
+    migrations.add('20200101000000', 'copy_rows', '''\
+        import io
+
+
+        def up(cursor):
+            cursor.execute('CREATE TABLE copied (id INT)')
+            cursor.copy_expert('COPY copied FROM STDIN', io.StringIO('1\\n2\\n'))
+        ''')
+    result = dbm('migrate', '--no-diff')
+    assert result.code == 0, result.output
+    assert db.query('SELECT id FROM copied ORDER BY id') == [(1,), (2,)]
+
+
+@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_cancels_the_statement_on_the_server(db, migrations, tmp_path, signum):
     flag = tmp_path / 'sleep'
     flag.touch()
