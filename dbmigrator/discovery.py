@@ -97,9 +97,23 @@ def error_line(exc, path):
     return line
 
 
+def _read(path):
+    """A file's bytes, through os-level calls: a buffered file object costs about
+    twice as much, twice per migration."""
+    handle = os.open(path, os.O_RDONLY | getattr(os, 'O_BINARY', 0))
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(handle, 1 << 16)
+            if not chunk:
+                return b''.join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(handle)
+
+
 def load(version, name, path):
-    with open(path, 'rb') as handle:
-        data = handle.read()
+    data = _read(path)
     checksum = hashlib.sha256(data).hexdigest()
     try:
         source = data.decode('utf-8')
@@ -171,8 +185,7 @@ def _cache_path(path):
 def _read_cache(cache, header, path):
     """The cached code when the file is there and its header matches; else None."""
     try:
-        with open(cache, 'rb') as handle:
-            cached = handle.read()
+        cached = _read(cache)
     except OSError:
         return None
     if cached[:16] != header:
