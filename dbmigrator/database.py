@@ -96,19 +96,23 @@ def timeout_settings(settings, server_version):
     return values
 
 
-def set_local_timeouts(cursor, settings, *calls):
-    """SET LOCAL the migration's timeouts: they end with the transaction, so
-    nothing leaks into a pooled server connection.
+def local_timeouts(settings, server_version, *calls):
+    """The migration's timeouts as one SELECT that sets them LOCAL: ``(sql, params)``.
 
-    ``calls`` are more ``(sql, params)`` function calls for the same round
-    trip (the migration lock, say).
+    They end with the transaction, so nothing leaks into a pooled server
+    connection.  ``calls`` are more ``(sql, params)`` function calls for the
+    same statement (the migration lock, say).  A run builds it once.
     """
-    values = timeout_settings(settings, cursor.connection.server_version)
+    values = timeout_settings(settings, server_version)
     fragments = ['set_config(%s, %s, true)'] * len(values) + [sql for sql, _ in calls]
     params = [item for pair in values.items() for item in pair]
     for _, more in calls:
         params.extend(more)
-    cursor.execute('SELECT ' + ', '.join(fragments), params)
+    return 'SELECT ' + ', '.join(fragments), params
+
+
+def set_local_timeouts(cursor, settings):
+    cursor.execute(*local_timeouts(settings, cursor.connection.server_version))
 
 
 class Batch:

@@ -43,15 +43,18 @@ class Statements:
             else:
                 execute(sql)
             return
-        name = self._names.get(sql)
-        if name is None:
+        execution = self._names.get(sql)
+        if execution is None:
             name = '%s_%d_%d' % (self.prefix, self._generation, len(self._names))
             execute('PREPARE %s AS %s' % (name, _numbered(sql) if params else sql))
-            self._names[sql] = name
+            execution = 'EXECUTE ' + name
+            if params:
+                execution += '(%s)' % ', '.join(['%s'] * len(params))
+            self._names[sql] = execution
         if params:
-            execute('EXECUTE %s(%s)' % (name, ', '.join(['%s'] * len(params))), params)
+            execute(execution, params)
         else:
-            execute('EXECUTE ' + name)
+            execute(execution)
 
     def forget(self):
         self._names.clear()

@@ -12,7 +12,7 @@ import psycopg2.errors
 import psycopg2.extensions
 
 from . import blockers, fastdiff, history, interrupts, lock, store
-from .database import (Batch, committed, connect, keeps_session, set_local_timeouts,
+from .database import (Batch, committed, connect, keeps_session, local_timeouts,
                        timeout_settings)
 from .discovery import error_line
 from .errors import DBMigratorError, Interrupted, MigrationFailed
@@ -131,6 +131,8 @@ class Runner:
         self.txid = None
         # txid_status(), which tells a COMMIT's error from the next claim's, is 10+.
         self.claims_ahead = conn.server_version >= 100000
+        self._begin_sql = local_timeouts(settings, conn.server_version, lock.xact_lock())
+        self._ahead_sql = local_timeouts(settings, conn.server_version, lock.xact_lock(False))
         self._before = None
 
     def _diff_after(self):
@@ -243,7 +245,7 @@ class Runner:
             if ahead.locked:
                 return self._claimed(planned, ahead)
             self.conn.rollback()
-        set_local_timeouts(batch, self.settings, lock.xact_lock())
+        batch.execute(*self._begin_sql)
         return self._claim(batch, planned, locked=True)
 
     def _say(self, message, *args):
@@ -322,7 +324,7 @@ class Runner:
         """
         batch.execute('COMMIT')
         batch.execute('BEGIN')
-        set_local_timeouts(batch, self.settings, lock.xact_lock(wait=False))
+        batch.execute(*self._ahead_sql)
         try:
             self.ahead = lock.claim(batch, following.version, tried=True)
         except psycopg2.Error as exc:
