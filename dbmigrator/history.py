@@ -133,6 +133,7 @@ class Recorder:
         self.action = action
         self.who = who
         self.enabled = enabled
+        self.version = _version()
 
     def start(self, conn):
         if not self.enabled:
@@ -140,7 +141,7 @@ class Recorder:
         with conn.cursor() as cursor:
             cursor.execute('INSERT INTO dbmigrator_runs (run_id, action, who, dbmigrator_version)'
                            ' VALUES (%s, %s, %s, %s) ON CONFLICT (run_id) DO NOTHING',
-                           (self.run_id, self.action, self.who, _version()))
+                           (self.run_id, self.action, self.who, self.version))
         conn.commit()
 
     def step(self, cursor, step, started, output='', returning=True):
@@ -156,7 +157,7 @@ class Recorder:
             (self.run_id, step.action, step.version, step.name, started,
              datetime.datetime.now(datetime.timezone.utc), step.outcome,
              scrub(step.error) if step.error else None, step.diff or None,
-             scrub(output) or None, self.who, _version()))
+             scrub(output) or None, self.who, self.version))
         return cursor.fetchone()[0] if returning else None
 
     def set_diff(self, conn, row_id, diff):
