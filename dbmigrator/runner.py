@@ -132,7 +132,7 @@ class Runner:
         # txid_status(), which tells a COMMIT's error from the next claim's, is 10+.
         self.claims_ahead = conn.server_version >= 100000
         self._begin_sql = local_timeouts(settings, conn.server_version, lock.xact_lock())
-        self._ahead_sql = local_timeouts(settings, conn.server_version, lock.xact_lock(False))
+        self._ahead_sql = local_timeouts(settings, conn.server_version, lock.xact_lock(wait=False))
         self._before = None
 
     def _diff_after(self):
@@ -202,7 +202,7 @@ class Runner:
             cursor.execute('ROLLBACK TO SAVEPOINT dbmigrator_should_run')
             self.conn.rollback()
             self._say('Skipping migration %s %s: should_run is false',
-                     migration.version, migration.name)
+                      migration.version, migration.name)
             return False
         cursor.execute('RELEASE SAVEPOINT dbmigrator_should_run')
         return True
@@ -234,7 +234,7 @@ class Runner:
             return True
         self.conn.rollback()
         self._say('Skipping migration %s %s: another dbmigrator run has just done it',
-                 migration.version, migration.name)
+                  migration.version, migration.name)
         return False
 
     def _begin(self, batch, planned):
@@ -363,7 +363,6 @@ class Runner:
         """Autocommit: each statement commits on its own; the record is written after."""
         migration = planned.migration
         with self.conn.cursor() as cursor:
-            batch = Batch(cursor, self.statements)
             if not self._claim(Batch(cursor, self.statements), planned):
                 return False
             wanted = planned.action != UP or not migration.is_repeat or self._should_run(
