@@ -13,7 +13,7 @@ import re
 import uuid
 
 from . import history as history_mod
-from . import lock, store
+from . import interrupts, lock, store
 from . import plan as plan_mod
 from .database import connect, describe, keeps_session
 from .discovery import discover
@@ -127,6 +127,7 @@ def open_database(settings, locked=True, action=None, origin=None):
     """A connection; when ``locked``, holding the migration lock and recording the run."""
     dsn = settings.require_database()
     conn = connect(dsn, settings.connect_timeout)
+    interrupts.watch(conn)
     try:
         if not locked:
             yield conn

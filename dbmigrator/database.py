@@ -9,7 +9,7 @@ import re
 import psycopg2
 import psycopg2.extensions
 
-from . import embedded, interrupts
+from . import embedded
 from .errors import DatabaseUnavailable, SettingsError
 from .guard import MigrationConnection, ended_by_batch
 from .redact import passwords_in, redact_dsn, register_environment, register_secret, scrub
@@ -74,7 +74,6 @@ def connect(dsn, connect_timeout=10, user=None):
         reason = ' '.join(str(exc).split())
         raise DatabaseUnavailable(
             'cannot connect to the database %s: %s' % (describe(dsn), scrub(reason)))
-    interrupts.watch(conn)
     return conn
 
 

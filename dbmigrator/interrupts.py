@@ -23,7 +23,12 @@ _installed = []
 
 
 def watch(conn):
-    """Cancel ``conn``'s running statement on Ctrl-C or SIGTERM."""
+    """Cancel ``conn``'s running statement on Ctrl-C or SIGTERM.
+
+    Only connections whose statements the run waits for (the migration's,
+    ``super_user()``'s): a helper thread's short query cancelled instead
+    would let the signal pass unnoticed while a migration runs Python code.
+    """
     _connections.add(conn)
 
 

@@ -50,6 +50,7 @@ def super_user():
     without error, independently of the migration's own transaction.  The
     run's lock and statement timeouts apply to it too.
     """
+    from . import interrupts
     from .database import connect, set_local_timeouts
     run = _active.get()
     if run is None:
@@ -58,6 +59,7 @@ def super_user():
     settings = run.settings
     conn = connect(settings.db_connection_string, settings.connect_timeout,
                    user=settings.super_user)
+    interrupts.watch(conn)
     try:
         with conn.cursor() as cursor:
             set_local_timeouts(cursor, settings)
