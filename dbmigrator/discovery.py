@@ -36,15 +36,16 @@ class Migration:
     def filename(self):
         return os.path.basename(self.path)
 
-    @property
+    # Cached: a run asks each of these several times per step of the plan.
+    @functools.cached_property
     def is_repeat(self):
         return callable(getattr(self.module, 'should_run', None))
 
-    @property
+    @functools.cached_property
     def is_deferred(self):
         return is_deferred(self.module.up)
 
-    @property
+    @functools.cached_property
     def is_atomic(self):
         """False when the module sets ``atomic = False`` (the name Django uses)."""
         return getattr(self.module, 'atomic', True) is not False
