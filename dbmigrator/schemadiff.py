@@ -183,8 +183,9 @@ class _ObjectMatcher(difflib.SequenceMatcher):
         for tag, i1, i2, j1, j2 in coarse:
             a1, a2 = self.a.offset(i1), self.a.offset(i2)
             b1, b2 = self.b.offset(j1), self.b.offset(j2)
-            if tag == 'equal':
-                codes.append(('equal', a1, a2, b1, b2))
+            if tag == 'equal' or a1 == a2 or b1 == b2:
+                # Objects only added or only removed need no line matching.
+                codes.append((tag, a1, a2, b1, b2))
                 continue
             fine = difflib.SequenceMatcher(None, self.a[a1:a2], self.b[b1:b2], autojunk=False)
             for ftag, f1, f2, g1, g2 in fine.get_opcodes():
