@@ -2,8 +2,8 @@
 
 While a statement runs, libpq blocks in C and Python would only see SIGINT
 once the statement is over.  So the signal also wakes a thread (through
-``signal.set_wakeup_fd``) that asks the server to cancel whatever statement
-dbmigrator's connections are running; the statement then ends with
+``signal.set_wakeup_fd``) that asks the server to cancel the statement of
+each connection the run waits on (:func:`watch`); the statement then ends with
 ``QueryCanceled``, and the handler lets that error tell the story.  A signal
 that finds no statement running raises ``KeyboardInterrupt``, as Python's
 own handler does.  Each statement still waits in libpq, not in a Python

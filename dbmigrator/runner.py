@@ -292,10 +292,10 @@ class Runner:
             self._bookkeeping(batch, planned)
         return True
 
-    def _bookkeeping(self, batch, planned, claim_ahead=True):
+    def _bookkeeping(self, batch, planned):
         """The schema_migrations change, the history row and the COMMIT, in one
-        round trip with what ``batch`` still holds back; and, when the next
-        step is atomic, its BEGIN and claim too.
+        round trip with what ``batch`` still holds back; and, when this step
+        and the next are atomic, the next one's BEGIN and claim too.
 
         When a diff is still to come (from pg_dump, after the commit) the
         history row's id is needed for it, and the COMMIT goes on its own.
@@ -309,7 +309,8 @@ class Runner:
         if following is None or diff_to_come:
             batch.send()
             self.conn.commit()
-        elif claim_ahead and self.claims_ahead and following.migration.is_atomic:
+        elif self.claims_ahead and planned.migration.is_atomic and (
+                following.migration.is_atomic):
             self._commit_and_claim(batch, following)
         else:
             batch.commit()
@@ -390,7 +391,7 @@ class Runner:
                 self.conn.autocommit = False
         # Not prepared: the migration's code, which has committed, may have dropped them.
         with self.conn.cursor() as cursor:
-            self._bookkeeping(Batch(cursor), planned, claim_ahead=False)
+            self._bookkeeping(Batch(cursor), planned)
         return True
 
     def _history_row(self, cursor, planned, diff_to_come):

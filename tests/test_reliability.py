@@ -29,6 +29,18 @@ def wait_for_query(db, fragment, timeout=30):
     raise AssertionError('no dbmigrator session ran %r' % fragment)
 
 
+def interrupt(proc, signum):
+    """Send ``signum``; the run must end promptly with exit 130 and no traceback.
+    Returns its stderr."""
+    started = time.monotonic()
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - started < 10
+    assert proc.returncode == 130
+    assert 'Traceback' not in err
+    return err
+
+
 def sleeping_migration(migrations, version, name, flag):
     """Creates a table, then sleeps on the server while ``flag`` exists."""
     migrations.add(version, name, '''\
@@ -176,13 +188,8 @@ def test_ctrl_c_while_a_migration_runs_python_code(db, migrations, tmp_path, sig
     deadline = time.monotonic() + 30
     while not ready.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
-    started = time.monotonic()
-    proc.send_signal(signum)
-    out, err = proc.communicate(timeout=30)
-    assert time.monotonic() - started < 10
-    assert proc.returncode == 130
+    err = interrupt(proc, signum)
     assert 'interrupted: migration 20200101000000 busy_python was rolled back' in err
-    assert 'Traceback' not in err
     assert not db.table_exists('busy_table')
     assert not db.versions()
 
@@ -209,13 +216,8 @@ def test_ctrl_c_cancels_the_statement_on_the_server(db, migrations, tmp_path, si
     sleeping_migration(migrations, '20200101000000', 'slow_table', flag)
     proc = start(db, migrations, 'migrate', '--no-diff')
     wait_for_query(db, 'pg_sleep')
-    started = time.monotonic()
-    proc.send_signal(signum)
-    out, err = proc.communicate(timeout=30)
-    assert time.monotonic() - started < 10
-    assert proc.returncode == 130
+    err = interrupt(proc, signum)
     assert 'interrupted: migration 20200101000000 slow_table was cancelled and rolled back' in err
-    assert 'Traceback' not in err
     assert db.query("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%'"
                     " AND application_name = 'dbmigrator'") == [(0,)]
     assert not db.table_exists('slow_table')
