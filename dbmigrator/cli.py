@@ -350,9 +350,11 @@ def _hash_password():
     return 0
 
 
-def _dispatch(args, log):
+def _dispatch(args, log, once=False):
     """Run the command; returns (exit code, JSON document or None)."""
-    from . import commands, reports, settings as settings_mod
+    from . import commands, discovery, reports, settings as settings_mod
+    if once:
+        discovery.loaded_for_good()
     if args.command == 'hash-password':
         return _hash_password(), None
     settings = settings_mod.resolve(
@@ -404,8 +406,9 @@ def _dispatch(args, log):
     return 0, reports.result_json(result)
 
 
-def main(argv=None):
-    """Run the console script; returns the exit code."""
+def main(argv=None, once=False):
+    """Run the console script; returns the exit code.  ``once``: nothing else
+    will run in this process (see :func:`dbmigrator.discovery.loaded_for_good`)."""
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     try:
@@ -421,7 +424,7 @@ def main(argv=None):
     log = setup_logging(config_file if config_file and os.path.isfile(config_file) else None,
                         level, stdout=args.format == 'text')
     try:
-        code, document = _dispatch(args, log)
+        code, document = _dispatch(args, log, once)
     except DBMigratorError as exc:
         return _report(args, exc, exc.exit_code)
     except KeyboardInterrupt:
@@ -455,5 +458,5 @@ def _report(args, exc, code):
 
 
 def run():
-    """Console-script entry point."""
-    sys.exit(main())
+    """Console-script entry point: one command per process."""
+    sys.exit(main(once=True))

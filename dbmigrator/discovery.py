@@ -8,6 +8,7 @@ migrations (a README, ``.sql`` files that migrations read relative to
 """
 import dataclasses
 import functools
+import gc
 import hashlib
 import importlib.util
 import marshal
@@ -215,14 +216,36 @@ def _write_cache(cache, content, source_path):
         pass
 
 
+_loaded_for_good = []
+
+
+def loaded_for_good():
+    """Say that this process runs once (the console script): what it has loaded
+    when discovery ends stays until it exits, so the cycle collector can leave
+    all of it alone from then on (``gc.freeze``).  A long-lived process, which
+    loads the migrations again for each page, must not."""
+    _loaded_for_good.append(True)
+
+
 def discover(directories):
     """Load every migration of the directories, ordered by version.
 
     The directories go at the end of ``sys.path``, as db-migrator 1.x put
     them, so that migrations can import helper modules kept beside them.
+    The cycle collector pauses meanwhile: thousands of new modules would
+    start it again and again, over objects that all stay.
     """
     for directory in directories:
         directory = os.path.abspath(directory)
         if directory not in sys.path:
             sys.path.append(directory)
-    return [load(*entry) for entry in migration_files(directories)]
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        migrations = [load(*entry) for entry in migration_files(directories)]
+    finally:
+        if collecting:
+            gc.enable()
+    if _loaded_for_good:
+        gc.freeze()
+    return migrations

@@ -1,8 +1,11 @@
 """The add-on's pages and actions, through WebTest, in a host app and standalone."""
 import base64
+import gc
 import json
 import re
+import sys
 import time
+import weakref
 
 import pytest
 import webtest
@@ -101,6 +104,19 @@ def test_status_page_shows_database_counts_and_table(app, db):
     assert 'add_karen_to_users' in row.text
     assert 'dbmigrator.css' in page.text
     assert app.get('/migrations/dbmigrator.css', headers=ADMIN).content_type == 'text/css'
+
+
+def test_a_page_frees_the_migrations_an_earlier_page_loaded(app, migrations):
+    """The web app lives on: unlike the console script, it must not keep each
+    page's migrations from the cycle collector."""
+    app.get('/migrations', headers=ADMIN)
+    path = str(migrations.path / '20200101000000_create_users.py')
+    [module] = [m for m in list(sys.modules.values()) if getattr(m, '__file__', None) == path]
+    earlier = weakref.ref(module.up)
+    del module
+    app.get('/migrations', headers=ADMIN)
+    gc.collect()
+    assert earlier() is None
 
 
 def test_status_json(app, db):
