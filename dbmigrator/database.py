@@ -110,6 +110,16 @@ def local_timeouts(settings, server_version, *calls):
     return 'SELECT ' + ', '.join(fragments), params
 
 
+def inline(cursor, sql, params):
+    """``sql`` with ``params`` written into it, quoted as psycopg2 quotes them.
+
+    For a statement that stays the same for a whole run: sent prepared, it
+    then costs each step no parameters to quote, send and bind.
+    """
+    return cursor.mogrify(sql, params).decode(
+        psycopg2.extensions.encodings[cursor.connection.encoding])
+
+
 def set_local_timeouts(cursor, settings):
     cursor.execute(*local_timeouts(settings, cursor.connection.server_version))
 
@@ -135,10 +145,10 @@ class Batch:
         if ended_by_batch(self.connection):
             self.statements.append('BEGIN')
 
-    def execute(self, sql, params=()):
-        """Hold ``sql`` back; one with parameters through ``prepared``
-        (:class:`dbmigrator.prepared.Statements`) when the batch has one."""
-        if self.prepared is not None and params:
+    def execute(self, sql, params=(), prepare=False):
+        """Hold ``sql`` back; one with parameters, or with ``prepare``, through
+        ``prepared`` (:class:`dbmigrator.prepared.Statements`) when the batch has one."""
+        if self.prepared is not None and (params or prepare):
             self.prepared.execute(self._hold, sql, params)
         else:
             self._hold(sql, params)

@@ -16,6 +16,7 @@ import threading
 
 import psycopg2
 
+from .database import inline
 from .redact import scrub
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,7 @@ class Recorder:
         self.who = who
         self.enabled = enabled
         self.version = _version()
+        self._insert = None
 
     def start(self, conn):
         if not self.enabled:
@@ -142,6 +144,12 @@ class Recorder:
             cursor.execute('INSERT INTO dbmigrator_runs (run_id, action, who, dbmigrator_version)'
                            ' VALUES (%s, %s, %s, %s) ON CONFLICT (run_id) DO NOTHING',
                            (self.run_id, self.action, self.who, self.version))
+            # The run's own values go into the text: a step quotes only its own.
+            self._insert = inline(
+                cursor, 'INSERT INTO dbmigrator_history (run_id, who, dbmigrator_version, action,'
+                ' version, name, started, finished, outcome, error, diff, output)'
+                ' VALUES (%s, %s, %s, ', (self.run_id, self.who, self.version)
+            ).replace('%', '%%') + '%s, %s, %s, %s, %s, %s, %s, %s, %s)'
         conn.commit()
 
     def step(self, cursor, step, started, output='', returning=True):
@@ -150,14 +158,11 @@ class Recorder:
         if not self.enabled:
             return None
         cursor.execute(
-            'INSERT INTO dbmigrator_history (run_id, action, version, name, started, finished,'
-            ' outcome, error, diff, output, who, dbmigrator_version)'
-            ' VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)'
-            + (' RETURNING id' if returning else ''),
-            (self.run_id, step.action, step.version, step.name, started,
+            self._insert + (' RETURNING id' if returning else ''),
+            (step.action, step.version, step.name, started,
              datetime.datetime.now(datetime.timezone.utc), step.outcome,
              scrub(step.error) if step.error else None, step.diff or None,
-             scrub(output) or None, self.who, self.version))
+             scrub(output) or None))
         return cursor.fetchone()[0] if returning else None
 
     def set_diff(self, conn, row_id, diff):

@@ -12,7 +12,7 @@ import psycopg2.errors
 import psycopg2.extensions
 
 from . import blockers, fastdiff, history, interrupts, lock, store
-from .database import (Batch, committed, connect, keeps_session, local_timeouts,
+from .database import (Batch, committed, connect, inline, keeps_session, local_timeouts,
                        timeout_settings)
 from .discovery import error_line
 from .errors import DBMigratorError, Interrupted, MigrationFailed
@@ -131,8 +131,11 @@ class Runner:
         self.txid = None
         # txid_status(), which tells a COMMIT's error from the next claim's, is 10+.
         self.claims_ahead = conn.server_version >= 100000
-        self._begin_sql = local_timeouts(settings, conn.server_version, lock.xact_lock())
-        self._ahead_sql = local_timeouts(settings, conn.server_version, lock.xact_lock(wait=False))
+        with conn.cursor() as cursor:
+            self._begin_sql = inline(cursor, *local_timeouts(
+                settings, conn.server_version, lock.xact_lock()))
+            self._ahead_sql = inline(cursor, *local_timeouts(
+                settings, conn.server_version, lock.xact_lock(wait=False)))
         self._before = None
 
     def _diff_after(self):
@@ -245,7 +248,7 @@ class Runner:
             if ahead.locked:
                 return self._claimed(planned, ahead)
             self.conn.rollback()
-        batch.execute(*self._begin_sql)
+        batch.execute(self._begin_sql, prepare=True)
         return self._claim(batch, planned, locked=True)
 
     def _say(self, message, *args):
@@ -325,7 +328,7 @@ class Runner:
         """
         batch.execute('COMMIT')
         batch.execute('BEGIN')
-        batch.execute(*self._ahead_sql)
+        batch.execute(self._ahead_sql, prepare=True)
         try:
             self.ahead = lock.claim(batch, following.version, tried=True)
         except psycopg2.Error as exc:

@@ -5,6 +5,7 @@ import signal
 import socket
 import time
 
+from dbmigrator import commands, settings as settings_mod
 from tests.conftest import SECRET_PASSWORD, SECRET_USER
 from tests.test_reliability import sleeping_migration, start, wait_for_query
 
@@ -48,6 +49,20 @@ def test_cli_runs_are_recorded_with_diff_output_and_who(dbm, migrations, db):
     assert [(r[0], r[3]) for r in steps(db)] == [('migrate', 'ok'), ('rollback', 'ok'),
                                                   ('mark', 'ok')]
     assert '-CREATE TABLE public.books (' in steps(db)[1][5].splitlines()
+
+
+def test_who_is_recorded_as_given_whatever_it_holds(db, migrations):
+    """A page's user name goes into every step's row; quotes, percent signs and
+    backslashes in it are data, never SQL."""
+    migrations.add('20200101000000', 'books', LOGGING)
+    migrations.table('20200102000000', 'more', 'more_books')
+    who = "O'Brien \\ 100%s%% of (admin)"
+    settings = settings_mod.resolve(db_connection_string=db.dsn,
+                                    migrations_directories=[str(migrations.path)])
+    commands.migrate(settings, diff=False, origin=commands.Origin(who=who))
+    assert [(r[1], r[3], r[7]) for r in steps(db)] == [
+        ('20200101000000', 'ok', who), ('20200102000000', 'ok', who)]
+    assert runs(db) == [('migrate', 'ok', None, who, True)]
 
 
 def test_quiet_runs_record_the_same_output(dbm, migrations, db):
