@@ -10,10 +10,15 @@ import contextlib
 import dataclasses
 import logging
 import threading
+import time
 
 log = logging.getLogger(__name__)
 
 SAMPLE_SECONDS = 0.2
+# A step younger than this is not sampled: a run of quick migrations then
+# sends the server no query at all, and a lock wait still gets its first
+# sample within SAMPLE_SECONDS + QUIET_SECONDS.
+QUIET_SECONDS = 0.05
 
 QUERY = '''
 SELECT b.pid, b.application_name, b.usename,
@@ -58,8 +63,9 @@ class Watch:
     """Samples the blockers of the backend being watched, from one thread per run.
 
     The thread wakes every ``SAMPLE_SECONDS`` and looks at what is watched
-    then: entering and leaving :meth:`watching` only sets attributes, so a
-    run of many quick migrations does not wake it twice per step.
+    then, once it has been watched for ``QUIET_SECONDS``: entering and
+    leaving :meth:`watching` only sets attributes, so a run of many quick
+    migrations neither wakes it twice per step nor has it query.
     """
 
     def __init__(self, connect):
@@ -74,7 +80,7 @@ class Watch:
     def watching(self, pid):
         """Watch ``pid`` for the duration of the block; ``last`` holds what was seen."""
         self._watches += 1
-        self.last, self._watched = None, (self._watches, pid)
+        self.last, self._watched = None, (self._watches, pid, time.monotonic())
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name='dbmigrator-blockers',
                                             daemon=True)
@@ -95,7 +101,7 @@ class Watch:
         try:
             while not self._stop.wait(SAMPLE_SECONDS):
                 watched = self._watched
-                if watched is None:
+                if watched is None or time.monotonic() - watched[2] < QUIET_SECONDS:
                     continue
                 if conn is None:
                     conn = self._connect()
