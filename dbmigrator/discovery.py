@@ -27,29 +27,30 @@ FILENAME = re.compile(r'^([0-9]+)_(.+)\.py$')
 
 @dataclasses.dataclass
 class Migration:
+    """A loaded migration file.
+
+    What kind of migration it is (repeat, deferred, atomic: ``atomic =
+    False`` is the name Django uses) is read off the module once, as it is
+    loaded: a plan and a run ask it several times per step.
+    """
+
     version: str
     name: str
     path: str
     checksum: str
     module: types.ModuleType
+    is_repeat: bool = dataclasses.field(init=False)
+    is_deferred: bool = dataclasses.field(init=False)
+    is_atomic: bool = dataclasses.field(init=False)
+
+    def __post_init__(self):
+        self.is_repeat = callable(getattr(self.module, 'should_run', None))
+        self.is_deferred = is_deferred(self.module.up)
+        self.is_atomic = getattr(self.module, 'atomic', True) is not False
 
     @property
     def filename(self):
         return os.path.basename(self.path)
-
-    # Cached: a run asks each of these several times per step of the plan.
-    @functools.cached_property
-    def is_repeat(self):
-        return callable(getattr(self.module, 'should_run', None))
-
-    @functools.cached_property
-    def is_deferred(self):
-        return is_deferred(self.module.up)
-
-    @functools.cached_property
-    def is_atomic(self):
-        """False when the module sets ``atomic = False`` (the name Django uses)."""
-        return getattr(self.module, 'atomic', True) is not False
 
     @property
     def up(self):
