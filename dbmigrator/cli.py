@@ -350,11 +350,9 @@ def _hash_password():
     return 0
 
 
-def _dispatch(args, log, once=False):
+def _dispatch(args, log):
     """Run the command; returns (exit code, JSON document or None)."""
-    from . import commands, discovery, reports, settings as settings_mod
-    if once:
-        discovery.loaded_for_good()
+    from . import commands, reports, settings as settings_mod
     if args.command == 'hash-password':
         return _hash_password(), None
     settings = settings_mod.resolve(
@@ -423,8 +421,11 @@ def main(argv=None, once=False):
     config_file = args.config.partition('#')[0] if args.config else None
     log = setup_logging(config_file if config_file and os.path.isfile(config_file) else None,
                         level, stdout=args.format == 'text')
+    if once:
+        from .discovery import loaded_for_good
+        loaded_for_good()
     try:
-        code, document = _dispatch(args, log, once)
+        code, document = _dispatch(args, log)
     except DBMigratorError as exc:
         return _report(args, exc, exc.exit_code)
     except KeyboardInterrupt:

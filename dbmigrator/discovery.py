@@ -217,7 +217,7 @@ def _write_cache(cache, content, source_path):
         pass
 
 
-_loaded_for_good = []
+_freeze_loaded = False
 
 
 def loaded_for_good():
@@ -225,7 +225,8 @@ def loaded_for_good():
     when discovery ends stays until it exits, so the cycle collector can leave
     all of it alone from then on (``gc.freeze``).  A long-lived process, which
     loads the migrations again for each page, must not."""
-    _loaded_for_good.append(True)
+    global _freeze_loaded
+    _freeze_loaded = True
 
 
 def discover(directories):
@@ -247,6 +248,6 @@ def discover(directories):
     finally:
         if collecting:
             gc.enable()
-    if _loaded_for_good:
+    if _freeze_loaded:
         gc.freeze()
     return migrations

@@ -112,6 +112,17 @@ class Migrations:
         target.write_text(textwrap.dedent(body), encoding='utf-8')
         return target
 
+    def never_due(self, version, name):
+        """A repeat migration whose should_run is always false."""
+        return self.add(version, name, '''\
+            def should_run(cursor):
+                return False
+
+
+            def up(cursor):
+                pass
+            ''')
+
     def table(self, version, name, table):
         """A migration that creates one table and drops it on rollback."""
         return self.add(version, name, '''\

@@ -69,14 +69,7 @@ def test_quiet_runs_record_the_same_output(dbm, migrations, db):
     """-q quiets the terminal only: the history keeps every line, in order."""
     migrations.add('20200101000000', 'books', LOGGING)
     migrations.table('20200102000000', 'second', 'second_table')
-    migrations.add('20200103000000', 'repeat', '''\
-        def should_run(cursor):
-            return False
-
-
-        def up(cursor):
-            pass
-        ''')
+    migrations.never_due('20200103000000', 'repeat')
     result = dbm('-q', 'migrate', '--no-diff')
     assert result.code == 0 and result.out == ''
     assert [row[6].splitlines() for row in steps(db)] == [

@@ -49,14 +49,7 @@ def test_logging_sections_configure_output(spawn, tmp_path, db, migrations):
 
 def test_quiet_and_verbose_override_the_ini_level(spawn, tmp_path, db, migrations):
     migrations.table('20200101000000', 'a', 'ta')
-    migrations.add('20200102000000', 'repeat', '''\
-def should_run(cursor):
-    return False
-
-
-def up(cursor):
-    pass
-''')
+    migrations.never_due('20200102000000', 'repeat')
     config = ini(tmp_path, db, migrations)
     quiet = spawn(config, '-q', 'migrate', '--no-diff')
     assert quiet.returncode == 0
