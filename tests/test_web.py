@@ -42,10 +42,14 @@ class HeaderPolicy:
         return []
 
 
+def secure_host(config):
+    config.set_security_policy(HeaderPolicy())
+    config.set_session_factory(SignedCookieSessionFactory('host-secret'))
+
+
 def host_app(settings, **include):
     with Configurator(settings=settings) as config:
-        config.set_security_policy(HeaderPolicy())
-        config.set_session_factory(SignedCookieSessionFactory('host-secret'))
+        secure_host(config)
         config.include('dbmigrator', **include)
         return config.make_wsgi_app()
 
@@ -269,6 +273,7 @@ def test_settings_are_coerced_and_written_back(settings):
                                  'dbmigrator.schema_diff': 'off',
                                  'migrations-directory': settings['migrations-directory'] + '\n'})
     with Configurator(settings=settings) as config:
+        secure_host(config)
         config.include('dbmigrator')
         registry = config.registry
     coerced = registry.settings
@@ -285,6 +290,7 @@ def test_add_on_reads_the_production_settings(settings):
                  {'lock-timeout': '2.5', 'lock-retries': '1', 'statement-timeout': '30',
                   'pooler': 'session'}):
         with Configurator(settings=dict(settings, **keys)) as config:
+            secure_host(config)
             config.include('dbmigrator')
             resolved = config.registry['dbmigrator.settings']
         assert (resolved.lock_timeout, resolved.lock_retries, resolved.statement_timeout,

@@ -14,6 +14,7 @@ import logging
 from pyramid.settings import asbool, aslist
 
 from .. import settings as settings_mod
+from ..database import describe
 from .views import register_views
 
 DEFAULTS = {
@@ -54,7 +55,11 @@ def includeme(config):
     else:
         with config.route_prefix_context(settings['dbmigrator.route_prefix']):
             _add_routes(config)
+    dsn = config.registry['dbmigrator.settings'].db_connection_string
+    config.registry['dbmigrator.database'] = describe(dsn) if dsn else ''
     register_views(config)
+    config.include('dbmigrator.web.headers')
+    config.include('dbmigrator.web.checks')
 
 
 def _add_routes(config):

@@ -6,9 +6,10 @@ in the background (:mod:`dbmigrator.web.background`) and redirect to the
 run's page, which polls the run's JSON.
 """
 import os
+import re
 
 from pyramid.csrf import get_csrf_token
-from pyramid.httpexceptions import HTTPBadRequest, HTTPConflict, HTTPNotFound, HTTPSeeOther
+from pyramid.httpexceptions import HTTPBadRequest, HTTPConflict, HTTPForbidden, HTTPNotFound
 from pyramid.response import FileResponse
 
 from .. import commands, reports
@@ -17,6 +18,8 @@ from ..discovery import discover
 from ..errors import DBMigratorError
 from ..redact import scrub
 from . import background
+from .checks import has_security_policy
+from .redirects import see_other
 
 STYLESHEET = os.path.join(os.path.dirname(__file__), 'static', 'dbmigrator.css')
 SCRIPT = os.path.join(os.path.dirname(__file__), 'static', 'run.js')
@@ -31,17 +34,18 @@ def can_change(request):
 
 
 def origin(request):
-    """Who starts a run from the page: the logged-in user and where from."""
+    """Who starts a run from the page: the identity the security policy vouched for."""
     user = request.authenticated_userid or 'anonymous'
     return commands.Origin('%s from %s (web)' % (user, request.remote_addr or 'unknown'))
 
 
-def _int_field(request, name, default=None):
+def _int_field(request, name, default=None, maximum=100000):
+    """A small positive number from a form; ASCII digits only, as the CLI takes."""
     value = request.POST.get(name, '').strip()
     if not value:
         return default
-    if not value.lstrip('-').isdigit():
-        raise HTTPBadRequest('%s must be a number' % name)
+    if not re.fullmatch(r'[0-9]{1,9}', value) or not 1 <= int(value) <= maximum:
+        raise HTTPBadRequest('%s must be a whole number from 1 to %d' % (name, maximum))
     return int(value)
 
 
@@ -63,12 +67,14 @@ def run_json(request, state):
         'waiting_for': str(state.waiting_for) if state.waiting_for else None,
         'cancel_requested': bool(live and live.cancel_requested),
         'steps': [reports.history_step_json(s) for s in run.steps],
-        'url': request.route_url('dbmigrator.run', run_id=run.run_id),
+        'url': request.route_path('dbmigrator.run', run_id=run.run_id),
     }
 
 
 class MigrationViews:
     def __init__(self, context, request):
+        if not has_security_policy(request):
+            raise HTTPForbidden('dbmigrator: the host app has no security policy')
         self.request = request
         self.settings = migration_settings(request)
         dsn = self.settings.db_connection_string
@@ -120,7 +126,7 @@ class MigrationViews:
         except DBMigratorError as exc:
             self.request.override_renderer = 'dbmigrator:web/templates/result.jinja2'
             return {'title': title, 'steps': [], 'error': scrub(exc), 'database': self.database}
-        return HTTPSeeOther(self.request.route_url('dbmigrator.run', run_id=run_id))
+        return see_other(self.request, 'dbmigrator.run', run_id=run_id)
 
     def migrate(self):
         version = self.request.POST.get('version', '').strip() or None
@@ -173,7 +179,7 @@ class MigrationViews:
         run_id = self.request.matchdict['run_id']
         if not commands.cancel(self.settings, run_id):
             raise HTTPConflict('run %s is not running: there is nothing to cancel' % run_id)
-        return HTTPSeeOther(self.request.route_url('dbmigrator.run', run_id=run_id))
+        return see_other(self.request, 'dbmigrator.run', run_id=run_id)
 
     def history(self):
         version = self.request.GET.get('version', '').strip() or None
