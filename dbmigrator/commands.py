@@ -16,7 +16,7 @@ from . import history as history_mod
 from . import interrupts, lock, store
 from . import plan as plan_mod
 from .database import connect, describe, keeps_session
-from .discovery import discover
+from .discovery import discover, read_sources
 from .errors import DBMigratorError, Interrupted, NotInitialized, SettingsError
 from .plan import DOWN, UP
 from .runner import FAILED, INTERRUPTED, OK, Runner, Step
@@ -329,9 +329,14 @@ def init(settings, version=None, origin=None):
     return Result('init', steps)
 
 
-def status(settings):
-    """What ``list`` and the status page show; never takes the lock or writes."""
-    migrations = discover(settings.require_directories())
+def status(settings, run_code=True):
+    """What ``list`` and the status page show; never takes the lock or writes.
+
+    With ``run_code=False`` the migration files are read, not imported, as the
+    pages anyone may see need.
+    """
+    read = discover if run_code else read_sources
+    migrations = read(settings.require_directories())
     with open_database(settings, locked=False) as conn:
         exists, records = _read_state(conn)
         running = _holder(conn)

@@ -6,6 +6,7 @@ Files are loaded by path under unique module names; files that are not
 migrations (a README, ``.sql`` files that migrations read relative to
 ``__file__``, helper modules) are left alone.
 """
+import ast
 import dataclasses
 import functools
 import gc
@@ -19,6 +20,7 @@ import tempfile
 import traceback
 import types
 
+from . import source_kind
 from .errors import SettingsError
 from .migration_helpers import is_deferred
 
@@ -38,15 +40,16 @@ class Migration:
     name: str
     path: str
     checksum: str
-    module: types.ModuleType
-    is_repeat: bool = dataclasses.field(init=False)
-    is_deferred: bool = dataclasses.field(init=False)
-    is_atomic: bool = dataclasses.field(init=False)
+    module: types.ModuleType = None
+    is_repeat: bool = False
+    is_deferred: bool = False
+    is_atomic: bool = True
 
     def __post_init__(self):
-        self.is_repeat = callable(getattr(self.module, 'should_run', None))
-        self.is_deferred = is_deferred(self.module.up)
-        self.is_atomic = getattr(self.module, 'atomic', True) is not False
+        if self.module is not None:
+            self.is_repeat = callable(getattr(self.module, 'should_run', None))
+            self.is_deferred = is_deferred(self.module.up)
+            self.is_atomic = getattr(self.module, 'atomic', True) is not False
 
     @property
     def filename(self):
@@ -115,15 +118,31 @@ def _read(path):
         os.close(handle)
 
 
-def load(version, name, path):
+def _source(path):
+    """The file's bytes, their checksum and their text."""
     data = _read(path)
-    checksum = hashlib.sha256(data).hexdigest()
     try:
         source = data.decode('utf-8')
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b'\n') + 1
         raise SettingsError('%s is not UTF-8 (byte 0x%02x on line %d): save it as UTF-8' % (
             path, data[exc.start], line))
+    return data, hashlib.sha256(data).hexdigest(), source
+
+
+def describe(version, name, path):
+    """A migration as its source reads, never executed: for pages anyone may see."""
+    _, checksum, source = _source(path)
+    try:
+        tree = ast.parse(source, path)
+    except SyntaxError as exc:
+        raise SettingsError('%s line %s: syntax error: %s' % (path, exc.lineno, exc.msg))
+    is_repeat, deferred, atomic = source_kind.kind(tree)
+    return Migration(version, name, path, checksum, None, is_repeat, deferred, atomic)
+
+
+def load(version, name, path):
+    data, checksum, source = _source(path)
     module_name = 'dbmigrator._migrations.m%s_%s' % (
         version, hashlib.sha1(path.encode('utf-8', 'surrogateescape')).hexdigest()[:8])
     module = types.ModuleType(module_name)
@@ -227,6 +246,11 @@ def loaded_for_good():
     loads the migrations again for each page, must not."""
     global _freeze_loaded
     _freeze_loaded = True
+
+
+def read_sources(directories):
+    """Every migration of the directories as its source reads, without running any."""
+    return [describe(*entry) for entry in migration_files(directories)]
 
 
 def discover(directories):

@@ -1,11 +1,8 @@
 """The add-on's pages and actions, through WebTest, in a host app and standalone."""
 import base64
-import gc
 import json
 import re
-import sys
 import time
-import weakref
 
 import pytest
 import webtest
@@ -110,17 +107,34 @@ def test_status_page_shows_database_counts_and_table(app, db):
     assert app.get('/migrations/dbmigrator.css', headers=ADMIN).content_type == 'text/css'
 
 
-def test_a_page_frees_the_migrations_an_earlier_page_loaded(app, migrations):
-    """The web app lives on: unlike the console script, it must not keep each
-    page's migrations from the cycle collector."""
-    app.get('/migrations', headers=ADMIN)
-    path = str(migrations.path / '20200101000000_create_users.py')
-    [module] = [m for m in list(sys.modules.values()) if getattr(m, '__file__', None) == path]
-    earlier = weakref.ref(module.up)
-    del module
-    app.get('/migrations', headers=ADMIN)
-    gc.collect()
-    assert earlier() is None
+def test_get_requests_never_run_migration_code(settings, migrations, tmp_path):
+    """Importing a migration runs its module-level code: pages only read files."""
+    marker = tmp_path / 'imported'
+    migrations.add('20200103000000', 'side_effect', '''\
+        import pathlib
+        from dbmigrator import deferred
+        pathlib.Path(%r).write_text('imported')
+        atomic = False
+
+
+        def should_run(cursor):
+            return True
+
+
+        @deferred
+        def up(cursor):
+            pass
+        ''' % str(marker))
+    anonymous = standalone(settings)
+    admin = webtest.TestApp(host_app(settings))
+    for app, headers in ((anonymous, {}), (admin, ADMIN)):
+        for url in ('/migrations', '/migrations/status.json', '/migrations/history',
+                    '/migrations/source/20200103000000'):
+            app.get(url, headers=headers)
+    assert not marker.exists()
+    [row] = [m for m in anonymous.get('/migrations/status.json').json['migrations']
+             if m['version'] == '20200103000000']
+    assert (row['state'], row['repeat'], row['atomic']) == ('deferred', True, False)
 
 
 def test_status_json(app, db):

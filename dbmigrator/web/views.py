@@ -14,7 +14,7 @@ from pyramid.response import FileResponse
 
 from .. import commands, reports
 from ..database import describe
-from ..discovery import discover
+from ..discovery import describe as describe_file, migration_files
 from ..errors import DBMigratorError
 from ..redact import scrub
 from . import background
@@ -98,7 +98,7 @@ class MigrationViews:
 
     def status(self):
         try:
-            return commands.status(self.settings), None
+            return commands.status(self.settings, run_code=False), None
         except DBMigratorError as exc:
             return None, scrub(exc)
 
@@ -195,8 +195,9 @@ class MigrationViews:
     def source(self):
         version = self.request.matchdict['version']
         try:
-            found = [m for m in discover(self.settings.require_directories())
-                     if m.version == version]
+            found = [describe_file(*entry)
+                     for entry in migration_files(self.settings.require_directories())
+                     if entry[0] == version]
         except DBMigratorError as exc:
             raise HTTPNotFound(scrub(exc))
         if not found:
