@@ -440,8 +440,8 @@ def main(argv=None, once=False):
 
 def _print_json(document):
     import json
-    from .redact import scrub
-    sys.stdout.write(scrub(json.dumps(document, indent=2, sort_keys=True)) + '\n')
+    from .redact import scrub_document
+    sys.stdout.write(json.dumps(scrub_document(document), indent=2, sort_keys=True) + '\n')
     sys.stdout.flush()
 
 

@@ -1,5 +1,8 @@
 """The password of a connection string never appears in any output."""
+import json
 import subprocess
+
+import pytest
 
 from tests.conftest import SECRET_PASSWORD, SECRET_USER, subprocess_env
 
@@ -88,3 +91,47 @@ def test_pg_dump_gets_password_from_environment_only(run, db, migrations, monkey
     for args, env in dumps:
         assert not any(SECRET_PASSWORD in arg for arg in args)
         assert env['PGPASSWORD'] == SECRET_PASSWORD
+
+
+WEAK = [('postgres', 'true'), ('postgres', '1'), ('app', 'app'), ('postgres', 'postgres')]
+
+
+@pytest.mark.parametrize('user,password', WEAK)
+def test_a_weak_password_does_not_corrupt_output(spawn, db, migrations, user, password):
+    """Masking is structural: a password that is also a common word, a digit or
+    the user's name leaves JSON, versions, keys and diffs as they are."""
+    db.query("DO $$BEGIN CREATE ROLE app LOGIN SUPERUSER; "
+             "EXCEPTION WHEN duplicate_object THEN NULL; END$$")
+    migrations.table('20200101000000', 'a', 'ta')
+    dsn = 'postgresql://%s:%s@/%s?host=%s' % (user, password, db.name, db.socket_dir)
+    common = ('--db-connection-string', dsn, '--migrations-directory', migrations.path)
+    migrated = spawn(*common, '--format', 'json', 'migrate')
+    assert migrated.returncode == 0, migrated
+    document = json.loads(migrated.stdout)
+    assert [s['version'] for s in document['steps']] == ['20200101000000']
+    listed = json.loads(spawn(*common, '--format', 'json', 'list').stdout)
+    [row] = listed['migrations']
+    assert row['atomic'] is True and row['applied_at']
+    assert '***' not in migrated.stdout + spawn(*common, '--format', 'json', 'list').stdout
+    rolled = spawn(*common, 'rollback')
+    assert 'Rolling back migration 20200101000000 a' in rolled.stdout
+    assert '-ALTER TABLE public.ta OWNER TO %s;' % user in rolled.stdout
+    assert '***' not in rolled.stdout
+
+
+def test_a_password_in_a_dsn_or_a_password_literal_is_masked_anywhere(spawn, db, migrations):
+    migrations.add('20200101000000', 'leaky', '''\
+        import logging
+
+
+        def up(cursor):
+            logging.getLogger('dbmigrator').info(
+                'copying from postgresql://bob:hunter2@replica/db')
+            cursor.execute("ALTER ROLE nobody_here PASSWORD 'swordfish'")
+        ''')
+    result = spawn('--db-connection-string', db.dsn, '--migrations-directory',
+                   migrations.path, '-v', 'migrate')
+    assert result.returncode == 1
+    assert 'postgresql://bob:***@replica/db' in result.stdout
+    assert 'hunter2' not in result.stdout + result.stderr
+    assert 'swordfish' not in result.stdout + result.stderr
