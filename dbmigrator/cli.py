@@ -9,7 +9,8 @@ import os
 import sys
 
 from . import __version__
-from .errors import EXIT_CHECK_PENDING, EXIT_MIGRATION_FAILED, EXIT_USAGE, DBMigratorError
+from .errors import (EXIT_CHECK_PENDING, EXIT_MIGRATION_FAILED, EXIT_USAGE, DBMigratorError,
+                     SettingsError)
 
 COMMANDS = ('generate', 'init', 'list', 'migrate', 'rollback', 'mark', 'verify', 'history',
             'hash-password')
@@ -33,10 +34,20 @@ exit codes: 0 success, 1 a migration failed (it was rolled back) or verify found
 130 interrupted (Ctrl-C or SIGTERM; the running migration was rolled back).'''
 
 
+def unknown_command(word):
+    """The error for a word that is no command, naming the closest one."""
+    import difflib
+    close = difflib.get_close_matches(word, COMMANDS, n=1, cutoff=0.6)
+    hint = ': did you mean %s?' % close[0] if close else ''
+    return 'unknown command %r%s' % (word, hint)
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """Reports bad arguments on one line and exits 2."""
 
     def error(self, message):
+        if message.startswith('argument COMMAND: invalid choice:'):
+            message = unknown_command(message.split("'")[1])
         self.exit(EXIT_USAGE, '%s: error: %s (see %s --help)\n' % (
             self.prog, message, self.prog))
 
@@ -415,12 +426,22 @@ def main(argv=None, once=False):
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if not args.command:
         parser.print_usage(sys.stderr)
-        sys.stderr.write('dbmigrator: error: no command given (see dbmigrator --help)\n')
+        word = args.config or ''
+        mistyped = word and not os.path.exists(word.partition('#')[0]) and '.' not in word
+        sys.stderr.write('dbmigrator: error: %s (see dbmigrator --help)\n' % (
+            unknown_command(word) if mistyped else 'no command given'))
         return EXIT_USAGE
     level = logging.DEBUG if args.verbose else logging.ERROR if args.quiet else None
     config_file = args.config.partition('#')[0] if args.config else None
-    log = setup_logging(config_file if config_file and os.path.isfile(config_file) else None,
-                        level, stdout=args.format == 'text')
+    try:
+        log = setup_logging(config_file if config_file and os.path.isfile(config_file)
+                            else None, level, stdout=args.format == 'text')
+    except Exception as exc:  # logging.config names no file and no section
+        setup_logging(None, level, stdout=args.format == 'text')
+        return _report(args, SettingsError(
+            'the logging sections ([loggers], [handlers], [formatters]) of %s are broken: '
+            '%s %s; fix them, or remove them to log to the terminal' % (
+                config_file, type(exc).__name__, ' '.join(str(exc).split()))), EXIT_USAGE)
     if once:
         from .discovery import loaded_for_good
         loaded_for_good()

@@ -17,6 +17,7 @@ from . import interrupts, lock, store
 from . import plan as plan_mod
 from .database import connect, describe, keeps_session
 from .discovery import discover, read_sources
+from .versions import MAX_DIGITS, is_version
 from .errors import DBMigratorError, Interrupted, NotInitialized, SettingsError
 from .plan import DOWN, UP
 from .runner import FAILED, INTERRUPTED, OK, Runner, Step
@@ -162,8 +163,9 @@ def open_database(settings, locked=True, action=None, origin=None):
 
 def _version_arg(version, what='--version'):
     version = str(version).strip()
-    if not version.isdigit():
-        raise SettingsError('%s must be a migration version (digits), not %r' % (what, version))
+    if not is_version(version):
+        raise SettingsError('%s must be a migration version (up to %d ASCII digits), not %r' % (
+            what, MAX_DIGITS, version[:80]))
     return version
 
 
@@ -575,7 +577,7 @@ def mark(settings, versions, state, origin=None):
                 elif state == 'deferred':
                     store.record_deferred(cursor, v, digest, exists)
                 else:
-                    store.remove(cursor, v)
+                    store.remove(cursor, v, checksums)
                 steps.append(Step(v, migrations[v].name if v in migrations else '', 'mark',
                                   state))
                 conn.recorder.step(cursor, steps[-1], started)

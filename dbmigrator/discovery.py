@@ -12,6 +12,7 @@ import functools
 import gc
 import hashlib
 import importlib.util
+import inspect
 import marshal
 import os
 import re
@@ -24,7 +25,7 @@ from . import source_kind
 from .errors import SettingsError
 from .migration_helpers import is_deferred
 
-FILENAME = re.compile(r'^([0-9]+)_(.+)\.py$')
+FILENAME = re.compile(r'^([0-9]{1,64})_(.+)\.py$')
 
 
 @dataclasses.dataclass
@@ -154,12 +155,24 @@ def load(version, name, path):
     sys.modules[module_name] = module
     try:
         exec(code, module.__dict__)
-    except Exception as exc:
+    except KeyboardInterrupt:
         sys.modules.pop(module_name, None)
-        raise SettingsError('%s line %s: cannot load the migration: %s: %s' % (
-            path, error_line(exc, path), type(exc).__name__, exc))
+        raise
+    except BaseException as exc:  # sys.exit() at module level must not end dbmigrator
+        sys.modules.pop(module_name, None)
+        what = 'it called sys.exit(%s)' % ('' if exc.code is None else repr(exc.code)) if (
+            isinstance(exc, SystemExit)) else '%s: %s' % (type(exc).__name__, exc)
+        raise SettingsError('%s line %s: cannot load the migration: %s' % (
+            path, error_line(exc, path), what))
     if not callable(getattr(module, 'up', None)):
         raise SettingsError('%s has no up(cursor) function: every migration needs one' % path)
+    for function in ('up', 'down', 'should_run'):
+        code_of = getattr(getattr(module, function, None), '__code__', None)
+        if code_of is not None and code_of.co_flags & (
+                inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_GENERATOR):
+            raise SettingsError(
+                '%s: %s is an async function or a generator, so calling it would not run its '
+                'body: write it as a plain def %s(cursor)' % (path, function, function))
     return Migration(version, name, path, checksum, module)
 
 

@@ -199,7 +199,9 @@ class Runner:
         cursor.execute('SAVEPOINT dbmigrator_should_run')
         try:
             wanted = self._call(migration, migration.should_run, cursor, 'should_run')
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
             raise DBMigratorError('should_run raised %s' % _reason(exc, migration))
         if not wanted:
             cursor.execute('ROLLBACK TO SAVEPOINT dbmigrator_should_run')
@@ -217,7 +219,7 @@ class Runner:
                                  migration.checksum if self.checksums else None,
                                  exists=planned.has_row)
         else:
-            store.remove(cursor, migration.version)
+            store.remove(cursor, migration.version, self.checksums)
 
     def _claim(self, cursor, planned, locked=False):
         """Take this step under the transaction lock; False if another run did it."""
@@ -479,7 +481,7 @@ class Runner:
                             migration.version, migration.name,
                             'rolled back' if migration.is_atomic else 'stopped')
                         + _left(migration)))
-                except (Exception, SystemExit) as exc:
+                except BaseException as exc:  # SystemExit, GeneratorExit: the migration's failure
                     _safe_rollback(self.conn)
                     if interrupts.requested() or self._cancelled_by(exc):
                         self._fail(planned, started, INTERRUPTED, Interrupted(

@@ -7,6 +7,7 @@ never loaded.
 """
 import dataclasses
 import logging
+import math
 import os
 
 from .database import normalize
@@ -125,17 +126,24 @@ def _choice(given, ini, key, choices):
     return value
 
 
-def _number(given, ini, key, default, kind):
-    """A number of seconds or times from the arguments or the ini, never negative."""
+#: PostgreSQL's timeouts are milliseconds in an int.
+MAX_SECONDS = 2147483647 / 1000
+
+
+def _number(given, ini, key, default, kind, maximum=MAX_SECONDS):
+    """A number of seconds or times from the arguments or the ini: finite, 0 or more,
+    and no more than PostgreSQL takes."""
     value = given if given is not None else _lookup(ini, key)
     if value is None:
         return default
     try:
         number = kind(value)
-    except (TypeError, ValueError):
-        raise SettingsError('%s = %s is not a number' % (key, value))
-    if number < 0:
-        raise SettingsError('--%s must be 0 or more, not %s' % (key, value))
+    except (TypeError, ValueError, OverflowError):
+        raise SettingsError('%s = %s is not a number: give a whole or decimal number%s' % (
+            key, value, '' if kind is float else ' without a fraction'))
+    if not math.isfinite(number) or number < 0 or number > maximum:
+        raise SettingsError('--%s must be 0 or more (at most %d), not %s' % (
+            key, maximum, value))
     return number
 
 
@@ -248,16 +256,13 @@ def resolve(config=None, db_connection_string=None, migrations_directories=None,
         for name in names:
             directories.extend(os.path.abspath(d) for d in context_directories(name))
 
-    timeout = connect_timeout if connect_timeout is not None else _lookup(ini, 'connect-timeout')
-    if lock_wait is not None and lock_wait < 0:
-        raise SettingsError('--lock-wait must be 0 or more seconds, not %g' % lock_wait)
-    if timeout is not None and int(timeout) < 0:
-        raise SettingsError('--connect-timeout must be 0 or more seconds, not %s' % timeout)
+    timeout = _number(connect_timeout, ini, 'connect-timeout', DEFAULT_CONNECT_TIMEOUT, int)
+    lock_wait = _number(lock_wait, {}, 'lock-wait', None, float, maximum=1e9)
     return Settings(
         db_connection_string=normalize(dsn) if dsn else None,
         migrations_directories=directories,
         super_user=super_user or _lookup(ini, 'super-user') or DEFAULT_SUPER_USER,
-        connect_timeout=int(timeout) if timeout is not None else DEFAULT_CONNECT_TIMEOUT,
+        connect_timeout=timeout,
         lock_wait=lock_wait,
         lock_timeout=_number(lock_timeout, ini, 'lock-timeout', DEFAULT_LOCK_TIMEOUT, float),
         lock_retries=_number(lock_retries, ini, 'lock-retries', DEFAULT_LOCK_RETRIES, int),

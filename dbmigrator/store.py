@@ -2,8 +2,12 @@
 
 Compatible with the original tool's ``(version TEXT, applied TIMESTAMPTZ)``
 table, where NULL ``applied`` means deferred and a version could appear more
-than once.  A ``checksum`` column is added in place when a command that
-writes runs; tables without it keep working.
+than once.  That table stays exactly as 1.x made it, so that 1.x (which
+reads ``SELECT *`` into pairs) can still use the database: the checksums
+live in ``dbmigrator_checksums`` beside it, each valid only for the
+``applied`` time it was stored with, so a step 1.x re-applies is not taken
+for an edit.  A ``checksum`` column earlier dbmigrator releases added is
+moved there, values and all.
 """
 import dataclasses
 import datetime
@@ -12,6 +16,7 @@ import logging
 import psycopg2
 
 from .errors import DatabaseReadOnly, SettingsError
+from .versions import is_version
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +48,12 @@ class Records(dict):
                 'schema_migrations has a row whose version is %s: versions are digits; '
                 'delete or fix that row (e.g. DELETE FROM schema_migrations WHERE version %s)'
                 % (describe_invalid(self.invalid[0]),
-                   'IS NULL' if self.invalid[0] is None else "= '%s'" % self.invalid[0]))
+                   'IS NULL' if self.invalid[0] is None else "= '%s'" % str(
+                       self.invalid[0]).replace("'", "''")[:80]))
 
 
 def describe_invalid(version):
-    return 'NULL' if version is None else repr(version)
+    return 'NULL' if version is None else repr(version)[:80]
 
 
 def table_exists(cursor):
@@ -76,12 +82,30 @@ def require_writable(cursor):
                                'turn it off for this role or database, or use the primary')
 
 
-def has_checksum_column(cursor):
+CHECKSUMS = 'dbmigrator_checksums'
+
+
+def _has_column(cursor, table, column):
     cursor.execute(
         'SELECT EXISTS (SELECT 1 FROM pg_attribute'
         ' WHERE attrelid = to_regclass(%s) AND attname = %s AND NOT attisdropped)',
-        (TABLE, 'checksum'))
+        (table, column))
     return cursor.fetchone()[0]
+
+
+def has_checksum_column(cursor):
+    """The column earlier dbmigrator releases added to schema_migrations."""
+    return _has_column(cursor, TABLE, 'checksum')
+
+
+def has_checksums_table(cursor):
+    cursor.execute('SELECT to_regclass(%s) IS NOT NULL', (CHECKSUMS,))
+    return cursor.fetchone()[0]
+
+
+def _create_checksums(cursor):
+    cursor.execute('CREATE TABLE IF NOT EXISTS dbmigrator_checksums ('
+                   ' version TEXT PRIMARY KEY, checksum TEXT NOT NULL, applied TIMESTAMPTZ)')
 
 
 def database_is_empty(cursor):
@@ -103,10 +127,10 @@ def create(cursor):
     cursor.execute(
         'CREATE TABLE IF NOT EXISTS schema_migrations ('
         ' version TEXT NOT NULL,'
-        ' applied TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP,'
-        ' checksum TEXT)')
+        ' applied TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP)')
     cursor.execute('CREATE INDEX IF NOT EXISTS schema_migrations_version_idx'
                    ' ON schema_migrations (version)')
+    _create_checksums(cursor)
 
 
 def has_version_index(cursor):
@@ -118,41 +142,58 @@ def has_version_index(cursor):
 
 
 def upgrade(conn):
-    """Add the checksum column and an index on version to a table made by 1.x.
+    """Give a table made by 1.x an index on version, and its checksums a table.
 
     The index keeps each step's bookkeeping independent of the table's size;
-    it does not change what 1.x reads or writes.  Runs in its own
-    transaction; a role that may not alter the table keeps working, without
-    checksums.
+    it does not change what 1.x reads or writes.  A ``checksum`` column of an
+    earlier release moves out, so that 1.x can read the table again.  Runs in
+    its own transaction; a role that may not do this keeps working, without
+    checksums (False).
     """
     with conn.cursor() as cursor:
-        checksum, index = has_checksum_column(cursor), has_version_index(cursor)
-        if checksum and index:
+        column, table = has_checksum_column(cursor), has_checksums_table(cursor)
+        index = has_version_index(cursor)
+        if table and index and not column:
             conn.rollback()
             return True
         try:
-            if not checksum:
-                cursor.execute('ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS checksum TEXT')
             if not index:
                 cursor.execute('CREATE INDEX IF NOT EXISTS schema_migrations_version_idx'
                                ' ON schema_migrations (version)')
+            _create_checksums(cursor)
+            if column:
+                cursor.execute(
+                    'INSERT INTO dbmigrator_checksums (version, checksum, applied)'
+                    ' SELECT DISTINCT ON (version) version, checksum, applied'
+                    ' FROM schema_migrations WHERE checksum IS NOT NULL'
+                    ' ORDER BY version, applied DESC NULLS LAST'
+                    ' ON CONFLICT (version) DO NOTHING')
+                cursor.execute('ALTER TABLE schema_migrations DROP COLUMN checksum')
         except psycopg2.errors.InsufficientPrivilege:
             conn.rollback()
-            if not checksum:
-                log.warning('cannot add the checksum column to schema_migrations '
-                            '(not its owner): edited migrations will not be detected')
-            return checksum
+            log.warning('Warning: cannot create dbmigrator_checksums (no CREATE privilege, or '
+                        'not the owner of schema_migrations): edited migrations will not be '
+                        'detected; GRANT CREATE ON SCHEMA to this role once to have them')
+            return table and not column
     conn.commit()
     return True
 
 
 def read(cursor):
     """The records, folding the duplicate rows older versions wrote."""
-    checksum = 'checksum' if has_checksum_column(cursor) else 'NULL'
-    cursor.execute('SELECT version, applied, %s FROM schema_migrations' % checksum)
+    sources = []
+    if has_checksums_table(cursor):
+        sources.append('c.checksum')
+    if has_checksum_column(cursor):
+        sources.append('s.checksum')
+    checksum = 'COALESCE(%s)' % ', '.join(sources) if sources else 'NULL'
+    join = (' LEFT JOIN dbmigrator_checksums c ON c.version = s.version'
+            ' AND c.applied IS NOT DISTINCT FROM s.applied') if 'c.checksum' in sources else ''
+    cursor.execute('SELECT s.version, s.applied, %s FROM schema_migrations s%s' % (
+        checksum, join))
     records = Records()
     for version, applied, digest in cursor.fetchall():
-        if version is None or not version.isdigit():
+        if not is_version(version):
             records.invalid.append(version)
             continue
         record = records.setdefault(version, Record(version))
@@ -169,21 +210,16 @@ def _write(cursor, version, applied_sql, checksum, exists):
     True updates, False inserts, None (unknown) tries the update first.
     """
     if exists is not False:
-        if checksum is not None:
-            cursor.execute(
-                'UPDATE schema_migrations SET applied = %s, checksum = %%s WHERE version = %%s'
-                % applied_sql, (checksum, version))
-        else:
-            cursor.execute('UPDATE schema_migrations SET applied = %s WHERE version = %%s'
-                           % applied_sql, (version,))
-        if cursor.rowcount:
-            return
-    if checksum is not None:
-        cursor.execute('INSERT INTO schema_migrations (version, applied, checksum)'
-                       ' VALUES (%%s, %s, %%s)' % applied_sql, (version, checksum))
-    else:
+        cursor.execute('UPDATE schema_migrations SET applied = %s WHERE version = %%s'
+                       % applied_sql, (version,))
+    if exists is False or not cursor.rowcount:
         cursor.execute('INSERT INTO schema_migrations (version, applied) VALUES (%%s, %s)'
                        % applied_sql, (version,))
+    if checksum is not None:
+        cursor.execute(
+            'INSERT INTO dbmigrator_checksums (version, checksum, applied) VALUES (%%s, %%s, %s)'
+            ' ON CONFLICT (version) DO UPDATE SET checksum = EXCLUDED.checksum,'
+            ' applied = EXCLUDED.applied' % applied_sql, (version, checksum))
 
 
 def record_applied(cursor, version, checksum=None, exists=None):
@@ -194,5 +230,7 @@ def record_deferred(cursor, version, checksum=None, exists=None):
     _write(cursor, version, 'NULL', checksum, exists)
 
 
-def remove(cursor, version):
+def remove(cursor, version, checksums=True):
     cursor.execute('DELETE FROM schema_migrations WHERE version = %s', (version,))
+    if checksums:
+        cursor.execute('DELETE FROM dbmigrator_checksums WHERE version = %s', (version,))

@@ -10,7 +10,7 @@ def test_changed_file_is_flagged_until_marked_again(dbm, migrations, db):
     path = migrations.table('20200101000000', 'a', 'ta')
     migrations.table('20200102000000', 'b', 'tb')
     dbm('migrate', '--version', '20200101000000')
-    stored = db.query('SELECT checksum FROM schema_migrations')[0][0]
+    stored = db.query('SELECT checksum FROM dbmigrator_checksums')[0][0]
     assert re.match(r'^[0-9a-f]{64}$', stored)
     assert '(changed' not in dbm('list').out
 
@@ -48,7 +48,7 @@ def test_repeat_migrations_are_exempt(dbm, migrations):
     assert 'changed' not in dbm('migrate').err
 
 
-def test_original_tool_table_is_upgraded_in_place(dbm, migrations, db):
+def test_original_tool_table_is_left_as_1x_made_it(dbm, migrations, db):
     migrations.table('20200101000000', 'a', 'ta')
     migrations.table('20200102000000', 'b', 'tb')
     db.query('CREATE TABLE schema_migrations (version TEXT NOT NULL,'
@@ -58,9 +58,9 @@ def test_original_tool_table_is_upgraded_in_place(dbm, migrations, db):
     result = dbm('migrate', '--no-diff')
     assert result.code == 0, result
     assert result.out.strip() == 'Running migration 20200102000000 b'
-    assert db.columns('schema_migrations') == ['version', 'applied', 'checksum']
-    checksums = dict(db.query('SELECT version, checksum FROM schema_migrations'))
-    assert checksums['20200101000000'] is None
+    assert db.columns('schema_migrations') == ['version', 'applied']
+    checksums = dict(db.query('SELECT version, checksum FROM dbmigrator_checksums'))
+    assert '20200101000000' not in checksums
     assert len(checksums['20200102000000']) == 64
     assert '(changed' not in dbm('list').out
 
@@ -91,3 +91,28 @@ def test_a_folder_where_no_cache_can_be_written_still_loads(dbm, migrations, db,
     assert result.code == 0, result.err
     assert result.err == ''
     assert db.query("SELECT count(*) FROM pg_class WHERE relname = 'ta'") == [(1,)]
+
+
+def test_an_earlier_releases_checksum_column_moves_out_with_its_values(dbm, migrations, db):
+    path = migrations.table('20200101000000', 'a', 'ta')
+    migrations.table('20200102000000', 'b', 'tb')
+    db.query('CREATE TABLE schema_migrations (version TEXT NOT NULL,'
+             ' applied TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP, checksum TEXT)')
+    db.query("INSERT INTO schema_migrations VALUES ('20200101000000', '2016-01-31', 'old')")
+    db.query('CREATE TABLE ta (id INT)')
+    assert '(changed since applied)' in dbm('list').out
+    assert dbm('migrate', '--no-diff').code == 0
+    assert db.columns('schema_migrations') == ['version', 'applied']
+    assert dict(db.query('SELECT version, checksum FROM dbmigrator_checksums'))[
+        '20200101000000'] == 'old'
+    assert '(changed since applied)' in dbm('list').out
+    assert dbm('mark', '-t', path.name[:14]).code == 0
+    assert '(changed' not in dbm('list').out
+
+
+def test_a_step_re_applied_by_1x_is_not_taken_for_an_edit(dbm, migrations, db):
+    path = migrations.table('20200101000000', 'a', 'ta')
+    dbm('migrate')
+    path.write_text(path.read_text() + '\n# edited, then re-applied by db-migrator 1.x\n')
+    db.query("UPDATE schema_migrations SET applied = now() + interval '1 minute'")
+    assert '(changed' not in dbm('list').out

@@ -152,7 +152,7 @@ def test_passwords_are_never_stored(run, db, migrations):
 def test_role_that_may_not_create_the_history_gets_a_warning(run, db, migrations):
     db.query('CREATE TABLE items (id INT); INSERT INTO items VALUES (1)')
     db.query('CREATE TABLE schema_migrations (version TEXT NOT NULL,'
-             ' applied TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP, checksum TEXT)')
+             ' applied TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP)')
     db.query('CREATE INDEX ON schema_migrations (version)')
     from dbmigrator import lock
     db.query(lock.CREATE)

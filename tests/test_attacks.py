@@ -1,0 +1,112 @@
+"""Bad migration code and bad input met as an attacker, or a careless user, would."""
+import json
+
+import pytest
+
+
+@pytest.mark.parametrize('code', [3, 4, 0])
+def test_sys_exit_at_module_level_is_an_error_for_that_file(dbm, migrations, code):
+    migrations.table('20200101000000', 'a', 'ta')
+    migrations.add('20200102000000', 'exits', 'import sys\nsys.exit(%d)\n' % code)
+    result = dbm('--format', 'json', 'migrate')
+    assert result.code == 2, result
+    document = json.loads(result.out)
+    assert '20200102000000_exits.py line 2: cannot load the migration: it called sys.exit(%d)' % (
+        code) in document['error']['message']
+    assert 'dbmigrator: error:' in result.err
+
+
+@pytest.mark.parametrize('raised', ['SystemExit(3)', 'GeneratorExit()'])
+def test_base_exceptions_in_up_fail_that_migration(dbm, db, migrations, raised):
+    migrations.add('20200101000000', 'raises', '''\
+        def up(cursor):
+            cursor.execute('CREATE TABLE t (id INT)')
+            raise %s
+        ''' % raised)
+    result = dbm('migrate')
+    assert result.code == 1, result
+    assert 'Migration 20200101000000 raises failed:' in result.err
+    assert 'Traceback' not in result.err
+    assert not db.table_exists('t')
+    assert db.versions() == []
+
+
+@pytest.mark.parametrize('function', ['up', 'down', 'should_run'])
+def test_async_functions_are_refused(dbm, db, migrations, function):
+    body = {'up': 'async def up(cursor):\n    pass\n',
+            'down': 'def up(cursor):\n    pass\n\n\nasync def down(cursor):\n    pass\n',
+            'should_run': 'async def should_run(cursor):\n    return True\n\n\n'
+                          'def up(cursor):\n    pass\n'}[function]
+    migrations.add('20200101000000', 'coroutine', body)
+    result = dbm('migrate')
+    assert result.code == 2, result
+    assert '%s is an async function or a generator' % function in result.err
+    assert db.query("SELECT to_regclass('schema_migrations')")[0][0] is None or \
+        db.versions() == []
+
+
+@pytest.mark.parametrize('argv,hint', [(['migrat'], 'migrate'), (['lst'], 'list'),
+                                       (['x.ini', 'rolback'], 'rollback')])
+def test_a_misspelled_command_names_the_closest(run, tmp_path, argv, hint):
+    if argv[0] == 'x.ini':
+        (tmp_path / 'x.ini').write_text('[app:main]\n')
+        argv = [str(tmp_path / 'x.ini')] + argv[1:]
+    result = run(*argv)
+    assert result.code == 2
+    assert 'did you mean %s?' % hint in result.err
+    assert 'no command given' not in result.err
+
+
+@pytest.mark.parametrize('option,value', [('--statement-timeout', 'nan'),
+                                          ('--lock-timeout', 'inf'),
+                                          ('--lock-timeout', '1e12'),
+                                          ('--lock-wait', 'nan'),
+                                          ('--connect-timeout', '-3')])
+def test_numbers_beyond_what_postgresql_takes_are_bad_input(dbm, migrations, option, value):
+    migrations.table('20200101000000', 'a', 'ta')
+    result = dbm(option, value, 'migrate')
+    assert result.code == 2, result
+    assert result.err.startswith('dbmigrator: error: --%s must be 0 or more' % option[2:])
+    assert len(result.err.splitlines()) == 1
+
+
+def test_a_connect_timeout_in_the_ini_that_is_not_a_number(run, tmp_path, migrations, db):
+    ini = tmp_path / 'app.ini'
+    ini.write_text('[app:main]\ndb-connection-string = %s\nmigrations-directory = %s\n'
+                   'connect-timeout = abc\n' % (db.dsn, migrations.path))
+    result = run(ini, 'list')
+    assert result.code == 2
+    assert result.err == ('dbmigrator: error: connect-timeout = abc is not a number: give a '
+                          'whole or decimal number without a fraction\n')
+
+
+def test_broken_logging_sections_are_one_line(run, tmp_path, migrations, db):
+    ini = tmp_path / 'app.ini'
+    ini.write_text('[app:main]\ndb-connection-string = %s\nmigrations-directory = %s\n'
+                   '[loggers]\nkeys = root\n' % (db.dsn, migrations.path))
+    result = run(ini, 'list')
+    assert result.code == 2
+    assert 'Traceback' not in result.err
+    assert 'the logging sections ([loggers], [handlers], [formatters]) of %s are broken' % (
+        ini) in result.err
+
+
+@pytest.mark.parametrize('version', ['\u00b2', '\u0661\u0662', '9' * 5000])
+def test_unicode_digits_and_huge_versions_are_refused(dbm, migrations, version):
+    migrations.add('20200101000000', 'a')
+    result = dbm('init', '--version', version)
+    assert result.code == 2, result
+    assert 'must be a migration version (up to 64 ASCII digits)' in result.err
+
+
+@pytest.mark.parametrize('version', ['\u00b2', '9' * 5000])
+def test_odd_rows_in_schema_migrations_are_named(dbm, db, migrations, version):
+    migrations.add('20200101000000', 'a')
+    dbm('init')
+    db.query('INSERT INTO schema_migrations VALUES (%s)', (version,))
+    listed = dbm('list')
+    assert listed.code == 0, listed
+    assert '20200101000000' in listed.out
+    migrated = dbm('migrate')
+    assert migrated.code == 2, migrated
+    assert 'schema_migrations has a row whose version is' in migrated.err
