@@ -14,6 +14,7 @@ UP, DOWN = 'migrate', 'rollback'
 # Why a migration is in the plan.
 PENDING = 'pending'
 REPEAT = 'repeat'
+REPEAT_UNDECIDED = 'repeat-undecided'
 DEFERRED = 'deferred'
 ROLLBACK = 'applied'
 
@@ -26,6 +27,8 @@ SKIP_APPLIED = 'applied'
 REASON_TEXT = {
     PENDING: 'pending',
     REPEAT: 'repeat',
+    REPEAT_UNDECIDED: 'repeat; its should_run can only be asked once the migrations before '
+                      'it have run',
     DEFERRED: 'deferred, included by --run-deferred',
     ROLLBACK: 'applied',
 }
@@ -153,7 +156,9 @@ def evaluate_should_run(plan, conn):
     """Drop the repeat steps whose ``should_run`` says no, for a dry run.
 
     Each ``should_run`` runs in a transaction that is rolled back, so a dry
-    run changes nothing.
+    run changes nothing.  One that fails (it reads a table an earlier pending
+    step creates, typically) is planned as due, as ``repeat-undecided``: the
+    real run asks it once the steps before it have run.
     """
     kept = []
     for step in plan.steps:
@@ -161,6 +166,8 @@ def evaluate_should_run(plan, conn):
             try:
                 with conn.cursor() as cursor:
                     wanted = step.migration.should_run(cursor)
+            except Exception:
+                step.reason, wanted = REPEAT_UNDECIDED, True
             finally:
                 conn.rollback()
             if not wanted:

@@ -98,6 +98,20 @@ def _apply(settings, version):
     return any(s.version == version for s in result.steps)
 
 
+def _reapply(settings, migration):
+    """Apply ``migration`` again after its down.
+
+    A repeat migration whose ``should_run`` now says no (its down left the
+    data that ``up`` wrote, as such downs often do) is marked applied
+    instead, as it was after its first run, so the checks go on from there.
+    """
+    if _apply(settings, migration.version):
+        return
+    if not migration.is_repeat:
+        raise DBMigratorError('it did not run again')
+    commands.mark(settings, [migration.version], 'completed')
+
+
 def _roll_back(settings, version):
     """Roll back exactly ``version``, the newest applied migration on the scratch database."""
     result = commands.rollback(settings, steps=1, diff=False)
@@ -172,7 +186,7 @@ def _run(settings, migrations, dumper):
         if undone != before:
             _fail(check, 'down does not restore the schema it had before up')
             check.diff = unified(before, undone)
-        if not _attempt(check, 're-applying it after down failed', _apply, settings, m.version):
+        if not _attempt(check, 're-applying it after down failed', _reapply, settings, m):
             continue
         redone = dumper.dump()
         if redone != after and check.outcome == OK:

@@ -1,5 +1,6 @@
 """Bad migration code and bad input met as an attacker, or a careless user, would."""
 import json
+import os
 
 import pytest
 
@@ -110,3 +111,33 @@ def test_odd_rows_in_schema_migrations_are_named(dbm, db, migrations, version):
     migrated = dbm('migrate')
     assert migrated.code == 2, migrated
     assert 'schema_migrations has a row whose version is' in migrated.err
+
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        'migrations')
+
+
+def test_check_and_dry_run_on_a_fresh_database_with_the_shipped_examples(run, db):
+    """A repeat migration's should_run reads a table an earlier pending step creates."""
+    common = ('--db-connection-string', db.dsn, '--migrations-directory', EXAMPLES)
+    checked = run(*common, '--format', 'json', 'migrate', '--check')
+    assert checked.code == 4, checked
+    steps = {s['version']: s['reason'] for s in json.loads(checked.out)['steps']}
+    assert steps['20240104080000'] == 'repeat-undecided'
+    assert steps['20240103100000'] == 'pending'
+    dry = run(*common, 'migrate', '--dry-run')
+    assert dry.code == 0, dry
+    assert ('Would run migration 20240104080000 refresh_default_settings (repeat; its '
+            'should_run can only be asked once the migrations before it have run)') in dry.out
+    assert not db.table_exists('settings')
+    assert run(*common, 'migrate').code == 0
+    again = run(*common, '--format', 'json', 'migrate', '--check')
+    assert again.code == 0, again
+    assert json.loads(again.out)['steps'] == []
+
+
+def test_verify_passes_on_the_shipped_examples(run, db):
+    result = run('--db-connection-string', db.dsn, '--migrations-directory', EXAMPLES,
+                 'verify')
+    assert result.code == 0, result
+    assert 'All 5 migrations roll back and re-apply cleanly.' in result.out
