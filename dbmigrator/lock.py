@@ -13,6 +13,8 @@ lock has two layers, neither of which needs a session:
   the running one would otherwise wait for it).  A killed runner's lease is
   taken over at once on a direct connection (its backend is gone) and after
   ``LEASE_SECONDS`` behind a pooler (whose server connection lives on).
+  Another role's backend shows in ``pg_stat_activity`` without its start
+  time; a live pid then counts as the holder, until the lease expires.
 * Inside each migration's own transaction, ``pg_advisory_xact_lock`` and a
   fresh read of that migration's row (:func:`claim`): even if a lease were
   taken over while its holder still ran, no migration runs twice.
@@ -72,7 +74,8 @@ ON CONFLICT (id) DO UPDATE
        current_pid = NULL, current_started = NULL, output = NULL, cancel_requested = NULL
  WHERE l.expires < now()
     OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a
-                    WHERE a.pid = l.backend_pid AND a.backend_start = l.backend_start)
+                    WHERE a.pid = l.backend_pid
+                      AND (a.backend_start = l.backend_start OR a.backend_start IS NULL))
 RETURNING holder'''
 
 

@@ -189,11 +189,24 @@ class Runner:
             self.conn.lock(who)
         try:
             result = function(cursor)
+        except Exception as exc:
+            if migration.is_atomic and self._ended_own_transaction():
+                raise DBMigratorError(
+                    '%s, after it had ended its own transaction (COMMIT or ROLLBACK sent as '
+                    'SQL): what ran before that, and each statement after it, stays committed, '
+                    'and nothing was recorded; %s' % (_reason(exc, migration), ADVICE)) from exc
+            raise
         finally:
             refused = self.conn.unlock()
         if refused:
             raise TransactionControlRefused(refused)
         return result
+
+    def _ended_own_transaction(self):
+        """True when the migration's transaction is no longer the one it began in."""
+        return self.conn.info.transaction_status not in (
+            psycopg2.extensions.TRANSACTION_STATUS_INTRANS,
+            psycopg2.extensions.TRANSACTION_STATUS_INERROR)
 
     def _should_run(self, migration, cursor):
         cursor.execute('SAVEPOINT dbmigrator_should_run')

@@ -141,3 +141,50 @@ def test_verify_passes_on_the_shipped_examples(run, db):
                  'verify')
     assert result.code == 0, result
     assert 'All 5 migrations roll back and re-apply cleanly.' in result.out
+
+
+def test_a_commit_sent_as_sql_and_then_an_error_says_what_was_left(dbm, db, migrations):
+    migrations.add('20200101000000', 'commits', '''\
+        def up(cursor):
+            cursor.execute('CREATE TABLE t (id INT)')
+            cursor.execute('COMMIT')
+            raise ValueError('boom')
+        ''')
+    result = dbm('migrate')
+    assert result.code == 1, result
+    assert ('Migration 20200101000000 commits failed: ValueError: boom (20200101000000_commits.py'
+            ' line 4), after it had ended its own transaction (COMMIT or ROLLBACK sent as SQL): '
+            'what ran before that, and each statement after it, stays committed, and nothing '
+            'was recorded') in result.err
+    assert db.table_exists('t')
+    assert db.versions() == []
+
+
+def test_another_roles_live_lease_is_not_taken_over(run, db, migrations):
+    """pg_stat_activity hides another role's backend_start; its pid still shows."""
+    import psycopg2
+    from dbmigrator import lock
+    roles = ['deploy_a_' + db.name, 'deploy_b_' + db.name]
+    for role in roles:
+        db.query("CREATE ROLE %s LOGIN PASSWORD 'pw'; GRANT ALL ON SCHEMA public TO %s"
+                 % (role, role))
+    db.query(lock.CREATE)
+    db.query('GRANT ALL ON dbmigrator_lock TO %s, %s' % tuple(roles))
+    migrations.table('20200101000000', 'a', 'ta')
+
+    def dsn(role):
+        return 'postgresql://%s:pw@/%s?host=%s' % (role, db.name, db.socket_dir)
+    conn = psycopg2.connect(dsn(roles[0]))
+    lease = lock.Lease(conn, lambda: psycopg2.connect(dsn(roles[0])), who='a@host pid 1')
+    lease.acquire(0)
+    try:
+        result = run('--db-connection-string', dsn(roles[1]), '--migrations-directory',
+                     migrations.path, '--lock-wait', '0', 'migrate')
+        assert result.code == 3, result
+        assert 'a@host pid 1' in result.err
+    finally:
+        lease._stop.set()
+        lease._wake.set()
+        conn.close()
+    assert not db.table_exists('ta')
+    db.query('DROP OWNED BY %s, %s; DROP ROLE %s, %s' % tuple(roles * 2))
