@@ -454,6 +454,9 @@ def main(argv=None, once=False):
     except Exception as exc:
         return _report(args, DBMigratorError('unexpected error: %s: %s' % (
             type(exc).__name__, ' '.join(str(exc).split()))), EXIT_MIGRATION_FAILED)
+    finally:
+        from .interrupts import reset
+        reset()
     if args.format == 'json' and document is not None:
         _print_json(document)
     return code

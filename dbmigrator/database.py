@@ -62,7 +62,10 @@ def libpq_dsn(dsn):
 
 def connect(dsn, connect_timeout=10, user=None):
     """Open a connection, turning libpq failures into one clear line."""
-    kwargs = {'application_name': 'dbmigrator'}
+    # A network black hole must not hang a run that holds locks: TCP
+    # keepalives and tcp_user_timeout end a connection that stops answering.
+    kwargs = {'application_name': 'dbmigrator', 'keepalives': 1, 'keepalives_idle': 10,
+              'keepalives_interval': 5, 'keepalives_count': 3, 'tcp_user_timeout': 30000}
     if connect_timeout:
         kwargs['connect_timeout'] = int(connect_timeout)
     if user:
@@ -81,6 +84,11 @@ def _interval(seconds):
     return '%dms' % round(float(seconds) * 1000)
 
 
+#: A stuck client must not hold a migration's locks for ever; a migration's
+#: own Python work between two statements gets this long.
+IDLE_IN_TRANSACTION = '10min'
+
+
 def timeout_settings(settings, server_version):
     """The transaction-local settings of a migration: name -> value.
 
@@ -89,7 +97,8 @@ def timeout_settings(settings, server_version):
     backend would keep its locks until the statement ends.
     """
     values = {'lock_timeout': _interval(settings.lock_timeout or 0),
-              'statement_timeout': _interval(settings.statement_timeout or 0)}
+              'statement_timeout': _interval(settings.statement_timeout or 0),
+              'idle_in_transaction_session_timeout': IDLE_IN_TRANSACTION}
     if server_version >= 140000:
         values['client_connection_check_interval'] = '1s'
     return values

@@ -9,6 +9,15 @@ that finds no statement running raises ``KeyboardInterrupt``, as Python's
 own handler does.  Each statement still waits in libpq, not in a Python
 polling loop.  SIGTERM, which playbooks and service managers send on
 timeouts, is handled the same way.
+
+When the cancel cannot get through (a stalled network or proxy that keeps
+its sockets open), nothing would ever end the statement: so the process
+exits on its own (130) ``GRACE_SECONDS`` after the signal.  libpq's cancel
+request can hold the interpreter's lock while it waits, so SIGALRM, whose
+default action needs no Python code, ends the process a little later if
+even that cannot run.  The server rolls the
+transaction back once it sees the connection gone (keepalives,
+``client_connection_check_interval``).
 """
 import os
 import signal
@@ -17,7 +26,9 @@ import weakref
 
 import psycopg2.extensions
 
-_state = {'requested': False, 'cancelled': False}
+GRACE_SECONDS = 10.0
+
+_state = {'requested': False, 'cancelled': False, 'deadline': None}
 _connections = weakref.WeakSet()
 _installed = []
 
@@ -47,6 +58,11 @@ def _cancel_statements(read_end):
         if not {signal.SIGINT, signal.SIGTERM} & set(signals):
             continue
         _state['requested'] = True
+        if _state['deadline'] is None:
+            _state['deadline'] = threading.Timer(GRACE_SECONDS, _give_up)
+            _state['deadline'].daemon = True
+            _state['deadline'].start()
+            signal.alarm(int(GRACE_SECONDS) + 5)
         for conn in list(_connections):
             if _busy(conn):
                 # Set first: the statement can only end once the cancel is sent.
@@ -55,6 +71,14 @@ def _cancel_statements(read_end):
                     conn.cancel()
                 except psycopg2.Error:
                     pass
+
+
+def _give_up():
+    """The run did not end after the signal: its connection does not answer."""
+    os.write(2, b'dbmigrator: error: interrupted, and the database connection does not answer '
+                b'the cancel request: exiting; the server rolls back the running migration '
+                b'when it notices the connection is gone\n')
+    os._exit(130)
 
 
 def _interrupt(signum, frame):
@@ -90,3 +114,7 @@ def requested():
 
 def reset():
     _state['requested'] = _state['cancelled'] = False
+    if _state['deadline'] is not None:
+        _state['deadline'].cancel()
+        _state['deadline'] = None
+        signal.alarm(0)

@@ -188,3 +188,94 @@ def test_another_roles_live_lease_is_not_taken_over(run, db, migrations):
         conn.close()
     assert not db.table_exists('ta')
     db.query('DROP OWNED BY %s, %s; DROP ROLE %s, %s' % tuple(roles * 2))
+
+
+def test_a_migrations_session_cannot_stay_idle_in_transaction_for_ever(dbm, db, migrations):
+    migrations.add('20200101000000', 'settings', '''\
+        def up(cursor):
+            cursor.execute("SHOW idle_in_transaction_session_timeout")
+            idle = cursor.fetchone()[0]
+            params = cursor.connection.get_dsn_parameters()
+            cursor.execute('CREATE TABLE seen (idle TEXT, keepalives TEXT, user_timeout TEXT)')
+            cursor.execute('INSERT INTO seen VALUES (%s, %s, %s)',
+                           (idle, params.get('keepalives'), params.get('tcp_user_timeout')))
+        ''')
+    assert dbm('migrate').code == 0
+    assert db.query('SELECT * FROM seen') == [('10min', '1', '30000')]
+    assert db.query("SELECT current_setting('idle_in_transaction_session_timeout')") == [('0',)]
+
+
+class StallingProxy:
+    """TCP in front of the server's socket that can stop forwarding, keeping its
+    sockets open, as a stalled proxy or a network black hole does."""
+
+    def __init__(self, socket_path):
+        import socket
+        import threading
+        self.socket_path = socket_path
+        self.stalled = threading.Event()
+        self.listener = socket.socket()
+        self.listener.bind(('127.0.0.1', 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.kept = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+        import threading
+        while True:
+            client, _ = self.listener.accept()
+            self.kept.append(client)
+            if self.stalled.is_set():
+                continue
+            server = socket.socket(socket.AF_UNIX)
+            server.connect(self.socket_path)
+            self.kept.append(server)
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source, target):
+        while True:
+            data = source.recv(65536)
+            if not data:
+                return
+            while self.stalled.is_set():
+                self.stalled.wait(3600)
+            target.sendall(data)
+
+
+def test_sigterm_ends_the_process_even_when_the_cancel_cannot_get_through(db, migrations):
+    import signal
+    import subprocess
+    import time
+    from tests.conftest import dbmigrator_command, subprocess_env
+    port = db.query("SELECT setting FROM pg_settings WHERE name = 'port'")[0][0]
+    proxy = StallingProxy('%s/.s.PGSQL.%s' % (db.socket_dir, port))
+    migrations.add('20200101000000', 'slow', """\
+        def up(cursor):
+            cursor.execute('SELECT pg_sleep(3600)')
+        """)
+    user = db.query('SELECT current_user')[0][0]
+    dsn = 'postgresql://%s@127.0.0.1:%d/%s' % (user, proxy.port, db.name)
+    process = subprocess.Popen(dbmigrator_command(
+        '--db-connection-string', dsn, '--migrations-directory', migrations.path,
+        '--pooler', 'none', 'migrate', '--no-diff'), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=subprocess_env())
+    deadline = time.monotonic() + 30
+    while not db.query("SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+                       "'SELECT pg_sleep(3600)%%'")[0][0]:
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError('the migration did not start: %r' % (process.communicate(),))
+        time.sleep(0.1)
+    proxy.stalled.set()
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert time.monotonic() - started < 20
+    # 130 with a message, or SIGALRM when libpq's cancel request holds the
+    # interpreter's lock.
+    assert process.returncode in (130, -signal.SIGALRM), err
+    if process.returncode == 130:
+        assert 'does not answer the cancel request' in err
