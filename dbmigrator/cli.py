@@ -403,16 +403,19 @@ def _dispatch(args, log):
         return (0 if result.ok else EXIT_MIGRATION_FAILED), reports.verification_json(result)
     from . import interrupts
     interrupts.install()
-    if args.command == 'migrate':
-        dry_run = args.dry_run or args.check
-        result = commands.migrate(settings, version=_target_version(args),
-                                  run_deferred=args.run_deferred, diff=not args.no_diff,
-                                  dry_run=dry_run, strict=settings.strict)
-        code = EXIT_CHECK_PENDING if args.check and result.steps else 0
-        return code, reports.result_json(result, check=args.check)
-    result = commands.rollback(settings, steps=args.steps, version=args.version,
-                               diff=not args.no_diff, dry_run=args.dry_run)
-    return 0, reports.result_json(result)
+    try:
+        if args.command == 'migrate':
+            dry_run = args.dry_run or args.check
+            result = commands.migrate(settings, version=_target_version(args),
+                                      run_deferred=args.run_deferred, diff=not args.no_diff,
+                                      dry_run=dry_run, strict=settings.strict)
+            code = EXIT_CHECK_PENDING if args.check and result.steps else 0
+            return code, reports.result_json(result, check=args.check)
+        result = commands.rollback(settings, steps=args.steps, version=args.version,
+                                   diff=not args.no_diff, dry_run=args.dry_run)
+        return 0, reports.result_json(result)
+    finally:
+        interrupts.reset()  # the signal's exit deadline ends with the run
 
 
 def main(argv=None, once=False):
@@ -454,9 +457,6 @@ def main(argv=None, once=False):
     except Exception as exc:
         return _report(args, DBMigratorError('unexpected error: %s: %s' % (
             type(exc).__name__, ' '.join(str(exc).split()))), EXIT_MIGRATION_FAILED)
-    finally:
-        from .interrupts import reset
-        reset()
     if args.format == 'json' and document is not None:
         _print_json(document)
     return code

@@ -17,10 +17,10 @@ from . import interrupts, lock, store
 from . import plan as plan_mod
 from .database import connect, describe, keeps_session
 from .discovery import discover, read_sources
-from .versions import MAX_DIGITS, is_version
 from .errors import DBMigratorError, Interrupted, NotInitialized, SettingsError
 from .plan import DOWN, UP
 from .runner import FAILED, INTERRUPTED, OK, Runner, Step
+from .versions import MAX_DIGITS, is_version
 
 log = logging.getLogger(__name__)
 

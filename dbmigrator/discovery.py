@@ -24,8 +24,9 @@ import types
 from . import source_kind
 from .errors import SettingsError
 from .migration_helpers import is_deferred
+from .versions import MAX_DIGITS
 
-FILENAME = re.compile(r'^([0-9]{1,64})_(.+)\.py$')
+FILENAME = re.compile(r'^([0-9]{1,%d})_(.+)\.py$' % MAX_DIGITS)
 
 
 @dataclasses.dataclass
@@ -131,7 +132,7 @@ def _source(path):
     return data, hashlib.sha256(data).hexdigest(), source
 
 
-def describe(version, name, path):
+def read_source(version, name, path):
     """A migration as its source reads, never executed: for pages anyone may see."""
     _, checksum, source = _source(path)
     try:
@@ -263,7 +264,7 @@ def loaded_for_good():
 
 def read_sources(directories):
     """Every migration of the directories as its source reads, without running any."""
-    return [describe(*entry) for entry in migration_files(directories)]
+    return [read_source(*entry) for entry in migration_files(directories)]
 
 
 def discover(directories):

@@ -71,20 +71,23 @@ def test_numbers_beyond_what_postgresql_takes_are_bad_input(dbm, migrations, opt
     assert len(result.err.splitlines()) == 1
 
 
-def test_a_connect_timeout_in_the_ini_that_is_not_a_number(run, tmp_path, migrations, db):
+def write_ini(tmp_path, db, migrations, more):
+    """An ini file for this test's database and folder, with ``more`` lines after."""
     ini = tmp_path / 'app.ini'
-    ini.write_text('[app:main]\ndb-connection-string = %s\nmigrations-directory = %s\n'
-                   'connect-timeout = abc\n' % (db.dsn, migrations.path))
-    result = run(ini, 'list')
+    ini.write_text('[app:main]\ndb-connection-string = %s\nmigrations-directory = %s\n%s' % (
+        db.dsn, migrations.path, more))
+    return ini
+
+
+def test_a_connect_timeout_in_the_ini_that_is_not_a_number(run, tmp_path, migrations, db):
+    result = run(write_ini(tmp_path, db, migrations, 'connect-timeout = abc\n'), 'list')
     assert result.code == 2
     assert result.err == ('dbmigrator: error: connect-timeout = abc is not a number: give a '
                           'whole or decimal number without a fraction\n')
 
 
 def test_broken_logging_sections_are_one_line(run, tmp_path, migrations, db):
-    ini = tmp_path / 'app.ini'
-    ini.write_text('[app:main]\ndb-connection-string = %s\nmigrations-directory = %s\n'
-                   '[loggers]\nkeys = root\n' % (db.dsn, migrations.path))
+    ini = write_ini(tmp_path, db, migrations, '[loggers]\nkeys = root\n')
     result = run(ini, 'list')
     assert result.code == 2
     assert 'Traceback' not in result.err

@@ -13,8 +13,7 @@ from pyramid.httpexceptions import HTTPBadRequest, HTTPConflict, HTTPForbidden, 
 from pyramid.response import FileResponse
 
 from .. import commands, reports
-from ..database import describe
-from ..discovery import describe as describe_file, migration_files
+from ..discovery import migration_files, read_source
 from ..errors import DBMigratorError
 from ..redact import scrub
 from . import background
@@ -77,8 +76,7 @@ class MigrationViews:
             raise HTTPForbidden('dbmigrator: the host app has no security policy')
         self.request = request
         self.settings = migration_settings(request)
-        dsn = self.settings.db_connection_string
-        self.database = describe(dsn) if dsn else ''
+        self.database = request.registry['dbmigrator.database']
         self.diff = request.registry.settings['dbmigrator.schema_diff']
 
     def _page(self, **values):
@@ -195,7 +193,7 @@ class MigrationViews:
     def source(self):
         version = self.request.matchdict['version']
         try:
-            found = [describe_file(*entry)
+            found = [read_source(*entry)
                      for entry in migration_files(self.settings.require_directories())
                      if entry[0] == version]
         except DBMigratorError as exc:
