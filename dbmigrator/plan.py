@@ -124,10 +124,9 @@ def for_migrate(migrations, records, version=None, run_deferred=False):
     return plan
 
 
-def rollback_records(records, steps=None, version=None, deferred=()):
+def rollback_records(records, steps=None, version=None):
     """Records to roll back, newest applied first; deferred ones never."""
-    applied = sorted((r for r in records.values()
-                      if not r.is_deferred and r.version not in deferred),
+    applied = sorted((r for r in records.values() if not r.is_deferred),
                      key=lambda r: (r.applied, int(r.version)), reverse=True)
     if version is not None:
         return [r for r in applied if int(r.version) > int(version)]
@@ -137,16 +136,16 @@ def rollback_records(records, steps=None, version=None, deferred=()):
 def for_rollback(migrations, records, steps=None, version=None):
     """The newest applied migrations (or all applied after ``version``), newest first.
 
-    Records whose file is gone are kept with ``migration`` None so that the
-    caller can name them.
+    As in db-migrator 1.x, only a row's NULL ``applied`` keeps it out: a
+    deferred repeat migration that ``--run-deferred`` just ran is the newest
+    applied step, and rolls back first.  Records whose file is gone are kept
+    with ``migration`` None so that the caller can name them.
     """
     by_version = {m.version: m for m in migrations}
-    deferred = {v for v, r in records.items()
-                if is_deferred(by_version[v], r) if v in by_version}
     plan = Plan(DOWN, [])
-    for record in rollback_records(records, steps, version, deferred):
+    for record in rollback_records(records, steps, version):
         plan.steps.append(PlannedStep(by_version.get(record.version), DOWN, ROLLBACK, True))
-    for v in sorted(deferred | {v for v, r in records.items() if r.is_deferred}, key=int):
+    for v in sorted((v for v, r in records.items() if r.is_deferred), key=int):
         m = by_version.get(v)
         plan.skipped.append(Skipped(v, m.name if m else '', SKIP_DEFERRED))
     return plan

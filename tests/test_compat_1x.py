@@ -92,7 +92,7 @@ def test_run_deferred_runs_the_backfill_while_should_run_and_logger_shows(legacy
     assert rows[4][:3] == ['20170105000000', 'old-data-cleanu', 'True']
 
 
-def test_rollback_skips_the_deferred_repeat_migration(legacy, db):
+def test_rollback_takes_the_deferred_repeat_migration_that_ran_last(legacy, db):
     legacy('init', '--version=0')
     legacy('migrate', '--no-diff')
     legacy('migrate', '--run-deferred', '--no-diff')
@@ -100,7 +100,7 @@ def test_rollback_skips_the_deferred_repeat_migration(legacy, db):
     assert result.code == 0, result
     assert result.out.splitlines() == [
         'Rolling back migration 20170105000000 old-data-cleanup',
-        'Rolling back migration 20170104000000 seed-books',
+        'Rolling back migration 20170103000000 book-fulltext-index-data',
     ]
     assert not db.table_exists('cleanup_done')
 

@@ -82,3 +82,20 @@ def test_dbmigrator_works_after_1x(both, db):
     assert applied(new('list').out) == before
     assert old('rollback').returncode == 0
     assert old('list').returncode == 0
+
+
+def test_rollback_after_run_deferred_matches_1x(both, db):
+    """1.1.0 rolls back the deferred repeat migration that --run-deferred just ran."""
+    old, new = both
+    left = {}
+    for name, tool in (('1.1.0', lambda *a: old(*a).returncode),
+                       ('dbmigrator', lambda *a: new(*a).code)):
+        db.query('DROP TABLE IF EXISTS schema_migrations, dbmigrator_checksums,'
+                 ' dbmigrator_history, dbmigrator_lock, books, cleanup_done CASCADE')
+        for argv in (('init', '--version', '0'), ('migrate',), ('migrate', '--run-deferred'),
+                     ('rollback', '--steps', '2')):
+            assert tool(*argv) == 0, (name, argv)
+        left[name] = db.query('SELECT version, applied IS NOT NULL FROM schema_migrations'
+                              ' ORDER BY version')
+    assert left['dbmigrator'] == left['1.1.0']
+    assert ('20170103000000', False) not in left['1.1.0']
