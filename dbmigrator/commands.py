@@ -136,7 +136,8 @@ def open_database(settings, locked=True, action=None, origin=None):
         origin = (origin or Origin()).resolved()
         _require_writable(conn)
         conn.lease = lock.Lease(conn, lambda: connect(dsn, settings.connect_timeout),
-                                who=origin.who, run_id=origin.run_id)
+                                who=origin.who, run_id=origin.run_id,
+                                keeps_session=lambda: keeps_session(conn, settings.pooler))
         conn.lease.acquire(settings.lock_wait)
         try:
             conn.recorder = history_mod.Recorder(origin.run_id, action, origin.who,

@@ -18,6 +18,11 @@ lock has two layers, neither of which needs a session:
 * Inside each migration's own transaction, ``pg_advisory_xact_lock`` and a
   fresh read of that migration's row (:func:`claim`): even if a lease were
   taken over while its holder still ran, no migration runs twice.
+
+A least-privilege role that may neither create nor write ``dbmigrator_lock``
+is warned, with the grant that would give it the lease, and holds a
+session-level advisory lock instead where the connection keeps its session;
+through a transaction pooler only the per-migration claim is left.
 """
 import dataclasses
 import datetime
@@ -31,6 +36,7 @@ import time
 import uuid
 
 import psycopg2
+import psycopg2.errors
 
 from .errors import Interrupted, LockTimeout
 
@@ -39,6 +45,11 @@ log = logging.getLogger(__name__)
 TABLE = 'dbmigrator_lock'
 KEY = int.from_bytes(hashlib.sha256(b'dbmigrator:schema_migrations').digest()[:8],
                      'big', signed=True)
+# The lease without its table; another key than the claim's, which waits
+# inside a transaction, where this one is only ever tried.
+SESSION_KEY = int.from_bytes(hashlib.sha256(b'dbmigrator:lease').digest()[:8],
+                             'big', signed=True)
+TABLE_LEASE, SESSION_LEASE, NO_LEASE = 'table', 'session', 'none'
 POLL_SECONDS = 0.2
 LEASE_SECONDS = 30
 HEARTBEAT_SECONDS = 1
@@ -103,28 +114,44 @@ class Holder:
     cancel_requested: datetime.datetime = None
 
     def __str__(self):
+        if self.acquired is None:
+            return '%s, backend pid %s' % (self.who, self.backend_pid)
         return '%s, backend pid %s, since %s' % (
             self.who, self.backend_pid, self.acquired.astimezone(datetime.timezone.utc)
             .strftime('%Y-%m-%d %H:%M:%S UTC'))
 
 
+_SESSION_HOLDER = '''
+SELECT 'role ' || COALESCE(a.usename, '?'), l.pid, a.backend_start
+  FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+   AND l.classid = %s AND l.objid = %s
+   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())'''
+
+
 def holder(cursor):
     """The current lease holder, or None; never takes or waits for anything."""
-    cursor.execute('SELECT to_regclass(%s) IS NOT NULL', (TABLE,))
-    if not cursor.fetchone()[0]:
-        return None
-    cursor.execute('SELECT who, backend_pid, acquired, run_id, current, current_pid,'
-                   ' current_started, output, cancel_requested FROM dbmigrator_lock'
-                   ' WHERE expires >= now()')
+    cursor.execute("SELECT has_table_privilege(to_regclass(%s), 'SELECT')", (TABLE,))
+    if cursor.fetchone()[0]:
+        cursor.execute('SELECT who, backend_pid, acquired, run_id, current, current_pid,'
+                       ' current_started, output, cancel_requested FROM dbmigrator_lock'
+                       ' WHERE expires >= now()')
+        row = cursor.fetchone()
+        if row:
+            return Holder(*row)
+    cursor.execute(_SESSION_HOLDER, ((SESSION_KEY >> 32) & 0xffffffff,
+                                     SESSION_KEY & 0xffffffff))
     row = cursor.fetchone()
-    return Holder(*row) if row else None
+    return Holder('a dbmigrator run of ' + row[0], row[1], row[2]) if row else None
 
 
 class Lease:
     """The lease of one run: take it, keep it alive, give it back."""
 
-    def __init__(self, conn, connect, who=None, run_id=None):
+    def __init__(self, conn, connect, who=None, run_id=None, keeps_session=lambda: True):
         self.conn = conn
+        self.keeps_session = keeps_session
+        self.kind = None
         self.id = uuid.uuid4().hex
         self.who = who or whoami()
         self.run_id = run_id
@@ -139,44 +166,86 @@ class Lease:
 
     def acquire(self, wait=None):
         """Take the lease, waiting at most ``wait`` seconds (None: forever, 0: not at all)."""
-        self._create_table()
+        self.kind = self._create_table()
         self.conn.autocommit = True
-        started = time.monotonic()
-        announced = False
         try:
             with self.conn.cursor() as cursor:
-                while True:
-                    cursor.execute(TAKE, {'holder': self.id, 'who': self.who,
-                                          'lease': LEASE_SECONDS, 'run_id': self.run_id})
-                    if cursor.fetchone():
-                        break
-                    other = holder(cursor)
-                    who = 'another dbmigrator run (%s)' % other if other else (
-                        'another dbmigrator run')
-                    if wait is not None and time.monotonic() - started >= wait:
-                        raise LockTimeout('%s holds the migration lock; gave up after %gs: '
-                                          'retry later or raise --lock-wait' % (who, wait))
-                    if not announced and other:
-                        log.info('Waiting for %s to finish...', who)
-                        announced = True
-                    time.sleep(POLL_SECONDS)
+                if self.kind == TABLE_LEASE and not self._wait(cursor, self._take_row, wait):
+                    self.kind = self._without_table(
+                        'cannot write %s (permission denied)' % TABLE,
+                        'GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %s' % (
+                            TABLE, _current_user(cursor)))
+                if self.kind == SESSION_LEASE:
+                    self._wait(cursor, self._take_session, wait)
         except KeyboardInterrupt:
             raise Interrupted('interrupted while waiting for the migration lock; '
                               'nothing was changed')
         finally:
             self.conn.autocommit = False
-        self._thread = threading.Thread(target=self._heartbeat, name='dbmigrator-lease',
-                                        daemon=True)
-        self._thread.start()
+        if self.kind == TABLE_LEASE:
+            self._thread = threading.Thread(target=self._heartbeat, name='dbmigrator-lease',
+                                            daemon=True)
+            self._thread.start()
+
+    def _take_row(self, cursor):
+        """One try at the lease row; None when this role may not write it."""
+        try:
+            cursor.execute(TAKE, {'holder': self.id, 'who': self.who,
+                                  'lease': LEASE_SECONDS, 'run_id': self.run_id})
+        except psycopg2.errors.InsufficientPrivilege:
+            return None
+        return bool(cursor.fetchone())
+
+    def _take_session(self, cursor):
+        cursor.execute('SELECT pg_try_advisory_lock(%s)', (SESSION_KEY,))
+        return cursor.fetchone()[0]
+
+    def _wait(self, cursor, take, wait):
+        """Poll ``take`` until it succeeds (True) or says it cannot (None)."""
+        started = time.monotonic()
+        announced = False
+        while True:
+            taken = take(cursor)
+            if taken is not False:
+                return taken
+            other = holder(cursor)
+            who = 'another dbmigrator run (%s)' % other if other else 'another dbmigrator run'
+            if wait is not None and time.monotonic() - started >= wait:
+                raise LockTimeout('%s holds the migration lock; gave up after %gs: '
+                                  'retry later or raise --lock-wait' % (who, wait))
+            if not announced and other:
+                log.info('Waiting for %s to finish...', who)
+                announced = True
+            time.sleep(POLL_SECONDS)
 
     def _create_table(self):
         """Create the lease table once; concurrent first runs queue on the xact lock."""
+        try:
+            with self.conn.cursor() as cursor:
+                cursor.execute('SELECT to_regclass(%s) IS NULL', (TABLE,))
+                if cursor.fetchone()[0]:
+                    cursor.execute('SELECT pg_advisory_xact_lock(%s)', (KEY,))
+                    cursor.execute(CREATE)
+            self.conn.commit()
+            return TABLE_LEASE
+        except (psycopg2.errors.InsufficientPrivilege, psycopg2.errors.ReadOnlySqlTransaction):
+            self.conn.rollback()
         with self.conn.cursor() as cursor:
-            cursor.execute('SELECT to_regclass(%s) IS NULL', (TABLE,))
-            if cursor.fetchone()[0]:
-                cursor.execute('SELECT pg_advisory_xact_lock(%s)', (KEY,))
-                cursor.execute(CREATE)
-        self.conn.commit()
+            grant = 'GRANT CREATE ON SCHEMA %s TO %s' % (_current_schema(cursor),
+                                                         _current_user(cursor))
+        self.conn.rollback()
+        return self._without_table('cannot create %s (no CREATE privilege)' % TABLE, grant)
+
+    def _without_table(self, why, grant):
+        """Warn once, naming the grant, and fall back to what still serialises runs."""
+        if self.keeps_session():
+            log.warning('Warning: %s: holding a session advisory lock instead, which the '
+                        'admin page cannot cancel; %s once to have the lease', why, grant)
+            return SESSION_LEASE
+        log.warning('Warning: %s, and through a transaction pooler no session lock holds: '
+                    'each migration still runs only once, but a second run does not wait '
+                    'for this one; %s once to have the lease', why, grant)
+        return NO_LEASE
 
     def running(self, version, name, pid):
         """Record which migration runs now, on which backend, for the page of any process.
@@ -194,7 +263,7 @@ class Lease:
 
     def check_cancelled(self):
         """Ask the database whether a page asked to cancel (the beat may not have seen it yet)."""
-        if not self.cancelled and not self.conn.closed:
+        if self.kind == TABLE_LEASE and not self.cancelled and not self.conn.closed:
             try:
                 with self.conn.cursor() as cursor:
                     cursor.execute('SELECT cancel_requested IS NOT NULL FROM dbmigrator_lock'
@@ -258,10 +327,23 @@ class Lease:
             self.conn.rollback()
             self.conn.autocommit = True
             with self.conn.cursor() as cursor:
-                cursor.execute('DELETE FROM dbmigrator_lock WHERE holder = %s', (self.id,))
+                if self.kind == TABLE_LEASE:
+                    cursor.execute('DELETE FROM dbmigrator_lock WHERE holder = %s', (self.id,))
+                elif self.kind == SESSION_LEASE:
+                    cursor.execute('SELECT pg_advisory_unlock(%s)', (SESSION_KEY,))
             self.conn.autocommit = False
         except psycopg2.Error:
             pass
+
+
+def _current_user(cursor):
+    cursor.execute('SELECT quote_ident(current_user)')
+    return cursor.fetchone()[0]
+
+
+def _current_schema(cursor):
+    cursor.execute("SELECT COALESCE(quote_ident(current_schema()), 'public')")
+    return cursor.fetchone()[0]
 
 
 def request_cancel(cursor, run_id):
