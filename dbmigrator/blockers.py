@@ -3,7 +3,8 @@
 When ``lock_timeout`` expires the waiting statement is gone, and with it the
 answer.  So while a migration runs, a thread samples ``pg_blocking_pids``
 of its backend every fraction of a second and keeps the last blocker seen:
-its pid, application_name, user and how long its transaction has been open.
+its pid, application_name, user and how long its transaction has been open,
+and whether what it holds is the migration lock (another run's claim).
 Never its query text, which may hold data.
 """
 import contextlib
@@ -11,6 +12,8 @@ import dataclasses
 import logging
 import threading
 import time
+
+from . import lock
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +26,12 @@ QUIET_SECONDS = 0.05
 QUERY = '''
 SELECT b.pid, b.application_name, b.usename,
        extract(epoch FROM now() - coalesce(b.xact_start, b.backend_start)),
-       (SELECT format('%%I.%%I', n.nspname, c.relname)
-          FROM pg_locks w JOIN pg_class c ON c.oid = w.relation
-          JOIN pg_namespace n ON n.oid = c.relnamespace
+       (SELECT CASE WHEN c.oid IS NOT NULL THEN format('%%I.%%I', n.nspname, c.relname)
+                    WHEN w.locktype = 'advisory' AND w.objsubid = 1
+                     AND w.classid::bigint = %(high)s AND w.objid::bigint = %(low)s THEN ''
+               END
+          FROM pg_locks w LEFT JOIN pg_class c ON c.oid = w.relation
+          LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE w.pid = %(pid)s AND NOT w.granted LIMIT 1)
   FROM unnest(pg_blocking_pids(%(pid)s)) AS blocking(pid)
   JOIN pg_stat_activity b ON b.pid = blocking.pid
@@ -54,7 +60,9 @@ class Blocker:
     relation: str = None
 
     def __str__(self):
-        what = 'a lock on %s' % self.relation if self.relation else 'a lock'
+        # '' is the migration lock, taken by another run's claim
+        what = ('the migration lock' if self.relation == '' else
+                'a lock on %s' % self.relation if self.relation else 'a lock')
         return '%s held by pid %s (application "%s", user %s, transaction open for %s)' % (
             what, self.pid, self.application or '', self.user, duration_text(self.open_seconds))
 
@@ -107,7 +115,8 @@ class Watch:
                     conn = self._connect()
                     conn.autocommit = True
                 with conn.cursor() as cursor:
-                    cursor.execute(QUERY, {'pid': watched[1]})
+                    cursor.execute(QUERY, {'pid': watched[1], 'high': (lock.KEY >> 32) & 0xffffffff,
+                                           'low': lock.KEY & 0xffffffff})
                     row = cursor.fetchone()
                 # A sample that outlived its block says nothing of the next one.
                 if row and self._watched is watched:

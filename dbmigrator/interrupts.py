@@ -15,7 +15,8 @@ its sockets open), nothing would ever end the statement: so the process
 exits on its own (130) ``GRACE_SECONDS`` after the signal.  libpq's cancel
 request can hold the interpreter's lock while it waits, so SIGALRM, whose
 default action needs no Python code, ends the process a little later if
-even that cannot run.  The server rolls the
+even that cannot run.  :func:`stop` ends a run the same way from another
+thread (the lease's, when it cannot be renewed).  The server rolls the
 transaction back once it sees the connection gone (keepalives,
 ``client_connection_check_interval``).
 """
@@ -28,7 +29,7 @@ import psycopg2.extensions
 
 GRACE_SECONDS = 10.0
 
-_state = {'requested': False, 'cancelled': False, 'deadline': None}
+_state = {'requested': False, 'cancelled': False, 'deadline': None, 'reason': None}
 _connections = weakref.WeakSet()
 _installed = []
 
@@ -58,27 +59,50 @@ def _cancel_statements(read_end):
         if not {signal.SIGINT, signal.SIGTERM} & set(signals):
             continue
         _state['requested'] = True
-        if _state['deadline'] is None:
-            _state['deadline'] = threading.Timer(GRACE_SECONDS, _give_up)
-            _state['deadline'].daemon = True
-            _state['deadline'].start()
-            signal.alarm(int(GRACE_SECONDS) + 5)
-        for conn in list(_connections):
-            if _busy(conn):
-                # Set first: the statement can only end once the cancel is sent.
-                _state['cancelled'] = True
-                try:
-                    conn.cancel()
-                except psycopg2.Error:
-                    pass
+        _exit_unless_done(GRACE_SECONDS, 'interrupted')
+        _cancel_busy(signalled=True)
 
 
-def _give_up():
+def _cancel_busy(signalled):
+    for conn in list(_connections):
+        if _busy(conn):
+            # Set first: the statement can only end once the cancel is sent.
+            _state['cancelled'] = signalled
+            try:
+                conn.cancel()
+            except psycopg2.Error:
+                pass
+
+
+def _exit_unless_done(grace, why):
+    """Exit ``grace`` seconds from now unless :func:`reset` comes first; only in
+    the console script, never in a web server that runs migrations in a thread."""
+    if _installed and _state['deadline'] is None:
+        _state['deadline'] = threading.Timer(grace, _give_up, args=(why,))
+        _state['deadline'].daemon = True
+        _state['deadline'].start()
+        signal.alarm(int(grace) + 5)
+
+
+def _give_up(why):
     """The run did not end after the signal: its connection does not answer."""
-    os.write(2, b'dbmigrator: error: interrupted, and the database connection does not answer '
-                b'the cancel request: exiting; the server rolls back the running migration '
-                b'when it notices the connection is gone\n')
+    os.write(2, ('dbmigrator: error: %s, and the database connection does not answer the '
+                 'cancel request: exiting; the server rolls back the running migration when '
+                 'it notices the connection is gone\n' % why).encode())
     os._exit(130)
+
+
+def stop(why, grace=GRACE_SECONDS / 2):
+    """End the run from another thread as a signal would, saying ``why``."""
+    _state['requested'] = True
+    _state['reason'] = why
+    _exit_unless_done(grace, why)
+    _cancel_busy(signalled=False)
+
+
+def reason():
+    """Why :func:`stop` ended the run; None after a signal or when nothing did."""
+    return _state['reason']
 
 
 def _interrupt(signum, frame):
@@ -114,6 +138,7 @@ def requested():
 
 def reset():
     _state['requested'] = _state['cancelled'] = False
+    _state['reason'] = None
     if _state['deadline'] is not None:
         _state['deadline'].cancel()
         _state['deadline'] = None

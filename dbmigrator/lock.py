@@ -38,6 +38,7 @@ import uuid
 import psycopg2
 import psycopg2.errors
 
+from . import interrupts
 from .errors import Interrupted, LockTimeout
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,9 @@ TABLE_LEASE, SESSION_LEASE, NO_LEASE = 'table', 'session', 'none'
 POLL_SECONDS = 0.2
 LEASE_SECONDS = 30
 HEARTBEAT_SECONDS = 1
+# A run whose heartbeat has not renewed its lease for this long stops, so
+# that it is gone before another run may take the lease over.
+RENEW_DEADLINE_SECONDS = LEASE_SECONDS / 2
 OUTPUT_CHARS = 16 * 1024
 
 CREATE = '''
@@ -183,9 +187,13 @@ class Lease:
         finally:
             self.conn.autocommit = False
         if self.kind == TABLE_LEASE:
+            self._renewed = time.monotonic()
             self._thread = threading.Thread(target=self._heartbeat, name='dbmigrator-lease',
                                             daemon=True)
             self._thread.start()
+            self._deadline = threading.Thread(target=self._watch_renewals,
+                                              name='dbmigrator-lease-deadline', daemon=True)
+            self._deadline.start()
 
     def _take_row(self, cursor):
         """One try at the lease row; None when this role may not write it."""
@@ -279,7 +287,8 @@ class Lease:
         """Renew the lease and publish progress; act on a cancel asked for from a page."""
         self._last_beat = time.monotonic()
         cursor.execute(
-            "UPDATE dbmigrator_lock SET expires = now() + %s * interval '1 second',"
+            "SET LOCAL statement_timeout = '5s';"
+            " UPDATE dbmigrator_lock SET expires = now() + %s * interval '1 second',"
             ' current = %s, current_pid = %s, current_started = %s, output = %s'
             ' WHERE holder = %s RETURNING cancel_requested IS NOT NULL',
             (LEASE_SECONDS, self.current, self.current_pid, self.current_started,
@@ -306,6 +315,7 @@ class Lease:
                     conn.autocommit = True
                 with conn.cursor() as cursor:
                     self._beat(cursor)
+                self._renewed = time.monotonic()
             except Exception as exc:  # the lease is a courtesy; claim() keeps it correct
                 log.debug('cannot renew the migration lock: %s', exc)
                 if conn is not None:
@@ -314,12 +324,24 @@ class Lease:
         if conn is not None:
             conn.close()
 
+    def _watch_renewals(self):
+        """Stop the run when its heartbeat is stuck (a stalled network, a starved pool):
+        from a thread of its own, because a stuck beat never returns to look."""
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            late = time.monotonic() - self._renewed
+            if late > RENEW_DEADLINE_SECONDS:
+                interrupts.stop('the migration lock could not be renewed for %ds (the database '
+                                'did not answer the heartbeat), so the run stopped before its '
+                                'lease could expire' % late)
+                return
+
     def release(self):
         """Give the lease back; a broken connection leaves it to expire."""
         if self._thread is not None:
             self._stop.set()
             self._wake.set()
-            self._thread.join()
+            self._thread.join(timeout=HEARTBEAT_SECONDS * 5)
+            self._deadline.join()
             self._thread = None
         if self.conn.closed:
             return
@@ -328,7 +350,9 @@ class Lease:
             self.conn.autocommit = True
             with self.conn.cursor() as cursor:
                 if self.kind == TABLE_LEASE:
-                    cursor.execute('DELETE FROM dbmigrator_lock WHERE holder = %s', (self.id,))
+                    # Never wait on the row: left behind, it expires.
+                    cursor.execute("SET LOCAL lock_timeout = '2s';"
+                                   ' DELETE FROM dbmigrator_lock WHERE holder = %s', (self.id,))
                 elif self.kind == SESSION_LEASE:
                     cursor.execute('SELECT pg_advisory_unlock(%s)', (SESSION_KEY,))
             self.conn.autocommit = False

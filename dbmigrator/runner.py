@@ -290,8 +290,9 @@ class Runner:
         migration = planned.migration
         with self.conn.cursor() as cursor:
             batch = Batch(cursor, self.statements)
-            if not self._begin(batch, planned):
-                return False
+            with self.watch.watching(self.conn.info.backend_pid):
+                if not self._begin(batch, planned):
+                    return False
             counts = self._catalog_counts(cursor) if self.dumper.enabled else None
             calls = self.active.super_user_calls
             if planned.action == UP and migration.is_repeat:
@@ -382,8 +383,9 @@ class Runner:
         """Autocommit: each statement commits on its own; the record is written after."""
         migration = planned.migration
         with self.conn.cursor() as cursor:
-            if not self._claim(Batch(cursor, self.statements), planned):
-                return False
+            with self.watch.watching(self.conn.info.backend_pid):
+                if not self._claim(Batch(cursor, self.statements), planned):
+                    return False
             wanted = planned.action != UP or not migration.is_repeat or self._should_run(
                 migration, cursor)
         self.conn.rollback()
@@ -457,7 +459,8 @@ class Runner:
                     raise
                 _safe_rollback(self.conn)
                 blocker = self.watch.last
-                held = str(blocker) if blocker else 'a lock (its holder had already gone)'
+                held = str(blocker) if blocker else (
+                    'a lock (its holder was not seen: it let go before the wait could be sampled)')
                 if attempt == attempts:
                     raise DBMigratorError(
                         'gave up after %d attempt%s waiting for %s: retry later, or raise '
@@ -490,7 +493,8 @@ class Runner:
                 except KeyboardInterrupt:
                     _safe_rollback(self.conn)
                     self._fail(planned, started, INTERRUPTED, Interrupted(
-                        'interrupted: migration %s %s was %s' % (
+                        '%s: migration %s %s was %s' % (
+                            interrupts.reason() or 'interrupted',
                             migration.version, migration.name,
                             'rolled back' if migration.is_atomic else 'stopped')
                         + _left(migration)))
@@ -498,7 +502,8 @@ class Runner:
                     _safe_rollback(self.conn)
                     if interrupts.requested() or self._cancelled_by(exc):
                         self._fail(planned, started, INTERRUPTED, Interrupted(
-                            'interrupted: migration %s %s was cancelled%s' % (
+                            '%s: migration %s %s was cancelled%s' % (
+                                interrupts.reason() or 'interrupted',
                                 migration.version, migration.name,
                                 ' and rolled back' if migration.is_atomic else '')
                             + _left(migration)))

@@ -2,7 +2,6 @@
 import json
 import re
 
-import psycopg2
 
 GOOD_ADD = '''\
     def up(cursor):

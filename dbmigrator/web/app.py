@@ -15,7 +15,6 @@ import binascii
 import hashlib
 import hmac
 import logging
-import os
 import secrets
 import signal
 import threading
