@@ -15,7 +15,7 @@ import uuid
 from . import history as history_mod
 from . import interrupts, lock, store
 from . import plan as plan_mod
-from .database import connect, describe, keeps_session
+from .database import connect, describe, keeps_session, through_proxy
 from .discovery import discover, read_sources
 from .errors import DBMigratorError, Interrupted, NotInitialized, SettingsError
 from .plan import DOWN, UP
@@ -135,10 +135,13 @@ def open_database(settings, locked=True, action=None, origin=None):
             return
         origin = (origin or Origin()).resolved()
         _require_writable(conn)
-        conn.lease = lock.Lease(conn, lambda: connect(dsn, settings.connect_timeout),
-                                who=origin.who, run_id=origin.run_id,
-                                keeps_session=lambda: keeps_session(conn, settings.pooler))
-        conn.lease.acquire(settings.lock_wait)
+        lease = lock.Lease(conn, lambda: connect(dsn, settings.connect_timeout),
+                           who=origin.who, run_id=origin.run_id,
+                           keeps_session=lambda c: keeps_session(c, settings.pooler),
+                           pooled=lambda c: not _direct(c, settings.pooler))
+        conn = lease.acquire(settings.lock_wait)
+        interrupts.watch(conn)
+        conn.lease = lease
         try:
             conn.recorder = history_mod.Recorder(origin.run_id, action, origin.who,
                                                  history_mod.ensure(conn, lock.KEY))
@@ -160,6 +163,13 @@ def open_database(settings, locked=True, action=None, origin=None):
             conn.lease = conn.recorder = None
     finally:
         conn.close()
+
+
+def _direct(conn, pooler):
+    """True when nothing pools the connection, so a waiting run may keep it."""
+    if pooler in ('session', 'transaction'):
+        return False
+    return pooler == 'none' or not through_proxy(conn)
 
 
 def _version_arg(version, what='--version'):

@@ -93,6 +93,15 @@ ON CONFLICT (id) DO UPDATE
                       AND (a.backend_start = l.backend_start OR a.backend_start IS NULL))
 RETURNING holder'''
 
+# Whether TAKE would succeed now, without taking anything.
+FREE = '''
+SELECT NOT EXISTS (SELECT 1 FROM dbmigrator_lock l
+                    WHERE l.expires >= now()
+                      AND EXISTS (SELECT 1 FROM pg_stat_activity a
+                                   WHERE a.pid = l.backend_pid
+                                     AND (a.backend_start = l.backend_start
+                                          OR a.backend_start IS NULL)))'''
+
 
 def whoami():
     """Who runs this process, for the lease and the history: user@host pid N."""
@@ -152,9 +161,11 @@ def holder(cursor):
 class Lease:
     """The lease of one run: take it, keep it alive, give it back."""
 
-    def __init__(self, conn, connect, who=None, run_id=None, keeps_session=lambda: True):
+    def __init__(self, conn, connect, who=None, run_id=None, keeps_session=lambda conn: True,
+                 pooled=lambda conn: False):
         self.conn = conn
         self.keeps_session = keeps_session
+        self._pooled = pooled
         self.kind = None
         self.id = uuid.uuid4().hex
         self.who = who or whoami()
@@ -169,23 +180,33 @@ class Lease:
         self._thread = None
 
     def acquire(self, wait=None):
-        """Take the lease, waiting at most ``wait`` seconds (None: forever, 0: not at all)."""
+        """Take the lease, waiting at most ``wait`` seconds (None: forever, 0: not at all).
+
+        Returns the connection that holds it: behind a pooler a waiting run
+        lets go of its own, so that it holds no server connection the
+        holder's heartbeat needs, and connects again once the lease is free.
+        """
         self.kind = self._create_table()
-        self.conn.autocommit = True
+        self._started, self._announced = time.monotonic(), False
         try:
-            with self.conn.cursor() as cursor:
-                if self.kind == TABLE_LEASE and not self._wait(cursor, self._take_row, wait):
+            if self.kind == TABLE_LEASE:
+                taken = self._try(self._take_row)
+                if taken is False and self._pooled(self.conn):
+                    taken = self._wait_apart(wait)
+                elif taken is False:
+                    taken = self._wait_here(self._take_row, wait)
+                if taken is None:
+                    with self.conn.cursor() as cursor:
+                        grant = 'GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %s' % (
+                            TABLE, _current_user(cursor))
+                    self.conn.rollback()
                     self.kind = self._without_table(
-                        'cannot write %s (permission denied)' % TABLE,
-                        'GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %s' % (
-                            TABLE, _current_user(cursor)))
-                if self.kind == SESSION_LEASE:
-                    self._wait(cursor, self._take_session, wait)
+                        'cannot write %s (permission denied)' % TABLE, grant)
+            if self.kind == SESSION_LEASE:
+                self._try(self._take_session) or self._wait_here(self._take_session, wait)
         except KeyboardInterrupt:
             raise Interrupted('interrupted while waiting for the migration lock; '
                               'nothing was changed')
-        finally:
-            self.conn.autocommit = False
         if self.kind == TABLE_LEASE:
             self._renewed = time.monotonic()
             self._thread = threading.Thread(target=self._heartbeat, name='dbmigrator-lease',
@@ -194,9 +215,18 @@ class Lease:
             self._deadline = threading.Thread(target=self._watch_renewals,
                                               name='dbmigrator-lease-deadline', daemon=True)
             self._deadline.start()
+        return self.conn
+
+    def _try(self, take):
+        """One autocommit try: True taken, False busy, None not allowed."""
+        self.conn.autocommit = True
+        try:
+            with self.conn.cursor() as cursor:
+                return take(cursor)
+        finally:
+            self.conn.autocommit = False
 
     def _take_row(self, cursor):
-        """One try at the lease row; None when this role may not write it."""
         try:
             cursor.execute(TAKE, {'holder': self.id, 'who': self.who,
                                   'lease': LEASE_SECONDS, 'run_id': self.run_id})
@@ -208,23 +238,52 @@ class Lease:
         cursor.execute('SELECT pg_try_advisory_lock(%s)', (SESSION_KEY,))
         return cursor.fetchone()[0]
 
-    def _wait(self, cursor, take, wait):
-        """Poll ``take`` until it succeeds (True) or says it cannot (None)."""
-        started = time.monotonic()
-        announced = False
+    def _wait_here(self, take, wait):
+        """Poll ``take`` on the run's connection until it succeeds or says it cannot."""
         while True:
-            taken = take(cursor)
+            self.conn.autocommit = True
+            try:
+                with self.conn.cursor() as cursor:
+                    self._still_waiting(holder(cursor), wait)
+                    time.sleep(POLL_SECONDS)
+                    taken = take(cursor)
+            finally:
+                self.conn.autocommit = False
             if taken is not False:
                 return taken
-            other = holder(cursor)
-            who = 'another dbmigrator run (%s)' % other if other else 'another dbmigrator run'
-            if wait is not None and time.monotonic() - started >= wait:
-                raise LockTimeout('%s holds the migration lock; gave up after %gs: '
-                                  'retry later or raise --lock-wait' % (who, wait))
-            if not announced and other:
-                log.info('Waiting for %s to finish...', who)
-                announced = True
+
+    def _wait_apart(self, wait):
+        """Wait with no server connection held: each poll connects, looks, and
+        disconnects; only a free lease is tried on a connection of the run."""
+        self.conn.close()
+        while True:
+            probe = self._connect()
+            try:
+                probe.autocommit = True
+                with probe.cursor() as cursor:
+                    cursor.execute(FREE)
+                    free = cursor.fetchone()[0]
+                    other = None if free else holder(cursor)
+            finally:
+                probe.close()
+            if free:
+                self.conn = self._connect()
+                taken = self._try(self._take_row)
+                if taken is not False:
+                    return taken
+                self.conn.close()
+            self._still_waiting(other, wait)
             time.sleep(POLL_SECONDS)
+
+    def _still_waiting(self, other, wait):
+        """Give up once ``wait`` is over; say once whom the run waits for."""
+        who = 'another dbmigrator run (%s)' % other if other else 'another dbmigrator run'
+        if wait is not None and time.monotonic() - self._started >= wait:
+            raise LockTimeout('%s holds the migration lock; gave up after %gs: '
+                              'retry later or raise --lock-wait' % (who, wait))
+        if not self._announced and other:
+            log.info('Waiting for %s to finish...', who)
+            self._announced = True
 
     def _create_table(self):
         """Create the lease table once; concurrent first runs queue on the xact lock."""
@@ -246,7 +305,7 @@ class Lease:
 
     def _without_table(self, why, grant):
         """Warn once, naming the grant, and fall back to what still serialises runs."""
-        if self.keeps_session():
+        if self.keeps_session(self.conn):
             log.warning('Warning: %s: holding a session advisory lock instead, which the '
                         'admin page cannot cancel; %s once to have the lease', why, grant)
             return SESSION_LEASE
