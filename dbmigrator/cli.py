@@ -455,11 +455,39 @@ def main(argv=None, once=False):
     except KeyboardInterrupt:
         return _report(args, DBMigratorError('interrupted'), 130)
     except Exception as exc:
+        if _statement_timeout(exc):
+            return _report(args, SettingsError(
+                "a statement of dbmigrator's own was cancelled by statement_timeout: the "
+                "role's or database's is too short for its bookkeeping; raise it (ALTER ROLE "
+                "... SET statement_timeout = '1min') or set it to 0; --statement-timeout sets "
+                "the migrations' own"), EXIT_USAGE)
+        if _connection_lost(exc):
+            return _report(args, DBMigratorError(
+                'lost the database connection (%s): what this run reported done stays '
+                'applied, nothing else was; "dbmigrator list" shows the state, then run it '
+                'again' % (str(exc).strip().splitlines() or ['no reason given'])[0]),
+                EXIT_MIGRATION_FAILED)
         return _report(args, DBMigratorError('unexpected error: %s: %s' % (
             type(exc).__name__, ' '.join(str(exc).split()))), EXIT_MIGRATION_FAILED)
     if args.format == 'json' and document is not None:
         _print_json(document)
     return code
+
+
+def _statement_timeout(exc):
+    """A setup statement cancelled by the session's statement_timeout (a
+    migration's own cancellation is reported as that migration's failure)."""
+    errors = sys.modules.get('psycopg2.errors')
+    return (errors is not None and isinstance(exc, errors.QueryCanceled)
+            and 'statement timeout' in str(exc))
+
+
+def _connection_lost(exc):
+    """The connection dropped outside a migration's step (which reports its own)."""
+    psycopg2 = sys.modules.get('psycopg2')
+    return psycopg2 is not None and (
+        isinstance(exc, psycopg2.InterfaceError) or isinstance(exc, psycopg2.OperationalError)
+        and getattr(exc, 'pgcode', None) is None)
 
 
 def _print_json(document):

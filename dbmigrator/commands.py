@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 APPLIED, PENDING, DEFERRED = 'applied', 'pending', 'deferred'
 PLANNED = 'planned'
-NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
+NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')
 
 TEMPLATE = '''\
 # Uncomment should_run if this is a repeat migration
@@ -183,6 +183,8 @@ def _version_arg(version, what='--version'):
 def _read_state(conn):
     with conn.cursor() as cursor:
         exists = store.table_exists(cursor)
+        if exists:
+            store.check_shape(cursor)
         records = store.read(cursor) if exists else store.Records()
     conn.rollback()
     return exists, records
@@ -302,7 +304,7 @@ def _planned_steps(plan):
 
 def generate(settings, name, non_atomic=False):
     """Write a new migration skeleton; returns its path."""
-    if not NAME.match(name or ''):
+    if not NAME.fullmatch(name or ''):
         raise SettingsError('migration name %r is not valid: use letters, digits and '
                             'underscores, starting with a letter (e.g. add_id_to_users)' % name)
     directory = settings.require_directories()[0]

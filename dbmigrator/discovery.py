@@ -120,9 +120,26 @@ def _read(path):
         os.close(handle)
 
 
+def _unreadable(path, exc):
+    """Why a folder entry named like a migration cannot be read, and what to do."""
+    if isinstance(exc, IsADirectoryError):
+        return '%s is a directory named like a migration: rename it' % path
+    if os.path.islink(path) and isinstance(exc, FileNotFoundError):
+        return '%s is a symlink to %s, which does not exist: fix or remove the link' % (
+            path, os.readlink(path))
+    return '%s: cannot read the migration (%s): %s' % (
+        path, exc.strerror or exc, 'let the user running dbmigrator read it'
+        if isinstance(exc, PermissionError) else 'fix or remove the link')
+
+
 def _source(path):
     """The file's bytes, their checksum and their text."""
-    data = _read(path)
+    try:
+        if not os.path.isfile(path) and os.path.exists(path) and not os.path.isdir(path):
+            raise SettingsError('%s is not a regular file: a migration must be one' % path)
+        data = _read(path)
+    except OSError as exc:
+        raise SettingsError(_unreadable(path, exc))
     try:
         source = data.decode('utf-8')
     except UnicodeDecodeError as exc:

@@ -43,9 +43,27 @@ def bin_dir():
     return folder if os.path.isdir(folder) else None
 
 
+def check_path(dsn):
+    """Refuse a PATH that is not (or cannot become) a data directory of ours:
+    the server's files are given to its own user, and nothing else may be."""
+    if not dsn[len(PREFIX):].strip():
+        raise SettingsError('embedded: needs the folder that keeps the server\'s data, as '
+                            'embedded:PATH (for example embedded:.dbmigrator/pg)')
+    path = data_path(dsn)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise SettingsError('%s is not a folder: embedded:PATH names the folder that keeps '
+                            'the server\'s data; pick a new or empty folder' % path)
+    if os.path.isdir(path) and os.listdir(path) and not os.path.exists(
+            os.path.join(path, 'PG_VERSION')):
+        raise SettingsError('%s is a folder that holds files but no PostgreSQL data '
+                            '(no PG_VERSION): embedded:PATH must name a new or empty folder, '
+                            'or one an earlier run made' % path)
+    return path
+
+
 def start(dsn):
     """Start (or join) the server for ``embedded:PATH`` and return a libpq URI."""
-    path = data_path(dsn)
+    path = check_path(dsn)
     if not os.path.isdir(os.path.dirname(path)):
         os.makedirs(os.path.dirname(path), exist_ok=True)
     ensure_runtime_dir()

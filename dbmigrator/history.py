@@ -16,6 +16,7 @@ import threading
 
 import psycopg2
 
+from . import own_tables
 from .database import inline
 from .redact import scrub
 
@@ -60,10 +61,21 @@ def _version():
     return __version__
 
 
+_OWN = {
+    'dbmigrator_runs': ('run_id', 'action', 'started', 'finished', 'outcome', 'error', 'who',
+                        'dbmigrator_version'),
+    'dbmigrator_history': ('id', 'run_id', 'action', 'version', 'name', 'started', 'finished',
+                           'outcome', 'error', 'diff', 'output', 'who', 'dbmigrator_version'),
+}
+
+
 def exists(cursor):
-    cursor.execute("SELECT to_regclass('dbmigrator_history') IS NOT NULL"
-                   " AND to_regclass('dbmigrator_runs') IS NOT NULL")
-    return cursor.fetchone()[0]
+    """Both tables are there; an error when a table of that name is someone else's."""
+    found = [own_tables.found(cursor, table, columns, "dbmigrator's run history",
+                              'rename that table (it may hold data); dbmigrator then makes '
+                              'its own')
+             for table, columns in _OWN.items()]
+    return all(found)
 
 
 def ensure(conn, key):

@@ -38,7 +38,7 @@ import uuid
 import psycopg2
 import psycopg2.errors
 
-from . import interrupts
+from . import interrupts, own_tables
 from .errors import Interrupted, LockTimeout
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,9 @@ CREATE TABLE IF NOT EXISTS dbmigrator_lock (
     output TEXT,
     cancel_requested TIMESTAMPTZ
 )'''
+
+COLUMNS = ('holder', 'who', 'backend_pid', 'backend_start', 'acquired', 'expires', 'run_id',
+           'current', 'current_pid', 'current_started', 'output', 'cancel_requested')
 
 TAKE = '''
 INSERT INTO dbmigrator_lock AS l (holder, who, backend_pid, backend_start, acquired, expires,
@@ -289,8 +292,9 @@ class Lease:
         """Create the lease table once; concurrent first runs queue on the xact lock."""
         try:
             with self.conn.cursor() as cursor:
-                cursor.execute('SELECT to_regclass(%s) IS NULL', (TABLE,))
-                if cursor.fetchone()[0]:
+                if not own_tables.found(cursor, TABLE, COLUMNS, "dbmigrator's lease table",
+                                        'drop it if nothing else uses it, or rename it; '
+                                        'dbmigrator then makes its own'):
                     cursor.execute('SELECT pg_advisory_xact_lock(%s)', (KEY,))
                     cursor.execute(CREATE)
             self.conn.commit()

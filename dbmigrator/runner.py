@@ -204,9 +204,10 @@ class Runner:
 
     def _ended_own_transaction(self):
         """True when the migration's transaction is no longer the one it began in."""
-        return self.conn.info.transaction_status not in (
+        return not self.conn.closed and self.conn.info.transaction_status not in (
             psycopg2.extensions.TRANSACTION_STATUS_INTRANS,
-            psycopg2.extensions.TRANSACTION_STATUS_INERROR)
+            psycopg2.extensions.TRANSACTION_STATUS_INERROR,
+            psycopg2.extensions.TRANSACTION_STATUS_UNKNOWN)
 
     def _should_run(self, migration, cursor):
         cursor.execute('SAVEPOINT dbmigrator_should_run')

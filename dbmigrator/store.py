@@ -58,9 +58,11 @@ def describe_invalid(version):
 
 def table_exists(cursor):
     """True when schema_migrations exists; an error when it is not a table."""
-    cursor.execute('SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)', (TABLE,))
+    cursor.execute('SELECT (SELECT relkind FROM pg_class WHERE oid = to_regclass(%s))'
+                   + _SESSION, (TABLE,))
     row = cursor.fetchone()
-    if row is None:
+    _check_session(*row[1:])
+    if row[0] is None:
         return False
     if row[0] not in ('r', 'p'):
         kind = {'v': 'view', 'm': 'materialized view', 'f': 'foreign table',
@@ -70,10 +72,73 @@ def table_exists(cursor):
     return True
 
 
+_SHAPE = '''
+SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typcategory,
+       a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AND a.attgenerated = ''
+  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+ WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped
+ ORDER BY a.attnum'''
+
+
+def check_shape(cursor):
+    """Refuse, before anything runs, a schema_migrations that dbmigrator cannot keep.
+
+    1.x made ``(version TEXT, applied TIMESTAMPTZ)``; a numeric version
+    column is read as text, and extra columns are left alone unless a new
+    row could not be written without them.
+    """
+    cursor.execute(_SHAPE, (TABLE,))
+    columns = {name: (kind, category, required) for name, kind, category, required
+               in cursor.fetchall()}
+    for name, categories, wanted in (('version', 'SN', 'text or an integer type'),
+                                     ('applied', 'D', 'timestamptz')):
+        if name not in columns:
+            raise SettingsError('schema_migrations has no %s column, so it is not the table '
+                                'dbmigrator and db-migrator 1.x keep: rename it, or add the '
+                                'column (%s)' % (name, wanted))
+        if columns[name][1] not in categories:
+            raise SettingsError('schema_migrations.%s is %s; dbmigrator needs %s: change the '
+                                'column\'s type' % (name, columns[name][0], wanted))
+    required = [n for n, (_, _, needed) in columns.items()
+                if needed and n not in ('version', 'applied')]
+    if required:
+        raise SettingsError('schema_migrations has NOT NULL column%s %s with no default, which '
+                            'dbmigrator does not fill: give %s a default or drop %s' % (
+                                's' if len(required) > 1 else '', ', '.join(required),
+                                'them' if len(required) > 1 else 'it',
+                                'them' if len(required) > 1 else 'it'))
+
+
+# Below this, a role's or database's statement_timeout cancels dbmigrator's own
+# bookkeeping (the lease, the history) at random.
+MIN_STATEMENT_TIMEOUT_MS = 1000
+
+_SESSION = (", current_schema() IS NULL, current_setting('search_path'),"
+            " (SELECT setting::bigint FROM pg_settings WHERE name = 'statement_timeout'),"
+            " quote_ident(current_user)")
+
+
+def _check_session(no_schema, search_path, statement_timeout, user):
+    if no_schema:
+        raise SettingsError(
+            "the connection's search_path (%s) names no schema that exists, so dbmigrator's "
+            "tables have nowhere to go: set one for the role (ALTER ROLE %s SET search_path = "
+            "public) or in the connection string (options=-csearch_path=public)" % (
+                search_path or "''", user))
+    if 0 < statement_timeout < MIN_STATEMENT_TIMEOUT_MS:
+        raise SettingsError(
+            'statement_timeout is %dms for this role or database, too short for dbmigrator\'s '
+            "own statements: raise it (ALTER ROLE %s SET statement_timeout = '1min') or set it "
+            "to 0; --statement-timeout sets the migrations' own" % (statement_timeout, user))
+
+
 def require_writable(cursor):
-    """Refuse early, in words, on a read-only database or a standby."""
-    cursor.execute("SELECT current_setting('transaction_read_only') = 'on', pg_is_in_recovery()")
-    read_only, standby = cursor.fetchone()
+    """Refuse early, in words, on a read-only database or a standby, and on a
+    session whose settings would break dbmigrator's own statements."""
+    cursor.execute("SELECT current_setting('transaction_read_only') = 'on', pg_is_in_recovery()"
+                   + _SESSION)
+    read_only, standby, *session = cursor.fetchone()
+    _check_session(*session)
     if standby:
         raise DatabaseReadOnly('the database is a read-only standby (in recovery): '
                                'point db-connection-string at the primary')
@@ -187,9 +252,9 @@ def read(cursor):
     if has_checksum_column(cursor):
         sources.append('s.checksum')
     checksum = 'COALESCE(%s)' % ', '.join(sources) if sources else 'NULL'
-    join = (' LEFT JOIN dbmigrator_checksums c ON c.version = s.version'
+    join = (' LEFT JOIN dbmigrator_checksums c ON c.version = s.version::text'
             ' AND c.applied IS NOT DISTINCT FROM s.applied') if 'c.checksum' in sources else ''
-    cursor.execute('SELECT s.version, s.applied, %s FROM schema_migrations s%s' % (
+    cursor.execute('SELECT s.version::text, s.applied, %s FROM schema_migrations s%s' % (
         checksum, join))
     records = Records()
     for version, applied, digest in cursor.fetchall():

@@ -206,3 +206,124 @@ def test_a_migrations_session_cannot_stay_idle_in_transaction_for_ever(dbm, db, 
     assert dbm('migrate').code == 0
     assert db.query('SELECT * FROM seen') == [('10min', '1', '30000')]
     assert db.query("SELECT current_setting('idle_in_transaction_session_timeout')") == [('0',)]
+
+
+@pytest.mark.parametrize('make, message', [
+    (lambda folder, path: os.symlink('nowhere.py', path),
+     ' is a symlink to nowhere.py, which does not exist: fix or remove the link'),
+    (lambda folder, path: os.symlink(os.path.basename(path), path),
+     ': cannot read the migration (Too many levels of symbolic links): fix or remove the link'),
+    (lambda folder, path: os.mkdir(path),
+     ' is a directory named like a migration: rename it'),
+    (lambda folder, path: os.mkfifo(path),
+     ' is not a regular file: a migration must be one'),
+    # root reads any file it may open, but no one reads a write-only /proc/sys entry
+    (lambda folder, path: os.symlink('/proc/sys/vm/drop_caches', path) if os.geteuid() == 0
+     else (open(path, 'w').close(), os.chmod(path, 0)),
+     ': cannot read the migration (Permission denied): let the user running dbmigrator '
+     'read it'),
+], ids=['dangling symlink', 'symlink loop', 'directory', 'fifo', 'unreadable'])
+def test_folder_entries_that_are_not_readable_files(dbm, migrations, make, message):
+    path = os.path.join(migrations.path, '20200101000000_odd.py')
+    make(migrations.path, path)
+    for command in ('list', 'migrate'):
+        result = dbm(command)
+        assert result.code == 2, result
+        assert result.err == 'dbmigrator: error: %s%s\n' % (path, message), result
+
+
+def test_generate_refuses_a_name_ending_in_a_newline(dbm, migrations):
+    result = dbm('generate', 'foo\n')
+    assert result.code == 2, result
+    assert "migration name 'foo\\n' is not valid" in result.err
+    assert os.listdir(migrations.path) == []
+
+
+def test_a_bigint_version_column_is_read_as_text(dbm, db, migrations):
+    db.query('CREATE TABLE schema_migrations (version BIGINT, applied TIMESTAMPTZ);'
+             " INSERT INTO schema_migrations VALUES (20200101000000, now())")
+    migrations.table('20200101000000', 'a', 'ta')
+    migrations.table('20200102000000', 'b', 'tb')
+    listed = dbm('list')
+    assert listed.code == 0, listed
+    assert [line.split()[2] for line in listed.out.splitlines()[2:]] == ['True', 'False']
+    assert dbm('migrate', '--no-diff').code == 0
+    assert db.table_exists('tb') and not db.table_exists('ta')
+    assert dbm('rollback', '--no-diff').code == 0
+    assert db.query('SELECT version FROM schema_migrations') == [(20200101000000,)]
+
+
+@pytest.mark.parametrize('table, message', [
+    ('CREATE TABLE schema_migrations (version TEXT, applied TIMESTAMPTZ, who TEXT NOT NULL)',
+     'schema_migrations has NOT NULL column who with no default, which dbmigrator does not '
+     'fill: give it a default or drop it'),
+    ('CREATE TABLE schema_migrations (id INT, applied TIMESTAMPTZ)',
+     'schema_migrations has no version column, so it is not the table dbmigrator and '
+     'db-migrator 1.x keep: rename it, or add the column (text or an integer type)'),
+    ('CREATE TABLE schema_migrations (version TEXT, applied BOOLEAN)',
+     "schema_migrations.applied is boolean; dbmigrator needs timestamptz: change the "
+     "column's type"),
+    ('CREATE TABLE schema_migrations (version TEXT, applied TIMESTAMPTZ);'
+     ' CREATE TABLE dbmigrator_lock (id INT PRIMARY KEY, holder TEXT)',
+     "dbmigrator_lock exists but is not dbmigrator's lease table (it has no columns who, "
+     'backend_pid, backend_start, acquired, expires, run_id, current, current_pid, '
+     'current_started, output, cancel_requested): drop it if nothing else uses it, or rename '
+     'it; dbmigrator then makes its own'),
+    ('CREATE TABLE schema_migrations (version TEXT, applied TIMESTAMPTZ);'
+     ' CREATE TABLE dbmigrator_history (id INT, note TEXT)',
+     "dbmigrator_history exists but is not dbmigrator's run history (it has no columns "
+     'run_id, action, version, name, started, finished, outcome, error, diff, output, who, '
+     'dbmigrator_version): rename that table (it may hold data); dbmigrator then makes its own'),
+], ids=['foreign not null column', 'no version', 'applied boolean', 'lock', 'history'])
+def test_tables_of_another_shape_are_named_before_anything_runs(dbm, db, migrations, table,
+                                                                message):
+    db.query(table)
+    migrations.table('20200101000000', 'a', 'ta')
+    result = dbm('migrate', '--no-diff')
+    assert result.code == 2, result
+    assert result.err == 'dbmigrator: error: %s\n' % message, result
+    assert not db.table_exists('ta')
+
+
+def test_an_empty_search_path_is_named(dbm, db, migrations):
+    db.query("ALTER DATABASE %s SET search_path = ''" % db.name)
+    migrations.table('20200101000000', 'a', 'ta')
+    for argv in (('init', '--version', '0'), ('list',)):
+        result = dbm(*argv)
+        assert result.code == 2, result
+        assert ("the connection's search_path (\"\") names no schema that exists, so "
+                "dbmigrator's tables have nowhere to go") in result.err, result
+
+
+@pytest.mark.parametrize('timeout', ['1ms', '200ms'])
+def test_a_role_statement_timeout_too_short_for_dbmigrator_is_named(dbm, db, migrations,
+                                                                    timeout):
+    db.query("ALTER DATABASE %s SET statement_timeout = '%s'" % (db.name, timeout))
+    migrations.table('20200101000000', 'a', 'ta')
+    result = dbm('init', '--version', '0')
+    assert result.code == 2, result
+    assert 'unexpected error' not in result.err
+    assert 'statement_timeout' in result.err and 'ALTER ROLE' in result.err, result
+    assert len(result.err.splitlines()) == 1
+
+
+def test_embedded_paths_that_are_not_data_folders_are_refused_and_left_alone(run, tmp_path,
+                                                                             migrations):
+    afile = tmp_path / 'afile'
+    afile.write_text('mine')
+    busy = tmp_path / 'busy'
+    busy.mkdir()
+    (busy / 'notes.txt').write_text('mine')
+    for dsn, message in (
+            ('embedded:', "embedded: needs the folder that keeps the server's data, as "
+                          'embedded:PATH (for example embedded:.dbmigrator/pg)'),
+            ('embedded:%s' % afile, '%s is not a folder: embedded:PATH names the folder that '
+                                    "keeps the server's data; pick a new or empty folder" % afile),
+            ('embedded:%s' % busy, '%s is a folder that holds files but no PostgreSQL data '
+                                   '(no PG_VERSION)' % busy)):
+        result = run('--db-connection-string', dsn, '--migrations-directory', migrations.path,
+                     'list')
+        assert result.code == 2, result
+        assert result.err.startswith('dbmigrator: error: ' + message), result
+    for path in (afile, busy, busy / 'notes.txt'):
+        assert path.stat().st_uid == os.geteuid()

@@ -16,8 +16,9 @@ class StallingProxy:
     """TCP in front of the server's socket that can stop forwarding, keeping its
     sockets open, as a stalled proxy or a network black hole does."""
 
-    def __init__(self, socket_path):
+    def __init__(self, socket_path, cut_after=None):
         self.socket_path = socket_path
+        self.cut_after = cut_after
         self.stalled = threading.Event()
         self.listener = socket.socket()
         self.listener.bind(('127.0.0.1', 0))
@@ -35,13 +36,21 @@ class StallingProxy:
             server = socket.socket(socket.AF_UNIX)
             server.connect(self.socket_path)
             self.kept.append(server)
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            cut = self.cut_after if len(self.kept) == 2 else None
+            for a, b, limit in ((client, server, cut), (server, client, None)):
+                threading.Thread(target=self._pump, args=(a, b, limit), daemon=True).start()
 
-    def _pump(self, source, target):
+    def _pump(self, source, target, limit=None):
+        """Forward; with ``limit``, cut both sockets at that many client messages."""
+        sent = 0
         while True:
             data = source.recv(65536)
             if not data:
+                return
+            sent += 1
+            if limit is not None and sent > limit:
+                for sock in (source, target):
+                    sock.shutdown(socket.SHUT_RDWR)
                 return
             if self.stalled.is_set():
                 return  # holds the data, and both sockets open, for good
@@ -71,9 +80,9 @@ def start_slow_run(db, migrations, dsn):
     return process
 
 
-def through_proxy(db):
+def through_proxy(db, cut_after=None):
     port = db.query("SELECT setting FROM pg_settings WHERE name = 'port'")[0][0]
-    proxy = StallingProxy('%s/.s.PGSQL.%s' % (db.socket_dir, port))
+    proxy = StallingProxy('%s/.s.PGSQL.%s' % (db.socket_dir, port), cut_after)
     user = db.query('SELECT current_user')[0][0]
     return proxy, 'postgresql://%s@127.0.0.1:%d/%s' % (user, proxy.port, db.name)
 
@@ -144,3 +153,32 @@ def test_a_claim_that_waits_names_the_run_that_holds_the_lock(dbm, db, migration
     assert ('gave up after 2 attempts waiting for the migration lock held by pid %d '
             '(application "stuck-run"' % pid) in result.err, result
     assert db.query('SELECT count(*) FROM schema_migrations') == [(0,)]
+
+
+def test_a_connection_cut_at_any_point_of_a_run_is_one_line_and_applies_nothing_twice(
+        run, db, migrations):
+    db.query('CREATE TABLE ran (version TEXT)')
+    for version in ('20200101000000', '20200102000000'):
+        migrations.add(version, 'm' + version[-8:-6], """\
+            def up(cursor):
+                cursor.execute("INSERT INTO ran VALUES ('%s')")
+            """ % version)
+    assert run('--db-connection-string', db.dsn, '--migrations-directory', migrations.path,
+               'init', '--version', '0').code == 0
+    outcomes = set()
+    for cut in range(1, 40):
+        proxy, dsn = through_proxy(db, cut_after=cut)
+        result = run('--db-connection-string', dsn, '--migrations-directory', migrations.path,
+                     '--pooler', 'none', 'migrate', '--no-diff')
+        assert 'unexpected error' not in result.err, (cut, result)
+        assert 'Traceback' not in result.err, (cut, result)
+        assert len(result.err.strip().splitlines()) <= 1, (cut, result)
+        # No migration here ends its own transaction: a lost connection must not read so.
+        assert 'ended its own transaction' not in result.err, (cut, result)
+        outcomes.add(result.code)
+        if result.code == 0:
+            break
+    assert 0 in outcomes, (outcomes, result)
+    assert db.query('SELECT version, count(*) FROM ran GROUP BY version ORDER BY 1') == [
+        ('20200101000000', 1), ('20200102000000', 1)]
+    assert db.versions() == ['20200101000000', '20200102000000']
