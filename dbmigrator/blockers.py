@@ -1,4 +1,5 @@
-"""Who blocks a migration that waits for a lock, seen from a second connection.
+"""Who blocks a migration that waits for a lock, and whom a migration blocks,
+seen from a second connection.
 
 When ``lock_timeout`` expires the waiting statement is gone, and with it the
 answer.  So while a migration runs, a thread samples ``pg_blocking_pids``
@@ -6,6 +7,11 @@ of its backend every fraction of a second and keeps the last blocker seen:
 its pid, application_name, user and how long its transaction has been open,
 and whether what it holds is the migration lock (another run's claim).
 Never its query text, which may hold data.
+
+The other way round, the guard (``--max-blocking``): sessions that wait for
+a lock the migration holds, and since when; past the limit the migration's
+statement is cancelled, so that a rewrite or a long scan under a strong
+lock cannot stall production for longer than that.
 """
 import contextlib
 import dataclasses
@@ -38,6 +44,54 @@ SELECT b.pid, b.application_name, b.usename,
  ORDER BY b.xact_start NULLS LAST
  LIMIT 1
 '''
+
+
+# Sessions that wait for a lock the watched backend holds on a table; the
+# longest wait first.  pg_locks.waitstart (PostgreSQL 14+) says since when.
+WAITERS = '''
+SELECT count(*), max(extract(epoch FROM now() - %(since)s)),
+       (array_agg(format('%%%%I.%%%%I', n.nspname, c.relname) ORDER BY %(since)s))[1],
+       (array_agg(held.mode ORDER BY %(since)s))[1]
+  FROM pg_locks w
+  JOIN pg_stat_activity a ON a.pid = w.pid
+  JOIN pg_class c ON c.oid = w.relation
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN LATERAL (SELECT h.mode FROM pg_locks h
+                 WHERE h.pid = %%(pid)s AND h.granted AND h.locktype = 'relation'
+                   AND h.relation = w.relation AND h.database = w.database
+                 ORDER BY array_position(ARRAY['AccessExclusiveLock', 'ExclusiveLock',
+                   'ShareRowExclusiveLock', 'ShareLock', 'ShareUpdateExclusiveLock',
+                   'RowExclusiveLock', 'RowShareLock', 'AccessShareLock'], h.mode::text)
+                 LIMIT 1) held ON true
+ WHERE w.locktype = 'relation' AND NOT w.granted AND w.pid <> %%(pid)s
+   AND %%(pid)s = ANY (pg_blocking_pids(w.pid))
+'''
+
+# What a held lock mode stops, and the lint rule that finds what takes it.
+BLOCKS = {'AccessExclusiveLock': 'reads and writes', 'ExclusiveLock': 'writes',
+          'ShareRowExclusiveLock': 'writes', 'ShareLock': 'writes'}
+RULES = {'AccessExclusiveLock': 'table-rewrite or held-exclusive-lock',
+         'ExclusiveLock': 'held-exclusive-lock', 'ShareRowExclusiveLock': 'validating-constraint',
+         'ShareLock': 'blocking-index'}
+
+
+@dataclasses.dataclass
+class Blocking:
+    """What the guard saw when it cancelled a migration that blocked others."""
+
+    sessions: int
+    longest: float
+    relation: str
+    mode: str
+    limit: float
+
+    def __str__(self):
+        return ('it blocked %d session%s on %s for %.1fs (the longest wait; --max-blocking is '
+                '%gs) with its %s, which blocks %s; lint flags this as %s: run dbmigrator lint '
+                'and follow its advice. It was not retried: it would block again' % (
+                    self.sessions, '' if self.sessions == 1 else 's', self.relation,
+                    self.longest, self.limit, self.mode, BLOCKS.get(self.mode, 'others'),
+                    RULES.get(self.mode, 'held-exclusive-lock')))
 
 
 def duration_text(seconds):
@@ -76,8 +130,10 @@ class Watch:
     migrations neither wakes it twice per step nor has it query.
     """
 
-    def __init__(self, connect):
+    def __init__(self, connect, max_blocking=0):
         self.last = None
+        self.blocked = None
+        self.max_blocking = max_blocking
         self._watched = None
         self._watches = 0
         self._connect = connect
@@ -85,10 +141,16 @@ class Watch:
         self._thread = None
 
     @contextlib.contextmanager
-    def watching(self, pid):
-        """Watch ``pid`` for the duration of the block; ``last`` holds what was seen."""
+    def watching(self, pid, guard=False):
+        """Watch ``pid`` for the duration of the block; ``last`` holds what was seen.
+
+        With ``guard`` (a migration's own code runs), a statement that has
+        kept another session waiting longer than ``max_blocking`` is
+        cancelled, and ``blocked`` says what it blocked.
+        """
         self._watches += 1
-        self.last, self._watched = None, (self._watches, pid, time.monotonic())
+        self.last, self._watched = None, (self._watches, pid, time.monotonic(),
+                                          guard and self.max_blocking > 0)
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name='dbmigrator-blockers',
                                             daemon=True)
@@ -97,6 +159,15 @@ class Watch:
             yield self
         finally:
             self._watched = None
+
+    def _guard(self, cursor, conn, watched):
+        """Cancel the watched statement once it has blocked someone too long."""
+        since = 'w.waitstart' if conn.server_version >= 140000 else 'a.query_start'
+        cursor.execute(WAITERS % {'since': since}, {'pid': watched[1]})
+        sessions, longest, relation, mode = cursor.fetchone()
+        if sessions and longest > self.max_blocking and self._watched is watched:
+            self.blocked = Blocking(sessions, longest, relation, mode, self.max_blocking)
+            cursor.execute('SELECT pg_cancel_backend(%s)', (watched[1],))
 
     def close(self):
         if self._thread is not None:
@@ -118,9 +189,11 @@ class Watch:
                     cursor.execute(QUERY, {'pid': watched[1], 'high': (lock.KEY >> 32) & 0xffffffff,
                                            'low': lock.KEY & 0xffffffff})
                     row = cursor.fetchone()
-                # A sample that outlived its block says nothing of the next one.
-                if row and self._watched is watched:
-                    self.last = Blocker(*row)
+                    # A sample that outlived its block says nothing of the next one.
+                    if row and self._watched is watched:
+                        self.last = Blocker(*row)
+                    if watched[3]:
+                        self._guard(cursor, conn, watched)
         except Exception as exc:  # a reporting aid must never break the run
             log.debug('cannot watch for lock blockers: %s', exc)
         finally:

@@ -17,7 +17,8 @@ COMMANDS = ('generate', 'init', 'list', 'migrate', 'rollback', 'mark', 'verify',
 VALUE_OPTIONS = ('--config', '--db-connection-string', '--db-config-ini-key',
                  '--migrations-directory', '--context', '--super-user',
                  '--connect-timeout', '--lock-wait', '--format', '--lock-timeout',
-                 '--lock-retries', '--statement-timeout', '--pooler', '--diff-engine')
+                 '--lock-retries', '--statement-timeout', '--max-blocking', '--pooler',
+                 '--diff-engine')
 
 DESCRIPTION = '''\
 PostgreSQL schema migrations. Settings come from the command line, from the
@@ -89,6 +90,11 @@ def _global_options(parser, suppress):
     group.add_argument('--statement-timeout', type=float, metavar='SECONDS', **default,
                        help='cancel and roll back a migration whose statement runs longer '
                             '(default: 0, no limit); never retried')
+    group.add_argument('--max-blocking', type=float, metavar='SECONDS', **default,
+                       help='cancel and roll back a migration once another session has waited '
+                            'longer than SECONDS for a lock it holds (a rewrite or scan of a '
+                            'busy table); never retried (default: 10; 0: off, as in '
+                            'db-migrator 1.x)')
     group.add_argument('--pooler', choices=('auto', 'none', 'session', 'transaction'),
                        **default,
                        help='what sits between dbmigrator and PostgreSQL; behind a '
@@ -373,7 +379,7 @@ def _dispatch(args, log):
         connect_timeout=args.connect_timeout, lock_wait=args.lock_wait,
         strict=getattr(args, 'strict', None), lock_timeout=args.lock_timeout,
         lock_retries=args.lock_retries, statement_timeout=args.statement_timeout,
-        pooler=args.pooler, diff_engine=args.diff_engine)
+        pooler=args.pooler, diff_engine=args.diff_engine, max_blocking=args.max_blocking)
     if args.command == 'generate':
         path = commands.generate(settings, args.name, args.non_atomic)
         return 0, {'command': 'generate', 'changed': True, 'path': path}

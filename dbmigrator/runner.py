@@ -120,7 +120,7 @@ class Runner:
         self.statements = Statements(ours)
         self.rendered = None
         self._snapshot = None
-        self.watch = blockers.Watch(self._monitor_connection)
+        self.watch = blockers.Watch(self._monitor_connection, settings.max_blocking)
         self.recorder = conn.recorder
         self.output = history.Output(conn.lease)
         self.direct = False
@@ -301,7 +301,7 @@ class Runner:
                     return False
             self._announce(planned)
             function = migration.up if planned.action == UP else migration.down
-            with self.watch.watching(self.conn.info.backend_pid):
+            with self.watch.watching(self.conn.info.backend_pid, guard=True):
                 self._call(migration, function, cursor, 'an atomic migration')
             if self.conn.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_INTRANS:
                 raise DBMigratorError(
@@ -401,7 +401,7 @@ class Runner:
                 for name, value in values.items():
                     cursor.execute('SELECT set_config(%s, %s, false)', (name, value))
                 try:
-                    with self.watch.watching(self.conn.info.backend_pid):
+                    with self.watch.watching(self.conn.info.backend_pid, guard=True):
                         function(cursor)
                 finally:
                     if not self.conn.closed:
@@ -446,7 +446,7 @@ class Runner:
         self.started_at = datetime.datetime.now(datetime.timezone.utc)
         self.row_id = None
         for attempt in range(1, attempts + 1):
-            self.watch.last = None
+            self.watch.last = self.watch.blocked = None
             self.schema_changed = True
             self.rendered = None
             try:
@@ -501,6 +501,13 @@ class Runner:
                         + _left(migration)))
                 except BaseException as exc:  # SystemExit, GeneratorExit: the migration's failure
                     _safe_rollback(self.conn)
+                    if self.watch.blocked is not None and isinstance(
+                            exc, psycopg2.errors.QueryCanceled):
+                        self._fail(planned, started, FAILED, MigrationFailed(
+                            'Migration %s %s was cancelled%s: %s%s' % (
+                                migration.version, migration.name,
+                                ' and rolled back' if migration.is_atomic else '',
+                                self.watch.blocked, _left(migration))))
                     if interrupts.requested() or self._cancelled_by(exc):
                         self._fail(planned, started, INTERRUPTED, Interrupted(
                             '%s: migration %s %s was cancelled%s' % (

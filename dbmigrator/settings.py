@@ -20,6 +20,8 @@ DEFAULT_CONNECT_TIMEOUT = 10
 DEFAULT_SECTION = 'main'
 DEFAULT_LOCK_TIMEOUT = 5
 DEFAULT_LOCK_RETRIES = 3
+# A migration that keeps another session waiting longer than this is cancelled.
+DEFAULT_MAX_BLOCKING = 10
 POOLERS = ('auto', 'none', 'session', 'transaction')
 DIFF_ENGINES = ('auto', 'pg_dump')
 ENTRY_POINT_GROUP = 'dbmigrator'
@@ -38,6 +40,7 @@ class Settings:
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     lock_retries: int = DEFAULT_LOCK_RETRIES
     statement_timeout: float = 0
+    max_blocking: float = DEFAULT_MAX_BLOCKING
     pooler: str = 'auto'
     diff_engine: str = 'auto'
     strict: bool = False
@@ -214,7 +217,7 @@ def resolve(config=None, db_connection_string=None, migrations_directories=None,
             contexts=None, super_user=None, db_config_ini_key=None,
             connect_timeout=None, lock_wait=None, strict=None, lock_timeout=None,
             lock_retries=None, statement_timeout=None, pooler=None, diff_engine=None,
-            ini_settings=None, base_dir=None):
+            ini_settings=None, base_dir=None, max_blocking=None):
     """Merge the sources, highest first: arguments, ini settings, contexts.
 
     ``ini_settings``/``base_dir`` let a Pyramid app pass its own settings
@@ -267,6 +270,7 @@ def resolve(config=None, db_connection_string=None, migrations_directories=None,
         lock_timeout=_number(lock_timeout, ini, 'lock-timeout', DEFAULT_LOCK_TIMEOUT, float),
         lock_retries=_number(lock_retries, ini, 'lock-retries', DEFAULT_LOCK_RETRIES, int),
         statement_timeout=_number(statement_timeout, ini, 'statement-timeout', 0, float),
+        max_blocking=_number(max_blocking, ini, 'max-blocking', DEFAULT_MAX_BLOCKING, float),
         pooler=_choice(pooler, ini, 'pooler', POOLERS),
         diff_engine=_choice(diff_engine, ini, 'diff-engine', DIFF_ENGINES),
         strict=strict if strict is not None else as_bool(_lookup(ini, 'strict'), 'strict'),
