@@ -12,8 +12,8 @@ from . import __version__
 from .errors import (EXIT_CHECK_PENDING, EXIT_MIGRATION_FAILED, EXIT_USAGE, DBMigratorError,
                      SettingsError)
 
-COMMANDS = ('generate', 'init', 'list', 'migrate', 'rollback', 'mark', 'verify', 'history',
-            'hash-password')
+COMMANDS = ('generate', 'init', 'list', 'migrate', 'rollback', 'mark', 'verify', 'lint',
+            'history', 'hash-password')
 VALUE_OPTIONS = ('--config', '--db-connection-string', '--db-config-ini-key',
                  '--migrations-directory', '--context', '--super-user',
                  '--connect-timeout', '--lock-wait', '--format', '--lock-timeout',
@@ -191,6 +191,22 @@ def build_parser():
     p.add_argument('--scratch', choices=('database', 'embedded'), default='database',
                    help='database: a scratch database beside the configured one (needs '
                         'CREATEDB); embedded: a throwaway embedded server')
+
+    p = command('lint', 'trace the pending migrations on a scratch copy of the schema, and '
+                        'say what they would lock, rewrite or scan in production')
+    p.add_argument('--version', metavar='V', help='trace migrations up to version V only')
+    p.add_argument('--run-deferred', action='store_true', help='trace deferred migrations too')
+    p.add_argument('--all', action='store_true', dest='everything',
+                   help='trace every migration from an empty database (for CI with no '
+                        'production database at hand; sizes are unknown, so no errors)')
+    p.add_argument('--scratch', choices=('database', 'embedded'), default='database',
+                   help='database: a scratch database beside the configured one (needs '
+                        'CREATEDB); embedded: a throwaway embedded server')
+    p.add_argument('--big-table-rows', type=int, metavar='N', default=None,
+                   help='a finding on a table of at least N rows in the target is an error '
+                        '(ini lint-big-table-rows; default: 100000)')
+    p.add_argument('--strict', action='store_true', dest='fail_on_warnings',
+                   help='exit 1 on warnings too')
 
     command('hash-password', 'print a salted hash for dbmigrator.admin_password_hash '
                              '(reads the password from the terminal or stdin)')
@@ -379,7 +395,8 @@ def _dispatch(args, log):
         connect_timeout=args.connect_timeout, lock_wait=args.lock_wait,
         strict=getattr(args, 'strict', None), lock_timeout=args.lock_timeout,
         lock_retries=args.lock_retries, statement_timeout=args.statement_timeout,
-        pooler=args.pooler, diff_engine=args.diff_engine, max_blocking=args.max_blocking)
+        pooler=args.pooler, diff_engine=args.diff_engine, max_blocking=args.max_blocking,
+        big_table_rows=getattr(args, 'big_table_rows', None))
     if args.command == 'generate':
         path = commands.generate(settings, args.name, args.non_atomic)
         return 0, {'command': 'generate', 'changed': True, 'path': path}
@@ -407,6 +424,14 @@ def _dispatch(args, log):
         if args.format == 'text':
             print(_render_verification(result))
         return (0 if result.ok else EXIT_MIGRATION_FAILED), reports.verification_json(result)
+    if args.command == 'lint':
+        from .lint import lint
+        result = lint(settings, version=args.version, run_deferred=args.run_deferred,
+                      everything=args.everything, scratch=args.scratch,
+                      big_table_rows=settings.big_table_rows, strict=args.fail_on_warnings)
+        if args.format == 'text':
+            print(reports.lint_text(result))
+        return (0 if result.ok else EXIT_MIGRATION_FAILED), reports.lint_json(result)
     from . import interrupts
     interrupts.install()
     try:

@@ -463,11 +463,12 @@ def _target(migrations, version):
 
 
 def migrate(settings, version=None, run_deferred=False, diff=True, dry_run=False,
-            strict=False, origin=None):
+            strict=False, origin=None, tracer=None):
     """Run pending (and due repeat) migrations up to ``version``.
 
     With ``dry_run`` nothing changes and no lock is taken: the result holds
     the plan, with every ``should_run`` asked in a rolled-back transaction.
+    ``tracer`` is lint's, which watches each statement on a scratch copy.
     """
     migrations = discover(settings.require_directories())
     version = _target(migrations, version)
@@ -497,7 +498,7 @@ def migrate(settings, version=None, run_deferred=False, diff=True, dry_run=False
         _refuse_non_atomic_behind_pooler(conn, settings, plan)
         checksums = store.upgrade(conn) if plan else True
         _warn_drift(migrations, records)
-        steps = Runner(conn, settings, diff=diff, checksums=checksums).run(plan)
+        steps = Runner(conn, settings, diff=diff, checksums=checksums, tracer=tracer).run(plan)
     if not steps:
         log.info('No pending migrations.  Database is up to date.')
     return Result(UP, steps, plan)

@@ -25,16 +25,17 @@ def is_deferred(up):
 class ActiveRun:
     settings: object
     super_user_calls: int = 0
+    tracer: object = None
 
 
 @contextlib.contextmanager
-def activate(settings):
+def activate(settings, tracer=None):
     """Let super_user() know which database and timeouts the running migration uses.
 
     Yields the run's state; ``super_user_calls`` tells the schema diff that
     another connection may have changed the schema.
     """
-    run = ActiveRun(settings)
+    run = ActiveRun(settings, tracer=tracer)
     token = _active.set(run)
     try:
         yield run
@@ -63,7 +64,7 @@ def super_user():
     try:
         with conn.cursor() as cursor:
             set_local_timeouts(cursor, settings)
-            yield cursor
+            yield cursor if run.tracer is None else run.tracer.also(cursor)
         conn.commit()
     except BaseException:
         conn.rollback()

@@ -114,3 +114,63 @@ def history_step_json(row):
         'who': row.who,
         'dbmigrator_version': row.dbmigrator_version,
     }
+
+
+def _size(count, unit):
+    for limit, suffix in ((1 << 40, 'TB'), (1 << 30, 'GB'), (1 << 20, 'MB'), (1 << 10, 'kB')):
+        if count >= limit:
+            return '%.1f %s' % (count / limit, suffix)
+    return '%d %s' % (count, unit)
+
+
+def _where(finding):
+    if finding.rows is None:
+        return '%s (not in the target)' % finding.relation
+    return '%s (%s rows, %s)' % (finding.relation, format(finding.rows, ','),
+                                 _size(finding.bytes or 0, 'bytes'))
+
+
+def lint_text(result):
+    """Each finding in a few lines, then one summary line."""
+    lines = []
+    if result.scratch_version // 10000 != result.server_version // 10000:
+        lines.append('Note: the scratch server is PostgreSQL %d and the target %d; lock '
+                     'behaviour differs between versions' % (result.scratch_version // 10000,
+                                                            result.server_version // 10000))
+    for f in result.findings:
+        what = ['%s under %s, which blocks %s' % (
+            'rewritten' if f.rewrite else 'scanned' if f.scan else 'locked', f.lock, f.blocks)]
+        lines.append('%-7s %s %s %s%s: %s: %s%s' % (
+            f.severity, f.rule, f.version, f.name, ' line %d' % f.line if f.line else '',
+            _where(f), what[0], ' (accepted)' if f.accepted else ''))
+        lines.append('        %s' % f.statement)
+        lines.append('        instead: %s' % f.advice)
+    if result.failure:
+        lines.append('The copy stopped: %s' % result.failure)
+    errors = sum(1 for f in result.findings if f.severity == 'error' and not f.accepted)
+    warnings = sum(1 for f in result.findings if f.severity == 'warning' and not f.accepted)
+    accepted = sum(1 for f in result.findings if f.accepted)
+    traced = len({(s.version) for s in result.steps})
+    lines.append('lint: %d error%s, %d warning%s%s in %d migration%s traced on %s' % (
+        errors, '' if errors == 1 else 's', warnings, '' if warnings == 1 else 's',
+        ', %d accepted' % accepted if accepted else '', traced, '' if traced == 1 else 's',
+        result.scratch))
+    return '\n'.join(lines)
+
+
+def lint_json(result):
+    return {
+        'command': 'lint',
+        'ok': result.ok,
+        'target': {'database': result.target, 'server_version': result.server_version},
+        'scratch': {'where': result.scratch, 'server_version': result.scratch_version},
+        'failure': result.failure,
+        'findings': [{'version': f.version, 'name': f.name, 'rule': f.rule,
+                      'severity': f.severity, 'relation': f.relation, 'lock': f.lock,
+                      'blocks': f.blocks, 'rewrite': f.rewrite, 'scan': f.scan,
+                      'rows': f.rows, 'bytes': f.bytes, 'statement': f.statement,
+                      'line': f.line, 'advice': f.advice, 'accepted': f.accepted}
+                     for f in result.findings],
+        'migrations': [{'version': s.version, 'name': s.name, 'outcome': s.outcome,
+                        'duration': s.duration, 'diff': s.diff} for s in result.steps],
+    }

@@ -105,8 +105,9 @@ def _is_statement_timeout(exc):
 class Runner:
     """Executes a plan on one locked connection and reports each step."""
 
-    def __init__(self, conn, settings, diff=True, checksums=True):
+    def __init__(self, conn, settings, diff=True, checksums=True, tracer=None):
         self.conn = conn
+        self.tracer = tracer
         self.settings = settings
         self.checksums = checksums
         ours = keeps_session(conn, settings.pooler)
@@ -302,7 +303,8 @@ class Runner:
             self._announce(planned)
             function = migration.up if planned.action == UP else migration.down
             with self.watch.watching(self.conn.info.backend_pid, guard=True):
-                self._call(migration, function, cursor, 'an atomic migration')
+                self._call(migration, function, self._traced(cursor, migration), 'an atomic '
+                           'migration')
             if self.conn.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_INTRANS:
                 raise DBMigratorError(
                     'it ended its own transaction (COMMIT or ROLLBACK): what ran before that '
@@ -311,6 +313,10 @@ class Runner:
                 self._catalog_changes(batch, counts, calls)
             self._bookkeeping(batch, planned)
         return True
+
+    def _traced(self, cursor, migration):
+        """The cursor the migration's code gets: lint's tracing one, or its own."""
+        return cursor if self.tracer is None else self.tracer.begin(cursor, migration)
 
     def _bookkeeping(self, batch, planned):
         """The schema_migrations change, the history row and the COMMIT, in one
@@ -402,7 +408,7 @@ class Runner:
                     cursor.execute('SELECT set_config(%s, %s, false)', (name, value))
                 try:
                     with self.watch.watching(self.conn.info.backend_pid, guard=True):
-                        function(cursor)
+                        function(self._traced(cursor, migration))
                 finally:
                     if not self.conn.closed:
                         for name in values:
@@ -479,8 +485,8 @@ class Runner:
             self._snapshot = self._snapshot_of(self._before)
         interrupts.reset()
         skips = [s for s in plan.skipped if s.reason == SKIP_DEFERRED] if plan.action == UP else []
-        with activate(self.settings) as self.active, contextlib.closing(self.watch), \
-                _capturing(self.output):
+        with activate(self.settings, self.tracer) as self.active, \
+                contextlib.closing(self.watch), _capturing(self.output):
             self.direct = self.output.hears_alone(log)
             for index, planned in enumerate(plan.steps, 1):
                 self.following = plan.steps[index] if index < len(plan.steps) else None

@@ -22,6 +22,8 @@ DEFAULT_LOCK_TIMEOUT = 5
 DEFAULT_LOCK_RETRIES = 3
 # A migration that keeps another session waiting longer than this is cancelled.
 DEFAULT_MAX_BLOCKING = 10
+# lint: a finding on a table of at least this many rows in the target is an error.
+DEFAULT_BIG_TABLE_ROWS = 100000
 POOLERS = ('auto', 'none', 'session', 'transaction')
 DIFF_ENGINES = ('auto', 'pg_dump')
 ENTRY_POINT_GROUP = 'dbmigrator'
@@ -41,6 +43,7 @@ class Settings:
     lock_retries: int = DEFAULT_LOCK_RETRIES
     statement_timeout: float = 0
     max_blocking: float = DEFAULT_MAX_BLOCKING
+    big_table_rows: int = DEFAULT_BIG_TABLE_ROWS
     pooler: str = 'auto'
     diff_engine: str = 'auto'
     strict: bool = False
@@ -217,7 +220,7 @@ def resolve(config=None, db_connection_string=None, migrations_directories=None,
             contexts=None, super_user=None, db_config_ini_key=None,
             connect_timeout=None, lock_wait=None, strict=None, lock_timeout=None,
             lock_retries=None, statement_timeout=None, pooler=None, diff_engine=None,
-            ini_settings=None, base_dir=None, max_blocking=None):
+            ini_settings=None, base_dir=None, max_blocking=None, big_table_rows=None):
     """Merge the sources, highest first: arguments, ini settings, contexts.
 
     ``ini_settings``/``base_dir`` let a Pyramid app pass its own settings
@@ -271,6 +274,8 @@ def resolve(config=None, db_connection_string=None, migrations_directories=None,
         lock_retries=_number(lock_retries, ini, 'lock-retries', DEFAULT_LOCK_RETRIES, int),
         statement_timeout=_number(statement_timeout, ini, 'statement-timeout', 0, float),
         max_blocking=_number(max_blocking, ini, 'max-blocking', DEFAULT_MAX_BLOCKING, float),
+        big_table_rows=_number(big_table_rows, ini, 'lint-big-table-rows',
+                               DEFAULT_BIG_TABLE_ROWS, int, maximum=1e15),
         pooler=_choice(pooler, ini, 'pooler', POOLERS),
         diff_engine=_choice(diff_engine, ini, 'diff-engine', DIFF_ENGINES),
         strict=strict if strict is not None else as_bool(_lookup(ini, 'strict'), 'strict'),

