@@ -29,7 +29,8 @@ CONFIG_URI is an ini file, optionally FILE#NAME for [app:NAME] (default:
 main), as pserve takes it; the same as --config CONFIG_URI.'''
 
 EPILOG = '''\
-exit codes: 0 success, 1 a migration failed (it was rolled back) or verify found problems,
+exit codes: 0 success, 1 a migration failed (it was rolled back), verify found problems or
+lint found an error,
 2 bad arguments, settings or migration files, or no database connection,
 3 --lock-wait expired, 4 migrate --check found migrations that would run,
 130 interrupted (Ctrl-C or SIGTERM; the running migration was rolled back).'''

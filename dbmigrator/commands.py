@@ -472,6 +472,9 @@ def migrate(settings, version=None, run_deferred=False, diff=True, dry_run=False
     """
     migrations = discover(settings.require_directories())
     version = _target(migrations, version)
+    if settings.lint != 'off' and not dry_run and tracer is None:
+        from .lint.command import gate
+        gate(settings, version, run_deferred)
     with open_database(settings, not dry_run, UP, origin) as conn:
         exists, records = _read_state(conn)
         if dry_run:

@@ -116,20 +116,6 @@ def history_step_json(row):
     }
 
 
-def _size(count, unit):
-    for limit, suffix in ((1 << 40, 'TB'), (1 << 30, 'GB'), (1 << 20, 'MB'), (1 << 10, 'kB')):
-        if count >= limit:
-            return '%.1f %s' % (count / limit, suffix)
-    return '%d %s' % (count, unit)
-
-
-def _where(finding):
-    if finding.rows is None:
-        return '%s (not in the target)' % finding.relation
-    return '%s (%s rows, %s)' % (finding.relation, format(finding.rows, ','),
-                                 _size(finding.bytes or 0, 'bytes'))
-
-
 def lint_text(result):
     """Each finding in a few lines, then one summary line."""
     lines = []
@@ -138,11 +124,7 @@ def lint_text(result):
                      'behaviour differs between versions' % (result.scratch_version // 10000,
                                                             result.server_version // 10000))
     for f in result.findings:
-        what = ['%s under %s, which blocks %s' % (
-            'rewritten' if f.rewrite else 'scanned' if f.scan else 'locked', f.lock, f.blocks)]
-        lines.append('%-7s %s %s %s%s: %s: %s%s' % (
-            f.severity, f.rule, f.version, f.name, ' line %d' % f.line if f.line else '',
-            _where(f), what[0], ' (accepted)' if f.accepted else ''))
+        lines.append(str(f))
         lines.append('        %s' % f.statement)
         lines.append('        instead: %s' % f.advice)
     if result.failure:

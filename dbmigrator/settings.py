@@ -26,6 +26,8 @@ DEFAULT_MAX_BLOCKING = 10
 DEFAULT_BIG_TABLE_ROWS = 100000
 POOLERS = ('auto', 'none', 'session', 'transaction')
 DIFF_ENGINES = ('auto', 'pg_dump')
+LINT_MODES = ('off', 'warn', 'refuse')
+SCRATCH_KINDS = ('database', 'embedded')
 ENTRY_POINT_GROUP = 'dbmigrator'
 ENTRY_POINT_NAME = 'migrations_directory'
 
@@ -44,6 +46,8 @@ class Settings:
     statement_timeout: float = 0
     max_blocking: float = DEFAULT_MAX_BLOCKING
     big_table_rows: int = DEFAULT_BIG_TABLE_ROWS
+    lint: str = 'off'
+    lint_scratch: str = 'database'
     pooler: str = 'auto'
     diff_engine: str = 'auto'
     strict: bool = False
@@ -276,6 +280,8 @@ def resolve(config=None, db_connection_string=None, migrations_directories=None,
         max_blocking=_number(max_blocking, ini, 'max-blocking', DEFAULT_MAX_BLOCKING, float),
         big_table_rows=_number(big_table_rows, ini, 'lint-big-table-rows',
                                DEFAULT_BIG_TABLE_ROWS, int, maximum=1e15),
+        lint=_choice(None, ini, 'lint', LINT_MODES),
+        lint_scratch=_choice(None, ini, 'lint-scratch', SCRATCH_KINDS),
         pooler=_choice(pooler, ini, 'pooler', POOLERS),
         diff_engine=_choice(diff_engine, ini, 'diff-engine', DIFF_ENGINES),
         strict=strict if strict is not None else as_bool(_lookup(ini, 'strict'), 'strict'),

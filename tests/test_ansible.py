@@ -37,7 +37,7 @@ def deploy(tmp_path, db, migrations):
     db.query('CREATE TABLE schema_migrations (version TEXT NOT NULL,'
              ' applied TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP)')
 
-    def _deploy(*argv):
+    def _deploy(*argv, succeed=True):
         env = subprocess_env(ANSIBLE_FORKS='3',
                              ANSIBLE_HOST_KEY_CHECKING='False', ANSIBLE_NOCOLOR='1',
                              ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-local'),
@@ -46,8 +46,11 @@ def deploy(tmp_path, db, migrations):
             [ANSIBLE, '-i', str(inventory), PLAYBOOK, '--forks', '3',
              '-e', json.dumps({'dbmigrator': dbm, 'dbmigrator_config': str(ini)})] + list(argv),
             capture_output=True, text=True, env=env, timeout=300)
+        if not succeed:
+            return result
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         return recap(result.stdout)
+    _deploy.ini = ini
     return _deploy
 
 
@@ -82,3 +85,19 @@ def test_one_host_migrates_and_a_second_run_changes_nothing(deploy, db):
     assert changed_hosts(again) == []
     assert db.query('SELECT count(*) FROM runs') == [(5,)]
     assert changed_hosts(deploy('--check')) == []
+
+
+def test_check_mode_fails_on_an_unsafe_migration_and_changes_nothing(deploy, db, migrations):
+    db.query('CREATE TABLE big (id INT); INSERT INTO big SELECT generate_series(1, 500);'
+             ' ANALYZE big')
+    deploy.ini.write_text(deploy.ini.read_text() + 'lint-big-table-rows = 100\n')
+    migrations.add('20200201000000', 'rewrite_big', """\
+        def up(cursor):
+            cursor.execute('ALTER TABLE big ADD COLUMN u uuid DEFAULT gen_random_uuid()')
+        """)
+    result = deploy('--check', succeed=False)
+    assert result.returncode != 0
+    assert 'Lint pending migrations on a scratch copy' in result.stdout
+    assert 'table-rewrite' in result.stdout
+    assert db.query('SELECT count(*) FROM runs') == [(0,)]
+    assert db.columns('big') == ['id']

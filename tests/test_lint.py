@@ -246,3 +246,35 @@ def test_bad_arguments_exit_2(dbm, migrations):
     result = dbm('lint', '--big-table-rows', '-5')
     assert result.code == 2, result
     assert textwrap.dedent(result.err).startswith('dbmigrator: error: ')
+
+
+@pytest.mark.parametrize('mode', ['refuse', 'warn'])
+def test_migrate_lints_first_when_the_ini_says_so(target, run, tmp_path, migrations, mode):
+    from tests.test_attacks import write_ini
+    ini = write_ini(tmp_path, target, migrations,
+                    'lint = %s\nlint-big-table-rows = 1000\n' % mode)
+    migrations.add('20300101000000', 'add_uuid',
+                   body('ALTER TABLE big ADD COLUMN u uuid DEFAULT gen_random_uuid()', True))
+    result = run(str(ini), 'migrate', '--no-diff')
+    assert ('Warning: lint: error   table-rewrite 20300101000000 add_uuid line 2: public.big '
+            '(2,000 rows, ') in result.err, result
+    if mode == 'refuse':
+        assert result.code == 1
+        assert ('lint found 1 unaccepted error (above), so nothing was changed (lint = refuse)'
+                in result.err)
+        assert 'u' not in target.columns('big')
+        assert '20300101000000' not in target.versions()
+    else:
+        assert result.code == 0, result
+        assert 'u' in target.columns('big')
+
+
+def test_lint_off_is_the_default_and_a_typo_is_bad_input(target, run, tmp_path, migrations):
+    from tests.test_attacks import write_ini
+    migrations.add('20300101000000', 'add_uuid',
+                   body('ALTER TABLE big ADD COLUMN u uuid DEFAULT gen_random_uuid()', True))
+    result = run(str(write_ini(tmp_path, target, migrations, 'lint = refuze\n')), 'migrate')
+    assert result.code == 2
+    assert 'lint = refuze is not known: use one of off, warn, refuse' in result.err
+    result = run(str(write_ini(tmp_path, target, migrations, '')), 'migrate', '--no-diff')
+    assert result.code == 0 and 'lint' not in result.err

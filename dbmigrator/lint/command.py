@@ -61,7 +61,7 @@ def lint(settings, version=None, run_deferred=False, everything=False, scratch='
                 copy.copy_schema(target, target_dsn, dsn, settings.connect_timeout)
             target.close()
             scratch_settings = dataclasses.replace(settings, db_connection_string=dsn,
-                                                   lock_wait=0, max_blocking=0)
+                                                   lock_wait=0, max_blocking=0, lint='off')
             probe = connect(dsn, settings.connect_timeout)
             scratch_version = probe.server_version
             probe.close()
@@ -82,3 +82,20 @@ def lint(settings, version=None, run_deferred=False, everything=False, scratch='
         target.close()
     return LintResult(describe(target_dsn), server_version, where, scratch_version,
                       tracer.findings, steps, failure, strict)
+
+
+def gate(settings, version=None, run_deferred=False):
+    """``migrate``'s own lint (ini ``lint = warn|refuse``): warn of each finding, and with
+    ``refuse`` stop before anything changes when one is an unaccepted error."""
+    result = lint(settings, version=version, run_deferred=run_deferred,
+                  scratch=settings.lint_scratch, big_table_rows=settings.big_table_rows)
+    for finding in result.findings:
+        log.warning('Warning: lint: %s; instead: %s', finding, finding.advice)
+    if result.failure:
+        log.warning('Warning: lint: the scratch copy stopped: %s', result.failure)
+    errors = [f for f in result.findings if f.severity == ERROR and not f.accepted]
+    if errors and settings.lint == 'refuse':
+        raise MigrationFailed(
+            'lint found %d unaccepted error%s (above), so nothing was changed (lint = refuse): '
+            'make the migration safe, accept the rule with lint_accept, or set lint = warn'
+            % (len(errors), '' if len(errors) == 1 else 's'))

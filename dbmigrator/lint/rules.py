@@ -62,6 +62,27 @@ class Finding:
     def advice(self):
         return ADVICE[self.rule]
 
+    def where(self):
+        if self.rows is None:
+            return '%s (not in the target)' % self.relation
+        return '%s (%s rows, %s)' % (self.relation, format(self.rows, ','),
+                                     _size(self.bytes or 0))
+
+    def __str__(self):
+        """Its first line: severity, rule, migration, line, table, lock."""
+        return '%-7s %s %s %s%s: %s: %s under %s, which blocks %s%s' % (
+            self.severity, self.rule, self.version, self.name,
+            ' line %d' % self.line if self.line else '', self.where(),
+            'rewritten' if self.rewrite else 'scanned' if self.scan else 'held',
+            self.lock, self.blocks, ' (accepted)' if self.accepted else '')
+
+
+def _size(count):
+    for limit, suffix in ((1 << 40, 'TB'), (1 << 30, 'GB'), (1 << 20, 'MB'), (1 << 10, 'kB')):
+        if count >= limit:
+            return '%.1f %s' % (count / limit, suffix)
+    return '%d bytes' % count
+
 
 def severity(rule, rows, big_table_rows):
     """error from the big-table threshold up, in the target; warning below it."""
