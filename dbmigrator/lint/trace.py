@@ -37,13 +37,16 @@ class Tracer:
         self._states = {}
         self._held = set()
         self._flagged = set()
+        self._tables = None
 
     def begin(self, cursor, migration):
         """The migration's code starts: what exists now is what production has."""
         self.migration = migration
         self._held, self._flagged, self._states = set(), set(), {}
+        self._tables = None
         state = self._state(cursor.connection)
         self.before = state
+        self._tables = [oid for oid, rel in state.relations.items() if rel.is_table]
         return TracedCursor(cursor, self)
 
     def also(self, cursor):
@@ -54,7 +57,7 @@ class Tracer:
         return TracedCursor(cursor, self)
 
     def _state(self, conn):
-        state = catalog.read(conn)
+        state = catalog.read(conn, self._tables)
         self._states[id(conn)] = state
         return state
 
