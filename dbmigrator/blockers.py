@@ -94,6 +94,47 @@ class Blocking:
                     RULES.get(self.mode, 'held-exclusive-lock')))
 
 
+HELD = '''
+SELECT format('%%I.%%I', n.nspname, c.relname), l.mode
+  FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE l.pid = %(pid)s AND l.granted AND l.locktype = 'relation' AND c.relkind IN ('r', 'p', 'm')
+   AND l.mode IN ('AccessExclusiveLock', 'ExclusiveLock', 'ShareRowExclusiveLock', 'ShareLock')
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+ ORDER BY 1
+'''
+
+
+@dataclasses.dataclass
+class Holding:
+    """A running migration's strong table locks, and the sessions waiting on them."""
+
+    locks: list
+    waiting: int = 0
+    longest: float = 0.0
+
+    def __str__(self):
+        if not self.locks:
+            return ''
+        held = ', '.join('%s on %s' % (mode, relation) for relation, mode in self.locks)
+        if not self.waiting:
+            return 'Holds %s; no session waits on it.' % held
+        return 'Holds %s; %d session%s waiting on it, the longest for %s.' % (
+            held, self.waiting, '' if self.waiting == 1 else 's', duration_text(self.longest))
+
+
+def holding(cursor, pid, server_version):
+    """What ``pid`` holds and who waits for it, read by a page (catalog reads only)."""
+    cursor.execute(HELD, {'pid': pid})
+    locks = [tuple(row) for row in cursor.fetchall()]
+    if not locks:
+        return Holding([])
+    since = 'w.waitstart' if server_version >= 140000 else 'a.query_start'
+    cursor.execute(WAITERS % {'since': since}, {'pid': pid})
+    sessions, longest, _, _ = cursor.fetchone()
+    return Holding(locks, sessions or 0, longest or 0.0)
+
+
 def duration_text(seconds):
     """5m12s, 8s, 1h02m: how long a transaction has been open."""
     seconds = int(seconds)

@@ -12,7 +12,7 @@ import os
 import re
 import uuid
 
-from . import history as history_mod
+from . import blockers, history as history_mod
 from . import interrupts, lock, store
 from . import plan as plan_mod
 from .database import connect, describe, keeps_session, through_proxy
@@ -374,6 +374,7 @@ class RunState:
     live: lock.Holder = None
     waiting_for: lock.Holder = None
     now: datetime.datetime = None
+    holding: blockers.Holding = None
 
     @property
     def state(self):
@@ -400,11 +401,14 @@ def run_state(settings, run_id):
             holder = lock.holder(cursor)
             cursor.execute('SELECT now()')
             now = cursor.fetchone()[0]
+            held = None
+            if holder is not None and holder.run_id == run_id and holder.current_pid:
+                held = blockers.holding(cursor, holder.current_pid, conn.server_version)
         conn.rollback()
     if run is None:
         return None
     mine = holder is not None and holder.run_id == run_id
-    return RunState(run, holder if mine else None, None if mine else holder, now)
+    return RunState(run, holder if mine else None, None if mine else holder, now, held)
 
 
 def runs(settings, limit=50):

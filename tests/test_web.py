@@ -424,3 +424,86 @@ def test_out_of_order_and_non_atomic_on_the_page(app, db, migrations):
     assert row.find(class_='nonatomic').text == 'non-atomic'
     data = app.get('/migrations/status.json', headers=ADMIN).json
     assert data['warnings'] == warnings[:1]
+
+
+def test_check_safety_shows_findings_and_migrate_then_needs_a_confirmation(app, db, migrations):
+    db.query('CREATE TABLE big (id INT); INSERT INTO big SELECT generate_series(1, 300);'
+             ' ANALYZE big; CREATE TABLE schema_migrations (version TEXT, applied TIMESTAMPTZ)')
+    migrations.add('20200103000000', 'index_big', '''\
+        def up(cursor):
+            cursor.execute('CREATE INDEX big_id ON big (id)')
+        ''')
+    page = app.get('/migrations', headers=ADMIN)
+    assert 'last-check' not in page.text
+    form = csrf_form(page, '/check')
+    started = form.submit(headers=ADMIN)
+    assert started.status_int == 303
+    deadline = time.monotonic() + 60
+    check = started.follow(headers=ADMIN)
+    while check.html.find(id='check')['data-state'] == 'running':
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+        check = app.get(started.location, headers=ADMIN)
+    assert check.html.find(id='check')['data-state'] == 'done', check.text
+    rows = check.html.find(id='findings').find_all('tr')[1:]
+    assert [r.find_all('td')[1].get_text() for r in rows] == ['blocking-index']
+    # 300 rows: below the default threshold, so a warning, and migrating needs no confirmation
+    assert rows[0].find_all('td')[0].get_text() == 'warning'
+    assert 'CREATE INDEX big_id ON big (id)' in check.text
+    assert '+CREATE INDEX big_id ON public.big' in check.text
+    assert not db.table_exists('users')  # the check changed nothing here
+
+
+def test_an_error_finding_makes_migrate_ask_for_a_confirmation(settings, db, migrations):
+    db.query('CREATE TABLE big (id INT); INSERT INTO big SELECT generate_series(1, 300);'
+             ' ANALYZE big; CREATE TABLE schema_migrations (version TEXT, applied TIMESTAMPTZ)')
+    migrations.add('20200103000000', 'rewrite_big', '''\
+        def up(cursor):
+            cursor.execute('ALTER TABLE big ADD COLUMN u uuid DEFAULT gen_random_uuid()')
+        ''')
+    app = webtest.TestApp(host_app(dict(settings, **{'dbmigrator.lint_big_table_rows': '100'})))
+    started = csrf_form(app.get('/migrations', headers=ADMIN), '/check').submit(headers=ADMIN)
+    deadline = time.monotonic() + 60
+    while app.get(started.location, headers=ADMIN).html.find(id='check')['data-state'] == (
+            'running'):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    page = app.get('/migrations', headers=ADMIN)
+    assert 'table-rewrite on public.big (20200103000000)' in page.html.find(id='unsafe').text
+    form = csrf_form(page, '/migrate')
+    refused = form.submit(headers=ADMIN, expect_errors=True)
+    assert refused.status_int == 409
+    assert 'the last safety check found 1 error finding(s)' in refused.text
+    assert db.versions() == []
+    form['confirm_unsafe'] = 'yes'
+    done = finished(app, form.submit(headers=ADMIN), headers=ADMIN)
+    assert 'ok' in done.html.find(id='run-state').text
+    assert 'u' in db.columns('big')
+
+
+def test_the_run_page_shows_the_locks_a_migration_holds_and_who_waits(app, db, migrations):
+    import threading
+    import psycopg2
+    db.query('CREATE TABLE big (id INT); INSERT INTO big VALUES (1);'
+             ' CREATE TABLE schema_migrations (version TEXT, applied TIMESTAMPTZ)')
+    migrations.add('20200103000000', 'hold_big', '''\
+        def up(cursor):
+            cursor.execute('LOCK TABLE big IN ACCESS EXCLUSIVE MODE')
+            cursor.execute('SELECT pg_sleep(4)')
+        ''')
+    started = csrf_form(app.get('/migrations', headers=ADMIN), '/migrate').submit(headers=ADMIN)
+    url = started.follow(headers=ADMIN).html.find(id='run')['data-json']
+    deadline = time.monotonic() + 30
+    while 'AccessExclusiveLock on public.big' not in app.get(url, headers=ADMIN).json['holding']:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    reader = threading.Thread(target=lambda: db.query('SELECT count(*) FROM big'))
+    reader.start()
+    while '1 session waiting' not in app.get(url, headers=ADMIN).json['holding']:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    page = app.get(started.location, headers=ADMIN)
+    assert 'Holds AccessExclusiveLock on public.big; 1 session waiting on it' in (
+        page.html.find(id='holding').text)
+    reader.join(30)
+    finished(app, started, headers=ADMIN)

@@ -75,3 +75,5 @@ def _add_routes(config):
     config.add_route('dbmigrator.run', '/runs/{run_id}')
     config.add_route('dbmigrator.cancel', '/runs/{run_id}/cancel')
     config.add_route('dbmigrator.source', '/source/{version}')
+    config.add_route('dbmigrator.check', '/check')
+    config.add_route('dbmigrator.check_page', '/checks/{check_id}')

@@ -5,8 +5,11 @@ closing the browser does not stop it.  Everything the page later shows
 comes from the database (the lease and the history rows), so any worker
 process or host can show it, and so can the CLI's ``history``.
 """
+import dataclasses
+import datetime
 import logging
 import threading
+import uuid
 
 from .. import commands
 from ..errors import DBMigratorError, Interrupted
@@ -47,3 +50,53 @@ def _end(settings, run_id, outcome, error):
         commands.end_run(settings, run_id, outcome, error)
     except DBMigratorError as exc:
         log.warning('cannot record the end of run %s: %s', run_id, exc)
+
+
+@dataclasses.dataclass
+class SafetyCheck:
+    """One "Check safety" of the page: ``lint`` of the pending migrations, in a thread."""
+
+    check_id: str
+    started: datetime.datetime
+    state: str = 'running'
+    result: object = None
+    error: str = None
+
+    @property
+    def errors(self):
+        """The unaccepted error findings: migrating past them needs a confirmation."""
+        if self.result is None:
+            return []
+        return [f for f in self.result.findings if f.severity == 'error' and not f.accepted]
+
+
+def start_check(settings, registry):
+    """Lint the pending migrations for the page; the check is kept in the registry,
+    the newest as ``dbmigrator.last_check`` (so a check is seen by its own process)."""
+    check = SafetyCheck(uuid.uuid4().hex, datetime.datetime.now(datetime.timezone.utc))
+    with _checks_lock:
+        checks = registry.setdefault('dbmigrator.checks', {})
+        checks[check.check_id] = check
+        for old in sorted(checks.values(), key=lambda c: c.started)[:-CHECKS_KEPT]:
+            del checks[old.check_id]
+        registry['dbmigrator.last_check'] = check
+    threading.Thread(target=_check, args=(settings, check), daemon=True,
+                     name='dbmigrator-check-%s' % check.check_id[:8]).start()
+    return check.check_id
+
+
+CHECKS_KEPT = 20
+_checks_lock = threading.Lock()
+
+
+def _check(settings, check):
+    from ..lint import lint
+    try:
+        check.result = lint(settings, scratch=settings.lint_scratch,
+                            big_table_rows=settings.big_table_rows)
+        check.state = 'done'
+    except DBMigratorError as exc:
+        check.error, check.state = str(exc), 'failed'
+    except Exception as exc:  # a thread has nobody to raise to: show it on the page
+        log.exception('dbmigrator safety check %s failed', check.check_id)
+        check.error, check.state = 'unexpected error: %s: %s' % (type(exc).__name__, exc), 'failed'

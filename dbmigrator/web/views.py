@@ -65,6 +65,7 @@ def run_json(request, state):
         'output': (live.output or '').splitlines() if live else [],
         'waiting_for': str(state.waiting_for) if state.waiting_for else None,
         'cancel_requested': bool(live and live.cancel_requested),
+        'holding': str(state.holding) if state.holding else '',
         'steps': [reports.history_step_json(s) for s in run.steps],
         'url': request.route_path('dbmigrator.run', run_id=run.run_id),
     }
@@ -103,7 +104,8 @@ class MigrationViews:
     def page(self):
         status, error = self.status()
         return self._page(status=status, error=error,
-                          warnings=reports.status_warnings(status) if status else [])
+                          warnings=reports.status_warnings(status) if status else [],
+                          last_check=self.request.registry.get('dbmigrator.last_check'))
 
     def json(self):
         status, error = self.status()
@@ -129,8 +131,27 @@ class MigrationViews:
     def migrate(self):
         version = self.request.POST.get('version', '').strip() or None
         run_deferred = self.request.POST.get('run_deferred') == 'on'
+        last = self.request.registry.get('dbmigrator.last_check')
+        if last is not None and last.errors and self.request.POST.get('confirm_unsafe') != 'yes':
+            self.request.response.status = 409
+            return {'title': 'Migrate', 'steps': [], 'database': self.database,
+                    'error': 'the last safety check found %d error finding(s): read them, then '
+                             'tick "migrate anyway" to go on, or check again once the '
+                             'migrations are safe' % len(last.errors)}
         return self._start('Migrate', 'migrate', version=version, run_deferred=run_deferred,
                            diff=self.diff)
+
+    def check(self):
+        check_id = background.start_check(self.settings, self.request.registry)
+        return see_other(self.request, 'dbmigrator.check_page', check_id=check_id)
+
+    def check_page(self):
+        check = self.request.registry.get('dbmigrator.checks', {}).get(
+            self.request.matchdict['check_id'])
+        if check is None:
+            raise HTTPNotFound('no such safety check in this process (checks are kept in '
+                               'memory by the process that ran them)')
+        return self._page(check=check)
 
     def rollback(self):
         steps = _int_field(self.request, 'steps', 1)
@@ -219,13 +240,14 @@ def register_views(config):
     page('run', 'run', 'run')
     page('history', 'history', 'history')
     page('source', 'source', 'source')
+    page('check_page', 'check_page', 'check')
     for attr, route in (('json', 'status_json'), ('run_data', 'run_json')):
         add(MigrationViews, attr=attr, route_name='dbmigrator.' + route, request_method='GET',
             permission=view_perm, renderer='json')
     for attr, route in (('css', 'css'), ('script', 'script')):
         add(MigrationViews, attr=attr, route_name='dbmigrator.' + route, request_method='GET',
             permission=view_perm)
-    for name in ('migrate', 'rollback', 'mark', 'cancel'):
+    for name in ('migrate', 'rollback', 'mark', 'cancel', 'check'):
         add(MigrationViews, attr=name, route_name='dbmigrator.' + name, request_method='POST',
             permission=change_perm, require_csrf=True,
             renderer='dbmigrator:web/templates/result.jinja2')

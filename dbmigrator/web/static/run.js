@@ -26,6 +26,7 @@
       text('current', data.current || (data.waiting_for ? 'waiting for the migration lock' : 'starting'));
       text('elapsed', data.elapsed === null ? '' : data.elapsed.toFixed(0) + 's');
       text('waiting-for', data.waiting_for || '');
+      text('holding', data.holding || '');
       text('output', data.output.join('\n'));
       text('done-count', String(data.steps.length));
       setTimeout(poll, 1000);
