@@ -33,6 +33,7 @@ exit codes: 0 success, 1 a migration failed (it was rolled back), verify found p
 lint found an error,
 2 bad arguments, settings or migration files, or no database connection,
 3 --lock-wait expired, 4 migrate --check found migrations that would run,
+5 list --strict or migrate --check --strict found applied migrations edited or missing,
 130 interrupted (Ctrl-C or SIGTERM; the running migration was rolled back).'''
 
 
@@ -50,8 +51,24 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
         if message.startswith('argument COMMAND: invalid choice:'):
             message = unknown_command(message.split("'")[1])
+        elif message.startswith('unrecognized arguments: '):
+            message += self._closest_options(message[len('unrecognized arguments: '):].split())
         self.exit(EXIT_USAGE, '%s: error: %s (see %s --help)\n' % (
             self.prog, message, self.prog))
+
+
+    def _closest_options(self, words):
+        import difflib
+        parsers = [self] + [choice for action in self._actions
+                            if isinstance(action, argparse._SubParsersAction)
+                            for choice in action.choices.values()]
+        known = sorted({o for p in parsers for o in p._option_string_actions
+                        if o.startswith('--')})
+        hints = ['did you mean %s?' % close[0] for word in words
+                 if word.startswith('--')
+                 for close in [difflib.get_close_matches(word.split('=')[0], known, n=1,
+                                                         cutoff=0.6)] if close]
+        return ': %s' % '; '.join(hints) if hints else ''
 
 
 def _global_options(parser, suppress):
@@ -59,61 +76,67 @@ def _global_options(parser, suppress):
     default = {'default': argparse.SUPPRESS} if suppress else {}
     listdefault = {'default': argparse.SUPPRESS} if suppress else {'default': []}
     group = parser.add_argument_group('settings')
-    group.add_argument('--config', metavar='FILE[#NAME]', **default,
+
+    def add(*names, **options):
+        # A command's own help lists its own options; dbmigrator --help lists these.
+        if suppress:
+            options['help'] = argparse.SUPPRESS
+        return group.add_argument(*names, **options)
+    add('--config', metavar='FILE[#NAME]', **default,
                        help='PasteDeploy ini file; settings come from its [app:NAME] '
                             'section (default NAME: main)')
-    group.add_argument('--db-connection-string', metavar='DSN', **default,
+    add('--db-connection-string', metavar='DSN', **default,
                        help='libpq URI or key=value string, SQLAlchemy URL, or '
                             'embedded:PATH for a local server kept in PATH')
-    group.add_argument('--db-config-ini-key', metavar='KEY', **default,
+    add('--db-config-ini-key', metavar='KEY', **default,
                        help='read the connection string from this key of the ini '
                             'section (e.g. sqlalchemy.url)')
-    group.add_argument('--migrations-directory', action='append', metavar='DIR', **listdefault,
+    add('--migrations-directory', action='append', metavar='DIR', **listdefault,
                        help='directory of migration files (repeatable)')
-    group.add_argument('--context', action='append', metavar='PACKAGE', **listdefault,
+    add('--context', action='append', metavar='PACKAGE', **listdefault,
                        help='installed package whose "dbmigrator" entry point '
                             '"migrations_directory" names its migrations (repeatable)')
-    group.add_argument('--super-user', metavar='ROLE', **default,
+    add('--super-user', metavar='ROLE', **default,
                        help='role used by super_user() in migrations (default: postgres)')
-    group.add_argument('--connect-timeout', type=int, metavar='SECONDS', **default,
+    add('--connect-timeout', type=int, metavar='SECONDS', **default,
                        help='give up connecting after SECONDS (default: 10)')
-    group.add_argument('--lock-wait', type=float, metavar='SECONDS', **default,
+    add('--lock-wait', type=float, metavar='SECONDS', **default,
                        help='wait at most SECONDS for another dbmigrator run on the same '
                             'database (default: forever; 0: fail at once, exit 3)')
-    group.add_argument('--lock-timeout', type=float, metavar='SECONDS', **default,
+    add('--lock-timeout', type=float, metavar='SECONDS', **default,
                        help="PostgreSQL's lock_timeout for each migration's statements: a "
                             'migration waiting longer for a table lock is rolled back and '
                             'retried, so that queries queued behind it go on '
                             '(default: 5; 0: wait forever, as db-migrator 1.x did)')
-    group.add_argument('--lock-retries', type=int, metavar='N', **default,
+    add('--lock-retries', type=int, metavar='N', **default,
                        help='retry a migration that hit --lock-timeout N more times, after '
                             '1s, 2s, 4s... with jitter (default: 3)')
-    group.add_argument('--statement-timeout', type=float, metavar='SECONDS', **default,
+    add('--statement-timeout', type=float, metavar='SECONDS', **default,
                        help='cancel and roll back a migration whose statement runs longer '
                             '(default: 0, no limit); never retried')
-    group.add_argument('--max-blocking', type=float, metavar='SECONDS', **default,
+    add('--max-blocking', type=float, metavar='SECONDS', **default,
                        help='cancel and roll back a migration once another session has waited '
                             'longer than SECONDS for a lock it holds (a rewrite or scan of a '
                             'busy table); never retried (default: 10; 0: off, as in '
                             'db-migrator 1.x)')
-    group.add_argument('--pooler', choices=('auto', 'none', 'session', 'transaction'),
+    add('--pooler', choices=('auto', 'none', 'session', 'transaction'),
                        **default,
                        help='what sits between dbmigrator and PostgreSQL; behind a '
                             'transaction pooler non-atomic migrations are refused and '
                             'nothing is prepared (default: '
                             'auto, which assumes one when the port differs from the '
                             "server's)")
-    group.add_argument('--diff-engine', choices=('auto', 'pg_dump'), **default,
+    add('--diff-engine', choices=('auto', 'pg_dump'), **default,
                        help='auto (default): one pg_dump per run, then only the tables a '
                             'migration changed are rendered, falling back to pg_dump for '
                             'anything else; pg_dump: a full dump after every migration')
-    group.add_argument('--format', choices=('text', 'json'), **(
+    add('--format', choices=('text', 'json'), **(
                            default if suppress else {'default': 'text'}),
                        help='json: print one JSON document on stdout (errors too) and '
                             'every message on stderr (default: text)')
-    group.add_argument('-v', '--verbose', action='store_true', **default,
+    add('-v', '--verbose', action='store_true', **default,
                        help='debug output, and tracebacks on errors')
-    group.add_argument('-q', '--quiet', action='store_true', **default,
+    add('-q', '--quiet', action='store_true', **default,
                        help='print errors only')
 
 
@@ -127,7 +150,12 @@ def build_parser():
     sub = parser.add_subparsers(dest='command', metavar='COMMAND', parser_class=ArgumentParser)
 
     def command(name, help):
-        p = sub.add_parser(name, help=help, description=help)
+        p = sub.add_parser(name, help=help, description=help, prog='dbmigrator %s' % name,
+                           usage='dbmigrator [options] [CONFIG_URI] %s [%s options]' % (
+                               name, name),
+                           epilog='The settings options (--config, --db-connection-string, '
+                                  '-v, --format and the others) are listed by dbmigrator '
+                                  '--help; they go before or after the command.')
         _global_options(p, suppress=True)
         return p
 
@@ -147,6 +175,9 @@ def build_parser():
     p.add_argument('--wide', action='store_true', help='show full migration names')
     p.add_argument('--sort', choices=('version', 'applied'), default='version',
                    help='order by version (default) or by date applied')
+    p.add_argument('--strict', action='store_true', dest='strict_drift',
+                   help='exit 5 when an applied migration was edited since or its file is '
+                        'missing (ini: strict = true)')
 
     p = command('migrate', 'run pending migrations')
     p.add_argument('--version', metavar='V', help='run migrations up to version V only')
@@ -160,7 +191,8 @@ def build_parser():
                    help='like --dry-run, and exit 4 when something would run, 0 when not')
     p.add_argument('--strict', action='store_true', default=None,
                    help='refuse (exit 2) to run a pending migration older than the newest '
-                        'applied one (ini: strict = true)')
+                        'applied one; with --check, also exit 5 when an applied migration '
+                        'was edited since or its file is missing (ini: strict = true)')
 
     p = command('rollback', 'roll back the last applied migrations')
     p.add_argument('--steps', type=int, default=1, metavar='N',
@@ -178,7 +210,8 @@ def build_parser():
     state.add_argument('-f', dest='state', action='store_const', const='not-completed',
                        help='not completed')
     state.add_argument('-d', dest='state', action='store_const', const='deferred',
-                       help='deferred: ignored by migrate and rollback')
+                       help='deferred: plain migrate skips it, migrate --run-deferred runs '
+                            'it, rollback leaves it alone')
     p.add_argument('versions', nargs='+', metavar='VERSION')
 
     p = command('history', 'show the recorded runs: when, action, version, name, outcome, '
@@ -377,7 +410,15 @@ def _hash_password():
         if first != getpass.getpass('Again: '):
             raise DBMigratorError('the passwords do not match; nothing was printed')
     else:
+        # Piped, it is checked the same way: two lines that must match.
         first = sys.stdin.readline().rstrip('\n')
+        second = sys.stdin.readline()
+        if not second:
+            raise DBMigratorError('hash-password reads the password twice, one line each, '
+                                  "and stdin gave one line: printf '%s\\n%s\\n' PW PW | "
+                                  'dbmigrator hash-password; nothing was printed')
+        if first != second.rstrip('\n'):
+            raise DBMigratorError('the passwords do not match; nothing was printed')
     if not first:
         raise DBMigratorError('the password is empty; nothing was printed')
     print(hash_password(first))
@@ -411,6 +452,8 @@ def _dispatch(args, log):
             log.warning('%s', warning)
         if args.format == 'text':
             print(_render_list(status, args.wide, args.sort))
+        if settings.strict or args.strict_drift:
+            commands.require_no_drift(len(status.drift))
         return 0, reports.status_json(status)
     if args.command == 'mark':
         return 0, reports.result_json(commands.mark(settings, args.versions, args.state))
@@ -441,6 +484,8 @@ def _dispatch(args, log):
             result = commands.migrate(settings, version=_target_version(args),
                                       run_deferred=args.run_deferred, diff=not args.no_diff,
                                       dry_run=dry_run, strict=settings.strict)
+            if args.check and settings.strict:
+                commands.require_no_drift(result.drift)
             code = EXIT_CHECK_PENDING if args.check and result.steps else 0
             return code, reports.result_json(result, check=args.check)
         result = commands.rollback(settings, steps=args.steps, version=args.version,

@@ -17,7 +17,7 @@ from . import interrupts, lock, store
 from . import plan as plan_mod
 from .database import connect, describe, keeps_session, through_proxy
 from .discovery import discover, read_sources
-from .errors import DBMigratorError, Interrupted, NotInitialized, SettingsError
+from .errors import DBMigratorError, Drift, Interrupted, NotInitialized, SettingsError
 from .plan import DOWN, UP
 from .runner import FAILED, INTERRUPTED, OK, Runner, Step
 from .versions import MAX_DIGITS, is_version
@@ -106,6 +106,7 @@ class Result:
     steps: list
     plan: plan_mod.Plan = None
     dry_run: bool = False
+    drift: int = 0
 
     @property
     def changed(self):
@@ -249,11 +250,24 @@ def _warn_drift(migrations, records):
     else:
         for version in missing:
             log.warning('Warning: migration %s is applied but its file is missing', version)
+    edited = 0
     for m in migrations:
         record = records.get(m.version)
         if record is not None and not plan_mod.is_deferred(m, record) and _edited(m, record):
+            edited += 1
             log.warning('Warning: migration %s %s was changed after it was applied',
                         m.version, m.name)
+    return len(missing) + edited
+
+
+def require_no_drift(count):
+    """``--strict``: drift fails a CI gate, as Flyway's validate does."""
+    if count:
+        raise Drift('%d applied migration%s changed since %s ran, or %s file is missing (see '
+                    'the warnings above): restore the file%s, or accept an edit with '
+                    '"dbmigrator mark -t VERSION"' % (
+                        count, '' if count == 1 else 's', 'it' if count == 1 else 'they',
+                        'its' if count == 1 else 'a', '' if count == 1 else 's'))
 
 
 def _warn_out_of_order(plan, strict):
@@ -268,14 +282,22 @@ def _warn_out_of_order(plan, strict):
 
 
 def _log_would_run(plan):
-    for step in plan.steps:
-        verb = 'Would run migration' if step.action == UP else 'Would roll back migration'
-        log.info('%s %s %s (%s)', verb, step.version, step.name,
-                 plan_mod.REASON_TEXT[step.reason])
-    for skipped in plan.skipped:
-        if skipped.reason == plan_mod.SKIP_SHOULD_RUN:
-            log.info('Skipping migration %s %s: should_run is false',
-                     skipped.version, skipped.name)
+    """The lines a real run would print, in its order: a migrate's skips among its
+    steps by version, as the run meets them."""
+    lines = [(step.version, 1, '%s %s %s (%s)' % (
+        'Would run migration' if step.action == UP else 'Would roll back migration',
+        step.version, step.name, plan_mod.REASON_TEXT[step.reason])) for step in plan.steps]
+    if plan.action == UP:
+        for skipped in plan.skipped:
+            if skipped.reason == plan_mod.SKIP_SHOULD_RUN:
+                lines.append((skipped.version, 0, 'Skipping migration %s %s: should_run is '
+                              'false' % (skipped.version, skipped.name)))
+            elif skipped.reason == plan_mod.SKIP_DEFERRED:
+                lines.append((skipped.version, 0, 'Skipping deferred migration %s %s' % (
+                    skipped.version, skipped.name)))
+        lines.sort(key=lambda line: (int(line[0]), line[1]))
+    for _, _, line in lines:
+        log.info('%s', line)
 
 
 def _refuse_non_atomic_behind_pooler(conn, settings, plan):
@@ -487,11 +509,12 @@ def migrate(settings, version=None, run_deferred=False, diff=True, dry_run=False
             records.require_valid()
             plan = plan_mod.for_migrate(migrations, records, version, run_deferred)
             _warn_out_of_order(plan, strict)
+            drift = _warn_drift(migrations, records)
             plan_mod.evaluate_should_run(plan, conn)
             _log_would_run(plan)
             if not plan:
                 log.info('No pending migrations.  Database is up to date.')
-            return Result(UP, _planned_steps(plan), plan, dry_run=True)
+            return Result(UP, _planned_steps(plan), plan, dry_run=True, drift=drift)
         if not exists:
             if not _is_empty(conn):
                 raise NotInitialized(NOT_INITIALIZED)

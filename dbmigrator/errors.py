@@ -4,6 +4,7 @@ EXIT_MIGRATION_FAILED = 1
 EXIT_USAGE = 2
 EXIT_LOCK_TIMEOUT = 3
 EXIT_CHECK_PENDING = 4
+EXIT_DRIFT = 5
 EXIT_INTERRUPTED = 130
 
 
@@ -53,3 +54,9 @@ class Interrupted(DBMigratorError):
     def __init__(self, message, steps=()):
         super().__init__(message)
         self.steps = list(steps)
+
+
+class Drift(DBMigratorError):
+    """``--strict``: applied migrations were edited since, or their files are gone."""
+
+    exit_code = EXIT_DRIFT

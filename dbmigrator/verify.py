@@ -75,14 +75,16 @@ def verify(settings, scratch='database'):
         scratch_settings = dataclasses.replace(settings, db_connection_string=dsn,
                                                lock_wait=0)
         log.info('Verifying %d migrations on %s', len(migrations), where)
-        commands.init(scratch_settings, version='0')
+        with scratch_mod.quiet():
+            commands.init(scratch_settings, version='0')
         conn = connect(dsn, settings.connect_timeout)
         try:
             dumper = SchemaDumper(conn, dsn)
             if not dumper.enabled:
                 raise DatabaseUnavailable('verify compares schemas with pg_dump, and none '
                                           'could be used (see the warning above)')
-            return Verification(where, _run(scratch_settings, migrations, dumper))
+            with scratch_mod.quiet():
+                return Verification(where, _run(scratch_settings, migrations, dumper))
         finally:
             conn.close()
 

@@ -254,3 +254,58 @@ def test_same_migration_shape_on_the_page_and_in_list(dbm, migrations, db):
                                 migrations_directories=[str(migrations.path)])
     assert as_json(dbm('--format', 'json', 'list')) == reports.status_json(
         commands.status(resolved))
+
+
+def test_a_dry_run_prints_what_the_real_run_prints_in_the_same_order(dbm, migrations, db):
+    migrations.table('20200101000000', 'applied_then_edited', 'ta')
+    dbm('migrate', '--no-diff')
+    with open(str(migrations.path) + '/20200101000000_applied_then_edited.py', 'a') as handle:
+        handle.write('\n# edited after it was applied\n')
+    migrations.add('20200102000000', 'deferred_one', '''\
+        from dbmigrator import deferred
+
+
+        @deferred
+        def up(cursor):
+            pass
+        ''')
+    migrations.never_due('20200103000000', 'never_due')
+    migrations.table('20200104000000', 'pending', 'tb')
+    dry = dbm('migrate', '--dry-run')
+    real = dbm('migrate', '--no-diff')
+    assert dry.code == real.code == 0, (dry, real)
+    assert dry.err == real.err
+    assert 'was changed after it was applied' in dry.err
+    assert [line.replace('Would run migration', 'Running migration').replace(' (pending)', '')
+            for line in dry.out.splitlines()] == real.out.splitlines()
+    assert real.out.splitlines() == [
+        'Skipping deferred migration 20200102000000 deferred_one',
+        'Skipping migration 20200103000000 never_due: should_run is false',
+        'Running migration 20200104000000 pending']
+
+
+def test_drift_gate_for_ci(dbm, migrations, db):
+    import os
+    migrations.table('20200101000000', 'a', 'ta')
+    migrations.table('20200102000000', 'b', 'tb')
+    assert dbm('migrate', '--no-diff').code == 0
+    assert dbm('list', '--strict').code == 0
+    assert dbm('migrate', '--check', '--strict').code == 0
+    with open(str(migrations.path) + '/20200101000000_a.py', 'a') as handle:
+        handle.write('\n# edited\n')
+    os.unlink(str(migrations.path) + '/20200102000000_b.py')
+    listed = dbm('list')
+    assert listed.code == 0  # without --strict drift is only shown
+    strict = dbm('list', '--strict')
+    assert strict.code == 5, strict
+    assert '(changed since applied)' in strict.out
+    assert strict.err.splitlines()[-1] == (
+        'dbmigrator: error: 2 applied migrations changed since they ran, or a file is missing '
+        '(see the warnings above): restore the files, or accept an edit with '
+        '"dbmigrator mark -t VERSION"')
+    check = dbm('--format', 'json', 'migrate', '--check', '--strict')
+    assert check.code == 5, check
+    assert json.loads(check.out)['error']['exit_code'] == 5
+    assert dbm('mark', '-t', '20200101000000').code == 0
+    assert dbm('mark', '-f', '20200102000000').code == 0
+    assert dbm('list', '--strict').code == 0

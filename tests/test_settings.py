@@ -237,3 +237,23 @@ def test_cli_does_not_import_pyramid():
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                             env=subprocess_env())
     assert result.stderr.strip() == '[]'
+
+
+def test_a_command_names_itself_in_its_errors_and_lists_only_its_own_options(run):
+    result = run('rollback', '--steps', 'x')
+    assert result.code == 2
+    assert result.err.startswith("dbmigrator rollback: error: argument --steps: invalid int "
+                                 "value: 'x'"), result
+    help_text = run('rollback', '--help').out
+    assert help_text.startswith('usage: dbmigrator [options] [CONFIG_URI] rollback '
+                                '[rollback options]')
+    assert '--steps N' in help_text and '--db-connection-string DSN' not in help_text
+    assert 'listed by dbmigrator --help' in help_text
+    assert '--db-connection-string' in run('--help').out
+
+
+def test_a_misspelled_option_names_the_closest(run):
+    result = run('--db-connection-string', 'x', 'migrate', '--dry-rn')
+    assert result.code == 2
+    assert 'unrecognized arguments: --dry-rn: did you mean --dry-run?' in result.err
+    assert 'did you mean --lock-timeout?' in run('--lock-timout', '3', 'list').err

@@ -367,7 +367,7 @@ def test_standalone_login_form(settings, db):
 def test_hash_password_command(run, monkeypatch):
     import io
     from dbmigrator.passwords import check_password
-    monkeypatch.setattr('sys.stdin', io.StringIO(ADMIN_PASSWORD + '\n'))
+    monkeypatch.setattr('sys.stdin', io.StringIO(ADMIN_PASSWORD + '\n' + ADMIN_PASSWORD + '\n'))
     result = run('hash-password')
     assert result.code == 0
     encoded = result.out.strip()
@@ -375,6 +375,21 @@ def test_hash_password_command(run, monkeypatch):
     assert ADMIN_PASSWORD not in encoded
     assert check_password(ADMIN_PASSWORD, encoded)
     assert not check_password('other', encoded)
+
+
+@pytest.mark.parametrize('given, message', [
+    ('a\nb\n', 'the passwords do not match; nothing was printed'),
+    ('only-once\n', 'hash-password reads the password twice, one line each, and stdin gave '
+                     'one line'),
+    ('\n\n', 'the password is empty; nothing was printed'),
+])
+def test_hash_password_on_stdin_is_checked_twice(run, monkeypatch, given, message):
+    import io
+    monkeypatch.setattr('sys.stdin', io.StringIO(given))
+    result = run('hash-password')
+    assert result.code == 2, result
+    assert result.out == ''
+    assert message in result.err
 
 
 def test_status_json_is_valid_json_for_uninitialized_database(app):

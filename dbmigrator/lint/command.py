@@ -1,5 +1,4 @@
 """The ``lint`` command: plan as ``migrate`` would, trace on a scratch copy, report."""
-import contextlib
 import dataclasses
 import logging
 
@@ -34,18 +33,6 @@ class LintResult:
         return not failing and self.failure is None
 
 
-@contextlib.contextmanager
-def _quiet():
-    """The copy's run prints nothing of its own: lint reports what it saw."""
-    logger = logging.getLogger('dbmigrator')
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def lint(settings, version=None, run_deferred=False, everything=False, scratch='database',
          big_table_rows=DEFAULT_BIG_TABLE_ROWS, strict=False):
     """Trace the migrations ``migrate`` would run (``everything``: all of them, from an
@@ -66,11 +53,11 @@ def lint(settings, version=None, run_deferred=False, everything=False, scratch='
             scratch_version = probe.server_version
             probe.close()
             if everything:
-                with _quiet():
+                with scratch_mod.quiet():
                     commands.init(scratch_settings, version='0')
             tracer = Tracer(sizes, big_table_rows)
             failure = None
-            with _quiet():
+            with scratch_mod.quiet():
                 try:
                     result = commands.migrate(scratch_settings, version=version,
                                               run_deferred=run_deferred, diff=True,
