@@ -616,7 +616,12 @@ def mark(settings, versions, state, origin=None):
             for v in versions:
                 digest = migrations[v].checksum if checksums and v in migrations else None
                 exists = v in records
-                if state == 'completed':
+                note = ''
+                if state == 'completed' and exists and not records[v].is_deferred:
+                    # Accepting the file as it is now: the migration ran when it ran.
+                    store.accept(cursor, v, digest)
+                    note = 'accepted the file as it is now; the date applied is kept'
+                elif state == 'completed':
                     store.record_applied(cursor, v, digest, exists)
                 elif state == 'deferred':
                     store.record_deferred(cursor, v, digest, exists)
@@ -624,7 +629,8 @@ def mark(settings, versions, state, origin=None):
                     store.remove(cursor, v, checksums)
                 steps.append(Step(v, migrations[v].name if v in migrations else '', 'mark',
                                   state))
-                conn.recorder.step(cursor, steps[-1], started)
+                conn.recorder.step(cursor, dataclasses.replace(
+                    steps[-1], action='mark %s' % state), started, note)
         conn.commit()
     for v in versions:
         log.info('Migration %s %s', v, MARKS[state])

@@ -102,6 +102,7 @@ def history_step_json(row):
     return {
         'run_id': row.run_id,
         'action': row.action,
+        'state': row.action[len('mark '):] if row.action.startswith('mark ') else None,
         'version': row.version,
         'name': row.name,
         'started': _when(row.started),

@@ -287,6 +287,18 @@ def _write(cursor, version, applied_sql, checksum, exists):
             ' applied = EXCLUDED.applied' % applied_sql, (version, checksum))
 
 
+def accept(cursor, version, checksum):
+    """An applied migration's file, edited since, is accepted as it is now: only its
+    checksum changes, tied to the applied time it already has."""
+    if checksum is None:
+        return
+    cursor.execute(
+        'INSERT INTO dbmigrator_checksums (version, checksum, applied)'
+        ' SELECT %s, %s, max(applied) FROM schema_migrations WHERE version = %s'
+        ' ON CONFLICT (version) DO UPDATE SET checksum = EXCLUDED.checksum,'
+        ' applied = EXCLUDED.applied', (version, checksum, version))
+
+
 def record_applied(cursor, version, checksum=None, exists=None):
     _write(cursor, version, 'CURRENT_TIMESTAMP', checksum, exists)
 

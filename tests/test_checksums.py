@@ -1,4 +1,5 @@
 """Edited and missing migrations are reported by list and migrate."""
+import json
 import os
 import re
 import sys
@@ -22,9 +23,19 @@ def test_changed_file_is_flagged_until_marked_again(dbm, migrations, db):
     assert 'Warning: migration 20200101000000 a was changed after it was applied' in result.err
     assert 'Running migration 20200102000000 b' in result.out
 
+    applied = db.query("SELECT applied FROM schema_migrations WHERE version = '20200101000000'")
     assert dbm('mark', '-t', '20200101000000').code == 0
     assert '(changed' not in dbm('list').out
     assert 'changed' not in dbm('migrate').err
+    # Accepting the edit keeps the date it was applied, and says so in the history.
+    assert db.query("SELECT applied FROM schema_migrations WHERE version = '20200101000000'"
+                    ) == applied
+    history = json.loads(dbm('--format', 'json', 'history', '--version', '20200101000000').out)
+    assert history['steps'][0]['action'] == 'mark completed'
+    assert history['steps'][0]['state'] == 'completed'
+    assert history['steps'][0]['output'] == (
+        'accepted the file as it is now; the date applied is kept')
+    assert 'mark completed' in dbm('history').out
 
 
 def test_missing_file_of_applied_version(dbm, migrations):

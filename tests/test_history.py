@@ -47,7 +47,7 @@ def test_cli_runs_are_recorded_with_diff_output_and_who(dbm, migrations, db):
     dbm('rollback')
     dbm('mark', '-d', '20200101000000')
     assert [(r[0], r[3]) for r in steps(db)] == [('migrate', 'ok'), ('rollback', 'ok'),
-                                                  ('mark', 'ok')]
+                                                  ('mark deferred', 'ok')]
     assert '-CREATE TABLE public.books (' in steps(db)[1][5].splitlines()
 
 
