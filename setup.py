@@ -37,6 +37,9 @@ setup(
             'selenium',
             'ansible-core',
         ],
+        # The Sphinx site under docs/: Sphinx (BSD) with MyST (MIT), so that the
+        # chapters stay Markdown as the README was.
+        'docs': ['sphinx>=7', 'myst-parser>=2'],
     },
     entry_points={
         'console_scripts': ['dbmigrator = dbmigrator.cli:run'],
