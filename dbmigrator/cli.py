@@ -291,16 +291,20 @@ def setup_logging(config_file, level, stdout=True):
             if not stdout and getattr(handler, 'stream', None) is sys.stdout:
                 handler.setStream(sys.stderr)
     else:
+        from . import terminal
         formatter = logging.Formatter('%(message)s')
         err = logging.StreamHandler(sys.stderr)
         handlers = [err]
         if stdout:
             out = logging.StreamHandler(sys.stdout)
             out.addFilter(_StdoutFilter())
+            if terminal.wanted(sys.stdout):
+                out.setFormatter(terminal.DiffColours('%(message)s'))
             err.setLevel(logging.WARNING)
             handlers.append(out)
         for handler in handlers:
-            handler.setFormatter(formatter)
+            if handler.formatter is None:
+                handler.setFormatter(formatter)
             handler.addFilter(scrubber)
             handler.dbmigrator_cli = True
             if level is not None and level > logging.INFO:
@@ -487,9 +491,11 @@ def _dispatch(args, log):
             if args.check and settings.strict:
                 commands.require_no_drift(result.drift)
             code = EXIT_CHECK_PENDING if args.check and result.steps else 0
+            _summary(args, result)
             return code, reports.result_json(result, check=args.check)
         result = commands.rollback(settings, steps=args.steps, version=args.version,
                                    diff=not args.no_diff, dry_run=args.dry_run)
+        _summary(args, result)
         return 0, reports.result_json(result)
     finally:
         interrupts.reset()  # the signal's exit deadline ends with the run
@@ -549,6 +555,16 @@ def main(argv=None, once=False):
     if args.format == 'json' and document is not None:
         _print_json(document)
     return code
+
+
+def _summary(args, result):
+    """The closing line a person at a terminal gets after a run."""
+    from . import terminal
+    if (args.format == 'text' and not args.quiet and not result.dry_run
+            and terminal.wanted(sys.stdout)):
+        line = terminal.summary(result.steps, result.action)
+        if line:
+            print(line)
 
 
 def _statement_timeout(exc):
