@@ -137,7 +137,7 @@ def test_long_run_progress_reload_finish_and_cancel(server, browser, db, migrati
     assert browser.find_element(By.ID, 'current').text == '20200103000000 backfill'
     assert elapsed(browser) >= first + 2
     result = wait.until(expected_conditions.presence_of_element_located((By.ID, 'run-result')))
-    assert result.text == 'Done: 3 step(s).'
+    assert result.text == 'Done: 3 steps.'
     main = browser.find_element(By.TAG_NAME, 'main').text
     assert 'ok migrate 20200103000000 backfill' in main
     assert '+CREATE TABLE public.backfilled (' in main

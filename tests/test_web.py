@@ -185,7 +185,7 @@ def test_migrate_from_the_page_shows_the_diff(app, db):
     assert 'karen' in db.columns('users')
     text = result.html.get_text()
     assert step_titles(result)[0].startswith('ok migrate 20200101000000 create_users')
-    assert result.html.find(id='run-result').text == 'Done: 2 step(s).'
+    assert result.html.find(id='run-result').text == 'Done: 2 steps.'
     assert '+    karen text' in text
     assert SECRET_PASSWORD not in result.text
 
@@ -328,6 +328,31 @@ def test_standalone_without_password_is_read_only(settings, db):
     login = app.get('/migrations/login')
     assert 'read-only' in login.text
     assert not db.table_exists('users')
+    assert page.html.find(id='read-only').text.startswith('Read-only: log in with the admin '
+                                                          'password to migrate')
+    assert login.html.h1.text == 'Log in to %s' % page.html.find(class_='database').text
+
+
+class ViewerPolicy(HeaderPolicy):
+    """Anyone may look ('dbmigrator.view'); only admin may change."""
+
+    def permits(self, request, context, permission):
+        if permission == 'dbmigrator.view':
+            return Allowed('anyone may look')
+        return super().permits(request, context, permission)
+
+
+def test_a_host_app_user_without_the_permission_is_told_why_it_is_read_only(settings):
+    with Configurator(settings=dict(settings, **{'dbmigrator.view_permission':
+                                                 'dbmigrator.view'})) as config:
+        config.set_security_policy(ViewerPolicy())
+        config.set_session_factory(SignedCookieSessionFactory('host-secret'))
+        config.include('dbmigrator')
+        app = webtest.TestApp(config.make_wsgi_app())
+    page = app.get('/migrations', headers={'X-User': 'viewer'})
+    assert ('need the dbmigrator.admin permission (dbmigrator.permission), which this '
+            'account does not have') in ' '.join(page.html.find(id='read-only').text.split())
+    assert app.get('/migrations', headers=ADMIN).html.find(id='read-only') is None
 
 
 def test_standalone_basic_auth(settings, db):
@@ -488,7 +513,7 @@ def test_an_error_finding_makes_migrate_ask_for_a_confirmation(settings, db, mig
     form = csrf_form(page, '/migrate')
     refused = form.submit(headers=ADMIN, expect_errors=True)
     assert refused.status_int == 409
-    assert 'the last safety check found 1 error finding(s)' in refused.text
+    assert 'the last safety check found 1 error finding:' in refused.text
     assert db.versions() == []
     form['confirm_unsafe'] = 'yes'
     done = finished(app, form.submit(headers=ADMIN), headers=ADMIN)

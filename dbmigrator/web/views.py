@@ -135,9 +135,10 @@ class MigrationViews:
         if last is not None and last.errors and self.request.POST.get('confirm_unsafe') != 'yes':
             self.request.response.status = 409
             return {'title': 'Migrate', 'steps': [], 'database': self.database,
-                    'error': 'the last safety check found %d error finding(s): read them, then '
+                    'error': 'the last safety check found %d error finding%s: read them, then '
                              'tick "migrate anyway" to go on, or check again once the '
-                             'migrations are safe' % len(last.errors)}
+                             'migrations are safe' % (len(last.errors),
+                                                      '' if len(last.errors) == 1 else 's')}
         return self._start('Migrate', 'migrate', version=version, run_deferred=run_deferred,
                            diff=self.diff)
 

@@ -1,6 +1,22 @@
 // Live progress for a run page: poll the run's JSON, update in place, and
 // reload once the run is over so that the page shows the final result with
 // its diffs. Without JavaScript, a refresh shows the same.
+// Diffs wrap; a button per diff turns wrapping off, to read long lines as they are.
+(function () {
+  var diffs = document.querySelectorAll('pre.diff');
+  Array.prototype.forEach.call(diffs, function (diff) {
+    var button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'link wrap-toggle';
+    button.textContent = 'Do not wrap lines';
+    button.addEventListener('click', function () {
+      var off = diff.classList.toggle('nowrap');
+      button.textContent = off ? 'Wrap lines' : 'Do not wrap lines';
+    });
+    diff.parentNode.insertBefore(button, diff);
+  });
+})();
+
 (function () {
   var page = document.getElementById('run');
   if (!page || page.getAttribute('data-state') !== 'running' &&
