@@ -1,4 +1,5 @@
 """A real browser: log in to the standalone app, migrate, follow a long run, cancel one."""
+import os
 import shutil
 import threading
 import time
@@ -39,6 +40,11 @@ def server(db, migrations):
 
 @pytest.fixture
 def browser(tmp_path):
+    for path, package in ((CHROMIUM, 'chromium'), (CHROMEDRIVER, 'chromium-driver')):
+        if not os.access(path, os.X_OK):
+            pytest.fail('the page test drives a real Chromium, and %s is missing: apt-get '
+                        'install chromium chromium-driver (bash .ci/run does)' % package,
+                        pytrace=False)
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ('--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',

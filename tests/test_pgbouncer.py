@@ -29,6 +29,9 @@ def free_port():
 
 class Bouncer:
     def __init__(self, server, mode):
+        if not os.access(PGBOUNCER, os.X_OK):
+            pytest.fail('the pooler tests run a real PgBouncer, and it is missing: apt-get '
+                        'install pgbouncer (bash .ci/run does)', pytrace=False)
         info = server.get_postmaster_info()
         self.mode = mode
         self.port = free_port()

@@ -529,7 +529,7 @@ def test_the_run_page_shows_the_locks_a_migration_holds_and_who_waits(app, db, m
     migrations.add('20200103000000', 'hold_big', '''\
         def up(cursor):
             cursor.execute('LOCK TABLE big IN ACCESS EXCLUSIVE MODE')
-            cursor.execute('SELECT pg_sleep(4)')
+            cursor.execute('SELECT pg_sleep(6)')
         ''')
     started = csrf_form(app.get('/migrations', headers=ADMIN), '/migrate').submit(headers=ADMIN)
     url = started.follow(headers=ADMIN).html.find(id='run')['data-json']
@@ -545,5 +545,14 @@ def test_the_run_page_shows_the_locks_a_migration_holds_and_who_waits(app, db, m
     page = app.get(started.location, headers=ADMIN)
     assert 'Holds AccessExclusiveLock on public.big; 1 session waiting on it' in (
         page.html.find(id='holding').text)
+    # The lease names the running migration within a heartbeat.
+    while 'hold_big' not in app.get('/migrations', headers=ADMIN).html.find(id='running').text:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    status = app.get('/migrations', headers=ADMIN)
+    row = status.html.find(id='migration-20200103000000')
+    assert row.find(class_='badge').text == 'running'
+    assert status.html.find('fieldset', class_='actions-fieldset').has_attr('disabled')
+    assert status.html.find('meta', attrs={'http-equiv': 'refresh'}) is not None
     reader.join(30)
     finished(app, started, headers=ADMIN)
