@@ -161,6 +161,9 @@ def build_parser():
 
     p = command('generate', 'write a new migration file <UTC timestamp>_NAME.py')
     p.add_argument('name', metavar='NAME', help='letters, digits and underscores')
+    p.add_argument('--sql', action='store_true', default=None,
+                   help='write a .sql migration with its -- dbmigrator: markers (ini: '
+                        'generate-format = sql)')
     p.add_argument('--non-atomic', action='store_true',
                    help='write atomic = False: up and down run in autocommit mode, for '
                         'CREATE INDEX CONCURRENTLY and the like')
@@ -444,7 +447,7 @@ def _dispatch(args, log):
         pooler=args.pooler, diff_engine=args.diff_engine, max_blocking=args.max_blocking,
         big_table_rows=getattr(args, 'big_table_rows', None))
     if args.command == 'generate':
-        path = commands.generate(settings, args.name, args.non_atomic)
+        path = commands.generate(settings, args.name, args.non_atomic, args.sql)
         return 0, {'command': 'generate', 'changed': True, 'path': path}
     if args.command == 'init':
         return 0, reports.result_json(commands.init(settings, args.version))
@@ -454,6 +457,10 @@ def _dispatch(args, log):
             log.warning('Warning: %s', commands.NOT_INITIALIZED)
         for warning in reports.status_warnings(status):
             log.warning('%s', warning)
+        from .discovery import unmarked_sql
+        for path in unmarked_sql(settings.migrations_directories):
+            log.warning('Notice: %s is named like a migration but does not start with a '
+                        '"-- dbmigrator: up" (or should_run) marker, so it is not one', path)
         if args.format == 'text':
             print(_render_list(status, args.wide, args.sort))
         if settings.strict or args.strict_drift:

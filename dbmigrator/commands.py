@@ -324,17 +324,45 @@ def _planned_steps(plan):
     return [Step(p.version, p.name, p.action, p.reason, outcome=PLANNED) for p in plan.steps]
 
 
-def generate(settings, name, non_atomic=False):
-    """Write a new migration skeleton; returns its path."""
+SQL_TEMPLATE = '''\
+-- dbmigrator: up{options}
+-- The statements of the migration, sent as written (% needs no doubling).{explain}
+
+-- dbmigrator: down
+-- The statements that undo it; without this section the migration cannot be
+-- rolled back.
+
+-- An optional section above up makes it a repeat migration, run whenever one
+-- query that returns one boolean says so:
+-- -- dbmigrator: should_run
+-- SELECT NOT EXISTS (SELECT 1 FROM settings WHERE name = 'x');
+'''
+SQL_NON_ATOMIC = '''
+-- atomic=false: each statement commits on its own (CREATE INDEX CONCURRENTLY,
+-- VACUUM...); the schema_migrations row is written after the last one. If one
+-- fails, those before it stay applied and nothing is recorded, so write them to
+-- be re-runnable (IF NOT EXISTS).'''
+
+
+def generate(settings, name, non_atomic=False, as_sql=None):
+    """Write a new migration skeleton (``.py``, or ``.sql`` with ``as_sql`` or the ini's
+    ``generate-format = sql``); returns its path."""
     if not NAME.fullmatch(name or ''):
         raise SettingsError('migration name %r is not valid: use letters, digits and '
                             'underscores, starting with a letter (e.g. add_id_to_users)' % name)
     directory = settings.require_directories()[0]
     os.makedirs(directory, exist_ok=True)
     version = datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%d%H%M%S')
-    path = os.path.join(directory, '%s_%s.py' % (version, name))
+    if as_sql is None:
+        as_sql = settings.generate_format == 'sql'
+    path = os.path.join(directory, '%s_%s.%s' % (version, name, 'sql' if as_sql else 'py'))
+    if as_sql:
+        text = SQL_TEMPLATE.format(options=' atomic=false' if non_atomic else '',
+                                   explain=SQL_NON_ATOMIC if non_atomic else '')
+    else:
+        text = NON_ATOMIC_TEMPLATE if non_atomic else TEMPLATE
     with open(path, 'x', encoding='utf-8') as handle:
-        handle.write(NON_ATOMIC_TEMPLATE if non_atomic else TEMPLATE)
+        handle.write(text)
     log.info('Generated migration script "%s"', path)
     return path
 

@@ -15,6 +15,7 @@ from . import blockers, fastdiff, history, interrupts, lock, store
 from .database import (Batch, committed, connect, inline, keeps_session, local_timeouts,
                        timeout_settings)
 from .discovery import error_line
+from .discovery.sql import where as sql_where
 from .errors import DBMigratorError, Interrupted, MigrationFailed
 from .guard import ADVICE, TransactionControlRefused
 from .migration_helpers import activate
@@ -53,7 +54,9 @@ def _reason(exc, migration):
     if isinstance(exc, psycopg2.Error):
         diag = getattr(exc, 'diag', None)
         message = diag.message_primary if diag and diag.message_primary else str(exc).strip()
-        return message.splitlines()[0] if message else type(exc).__name__
+        message = message.splitlines()[0] if message else type(exc).__name__
+        where = sql_where(migration, exc) if migration.is_sql else None
+        return '%s: %s' % (where, message) if where else message
     if isinstance(exc, DBMigratorError):
         return str(exc)
     if isinstance(exc, SystemExit):

@@ -48,6 +48,7 @@ class Settings:
     big_table_rows: int = DEFAULT_BIG_TABLE_ROWS
     lint: str = 'off'
     lint_scratch: str = 'database'
+    generate_format: str = 'py'
     pooler: str = 'auto'
     diff_engine: str = 'auto'
     strict: bool = False
@@ -282,6 +283,7 @@ def resolve(config=None, db_connection_string=None, migrations_directories=None,
                                DEFAULT_BIG_TABLE_ROWS, int, maximum=1e15),
         lint=_choice(None, ini, 'lint', LINT_MODES),
         lint_scratch=_choice(None, ini, 'lint-scratch', SCRATCH_KINDS),
+        generate_format=_choice(None, ini, 'generate-format', ('py', 'sql')),
         pooler=_choice(pooler, ini, 'pooler', POOLERS),
         diff_engine=_choice(diff_engine, ini, 'diff-engine', DIFF_ENGINES),
         strict=strict if strict is not None else as_bool(_lookup(ini, 'strict'), 'strict'),

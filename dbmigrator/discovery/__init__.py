@@ -1,32 +1,29 @@
-"""Finding and loading migration files.
+"""Finding and loading migration files, of every kind, in one version space.
 
 A migration is ``<digits>_<name>.py`` holding ``up(cursor)``, usually
-``down(cursor)``, and optionally ``should_run(cursor)`` (a repeat migration).
-Files are loaded by path under unique module names; files that are not
-migrations (a README, ``.sql`` files that migrations read relative to
-``__file__``, helper modules) are left alone.
+``down(cursor)``, and optionally ``should_run(cursor)`` (a repeat migration)
+(:mod:`.python`), or ``<digits>_<name>.sql`` whose first line is a
+``-- dbmigrator:`` marker (:mod:`.sql`).  Both become a :class:`Migration`
+with a module of those functions.  Files that are not migrations (a README,
+``.sql`` files that migrations read relative to ``__file__``, helper
+modules) are left alone.
 """
 import ast
 import dataclasses
-import functools
 import gc
 import hashlib
-import importlib.util
-import inspect
-import marshal
 import os
 import re
 import sys
-import tempfile
 import traceback
 import types
 
-from . import source_kind
-from .errors import SettingsError
-from .migration_helpers import is_deferred
-from .versions import MAX_DIGITS
+from .. import source_kind
+from ..errors import SettingsError
+from ..migration_helpers import is_deferred
+from ..versions import MAX_DIGITS
 
-FILENAME = re.compile(r'^([0-9]{1,%d})_(.+)\.py$' % MAX_DIGITS)
+FILENAME = re.compile(r'^([0-9]{1,%d})_(.+)\.(py|sql)$' % MAX_DIGITS)
 
 
 @dataclasses.dataclass
@@ -64,8 +61,13 @@ class Migration:
     def require_down(self):
         """Fail before anything runs when a migration cannot be rolled back."""
         if not callable(getattr(self.module, 'down', None)):
-            raise SettingsError('%s has no down(cursor) function: it cannot be rolled back'
-                                % self.path)
+            raise SettingsError('%s has no %s: it cannot be rolled back; nothing was changed'
+                                % (self.path, '-- dbmigrator: down section' if self.is_sql
+                                   else 'down(cursor) function'))
+
+    @property
+    def is_sql(self):
+        return self.path.endswith('.sql')
 
     def down(self, cursor):
         self.require_down()
@@ -87,8 +89,10 @@ def migration_files(directories):
             match = FILENAME.match(filename)
             if not match:
                 continue
-            version, name = match.groups()
+            version, name, kind = match.groups()
             path = os.path.join(directory, filename)
+            if kind == 'sql' and not sql.is_marked(_source(path)[2]):
+                continue  # a helper file of a 1.x project, say
             if version in found and found[version][2] != path:
                 raise SettingsError('two migrations have version %s: %s and %s; rename one' % (
                     version, found[version][2], path))
@@ -105,7 +109,7 @@ def error_line(exc, path):
     return line
 
 
-def _read(path):
+def read(path):
     """A file's bytes, through os-level calls: a buffered file object costs about
     twice as much, twice per migration."""
     handle = os.open(path, os.O_RDONLY | getattr(os, 'O_BINARY', 0))
@@ -137,7 +141,7 @@ def _source(path):
     try:
         if not os.path.isfile(path) and os.path.exists(path) and not os.path.isdir(path):
             raise SettingsError('%s is not a regular file: a migration must be one' % path)
-        data = _read(path)
+        data = read(path)
     except OSError as exc:
         raise SettingsError(_unreadable(path, exc))
     try:
@@ -149,9 +153,37 @@ def _source(path):
     return data, hashlib.sha256(data).hexdigest(), source
 
 
+def unmarked_sql(directories):
+    """``.sql`` files named like migrations that have no marker, for ``list`` to mention."""
+    found = []
+    for directory in directories:
+        if not os.path.isdir(directory):
+            continue
+        for filename in sorted(os.listdir(directory)):
+            match = FILENAME.match(filename)
+            path = os.path.join(directory, filename)
+            if match and match.group(3) == 'sql' and not sql.is_marked(_source(path)[2]):
+                found.append(path)
+    return found
+
+
+def load(version, name, path):
+    """The migration of one file, of either kind."""
+    data, checksum, source = _source(path)
+    if path.endswith('.sql'):
+        made = sql.module(version, name, path, source)
+    else:
+        made = python.load(version, name, path, data, checksum, source)
+    return Migration(version, name, path, checksum, made)
+
+
 def read_source(version, name, path):
     """A migration as its source reads, never executed: for pages anyone may see."""
     _, checksum, source = _source(path)
+    if path.endswith('.sql'):
+        sections, atomic, deferred = sql.parse(path, source)
+        return Migration(version, name, path, checksum, None, 'should_run' in sections,
+                         deferred, atomic)
     try:
         tree = ast.parse(source, path)
     except SyntaxError as exc:
@@ -160,112 +192,7 @@ def read_source(version, name, path):
     return Migration(version, name, path, checksum, None, is_repeat, deferred, atomic)
 
 
-def load(version, name, path):
-    data, checksum, source = _source(path)
-    module_name = 'dbmigrator._migrations.m%s_%s' % (
-        version, hashlib.sha1(path.encode('utf-8', 'surrogateescape')).hexdigest()[:8])
-    module = types.ModuleType(module_name)
-    module.__file__ = path
-    try:
-        code = _code(path, data, source)
-    except SyntaxError as exc:
-        raise SettingsError('%s line %s: syntax error: %s' % (path, exc.lineno, exc.msg))
-    sys.modules[module_name] = module
-    try:
-        exec(code, module.__dict__)
-    except KeyboardInterrupt:
-        sys.modules.pop(module_name, None)
-        raise
-    except BaseException as exc:  # sys.exit() at module level must not end dbmigrator
-        sys.modules.pop(module_name, None)
-        what = 'it called sys.exit(%s)' % ('' if exc.code is None else repr(exc.code)) if (
-            isinstance(exc, SystemExit)) else '%s: %s' % (type(exc).__name__, exc)
-        raise SettingsError('%s line %s: cannot load the migration: %s' % (
-            path, error_line(exc, path), what))
-    if not callable(getattr(module, 'up', None)):
-        raise SettingsError('%s has no up(cursor) function: every migration needs one' % path)
-    for function in ('up', 'down', 'should_run'):
-        code_of = getattr(getattr(module, function, None), '__code__', None)
-        if code_of is not None and code_of.co_flags & (
-                inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_GENERATOR):
-            raise SettingsError(
-                '%s: %s is an async function or a generator, so calling it would not run its '
-                'body: write it as a plain def %s(cursor)' % (path, function, function))
-    return Migration(version, name, path, checksum, module)
-
-
-# A PEP 552 pyc checked against the source's hash, never its mtime: a file
-# rewritten within the same second at the same size is still recompiled.
-_CHECKED_HASH = (0b11).to_bytes(4, 'little')
-
-
-def _code(path, data, source):
-    """The migration's code, from ``__pycache__`` when the cached file matches its source.
-
-    db-migrator 1.x imported migrations with ``__import__``, which keeps
-    ``__pycache__`` beside them too; compiling thousands of files on every
-    run is most of what ``list`` and ``migrate`` cost on a large project.
-    """
-    cache = _cache_path(path)
-    header = importlib.util.MAGIC_NUMBER + _CHECKED_HASH + importlib.util.source_hash(data)
-    code = _read_cache(cache, header, path) if cache is not None else None
-    if code is not None:
-        return code
-    code = compile(source, path, 'exec', dont_inherit=True)
-    if cache is not None and not sys.dont_write_bytecode:
-        _write_cache(cache, header + marshal.dumps(code), path)
-    return code
-
-
-@functools.lru_cache(maxsize=None)
-def _cache_folder(directory):
-    """Where the pycs of a folder's files go, and how their names end: asked of
-    importlib once per folder (it honours PYTHONPYCACHEPREFIX), not once per file."""
-    try:
-        cache = importlib.util.cache_from_source(os.path.join(directory, 'm.py'))
-    except (NotImplementedError, ValueError):
-        return None
-    folder, name = os.path.split(cache)
-    return folder, name[1:]
-
-
-def _cache_path(path):
-    directory, filename = os.path.split(path)
-    where = _cache_folder(directory)
-    return None if where is None else os.path.join(where[0], filename[:-3] + where[1])
-
-
-def _read_cache(cache, header, path):
-    """The cached code when the file is there and its header matches; else None."""
-    try:
-        cached = _read(cache)
-    except OSError:
-        return None
-    if cached[:16] != header:
-        return None
-    try:
-        code = marshal.loads(cached[16:])
-    except (EOFError, ValueError, TypeError):
-        return None
-    return code if isinstance(code, types.CodeType) and code.co_filename == path else None
-
-
-def _write_cache(cache, content, source_path):
-    """Write a cache file whole or not at all; a read-only folder just goes without."""
-    try:
-        os.makedirs(os.path.dirname(cache), exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=os.path.dirname(cache), suffix='.tmp')
-        try:
-            with os.fdopen(handle, 'wb') as out:
-                out.write(content)
-            os.chmod(temporary, os.stat(source_path).st_mode & 0o666)
-            os.replace(temporary, cache)
-        except BaseException:
-            os.unlink(temporary)
-            raise
-    except OSError:
-        pass
-
+from . import python, sql  # noqa: E402  (they use what is defined above)
 
 _freeze_loaded = False
 
