@@ -13,7 +13,7 @@ import webtest
 
 from dbmigrator import commands, settings as settings_mod
 from tests.conftest import Migrations, dbmigrator_command, subprocess_env
-from tests.test_web import ADMIN, csrf_form, finished, host_app, step_titles
+from tests.test_web import ADMIN, confirmed, csrf_form, finished, host_app, step_titles
 
 SLOW = '''\
     import os
@@ -64,8 +64,8 @@ def wait_json(app, url, until, timeout=30):
 def test_post_returns_at_once_and_another_instance_follows_the_run(apps, db, slow):
     first, second = apps
     started = time.monotonic()
-    response = csrf_form(first.get('/migrations', headers=ADMIN), '/migrate').submit(
-        headers=ADMIN)
+    response = confirmed(csrf_form(first.get('/migrations', headers=ADMIN), '/migrate').submit(
+        headers=ADMIN), ADMIN)
     assert time.monotonic() - started < 5
     assert response.status_int == 303 and '/migrations/runs/' in response.location
     run_id = response.location.rsplit('/', 1)[1]
@@ -149,7 +149,8 @@ def test_cli_run_is_shown_on_the_page(apps, db, migrations, slow):
 
 def test_cancel_needs_permission_and_csrf_and_interrupts(apps, db, slow):
     app, _ = apps
-    response = csrf_form(app.get('/migrations', headers=ADMIN), '/migrate').submit(headers=ADMIN)
+    response = confirmed(csrf_form(app.get('/migrations', headers=ADMIN), '/migrate').submit(
+        headers=ADMIN), ADMIN)
     run_id = response.location.rsplit('/', 1)[1]
     url = '/migrations/runs/%s.json' % run_id
     wait_json(app, url, lambda d: 'backfill started' in d['output'])
@@ -159,14 +160,19 @@ def test_cancel_needs_permission_and_csrf_and_interrupts(apps, db, slow):
     app.post('/migrations/runs/%s/cancel' % run_id,
              {'csrf_token': cancel['csrf_token'].value}, headers={'X-User': 'bob'}, status=403)
     assert app.get(url, headers=ADMIN).json['state'] == 'running'
-    cancel.submit(headers=ADMIN, status=303)
+    review = cancel.submit(headers=ADMIN, status=200)
+    assert 'Migration 20200101000000 slow_backfill is running' in ' '.join(
+        review.html.find('main').text.split())
+    assert app.get(url, headers=ADMIN).json['state'] == 'running'
+    confirmed(review, ADMIN)
     data = wait_json(app, url, lambda d: d['state'] not in ('running', 'waiting'))
     assert data["state"] == "interrupted", json.dumps(data)
     [step] = data['steps']
     assert step['outcome'] == 'interrupted'
     assert 'cancelled and rolled back' in step['error']
     assert not db.table_exists('slow_done') and db.versions() == []
-    app.post('/migrations/runs/%s/cancel' % run_id, {'csrf_token': cancel['csrf_token'].value},
+    app.post('/migrations/runs/%s/cancel' % run_id, {'csrf_token': cancel['csrf_token'].value,
+                                                    'confirm': 'yes'},
              headers=ADMIN, status=409)
 
 

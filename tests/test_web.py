@@ -78,8 +78,20 @@ def csrf_form(page, action):
     return next(f for f in page.forms.values() if f.action.endswith(action))
 
 
+def confirmed(response, headers=None, **fields):
+    """Past an action's confirmation step: submit the form it shows."""
+    if response.status_int != 200:
+        return response
+    form = next(f for f in response.forms.values() if 'confirm' in f.fields)
+    for name, value in fields.items():
+        form[name] = value
+    return form.submit(headers=headers)
+
+
 def finished(app, response, headers=None, timeout=60):
-    """Follow a started run to its page and wait there until it is over."""
+    """Follow a started run (past its confirmation) to its page and wait there until it
+    is over."""
+    response = confirmed(response, headers)
     assert response.status_int == 303, response
     page = response.follow(headers=headers)
     url = page.html.find(id='run')['data-json']
@@ -245,13 +257,17 @@ def test_mark_from_the_page(app, db):
     form = csrf_form(app.get('/migrations', headers=ADMIN), '/mark')
     form['version'] = '20200102000000'
     form['state'] = 'deferred'
-    result = form.submit(headers=ADMIN)
+    review = form.submit(headers=ADMIN)
+    assert 'Migration 20200102000000 will be marked as deferred' in ' '.join(
+        review.html.find('main').text.split())
+    assert db.query('SELECT count(*) FROM schema_migrations') == [(0,)]
+    result = confirmed(review, ADMIN)
     assert 'Done.' in result.text
     assert db.query('SELECT version, applied FROM schema_migrations') == [
         ('20200102000000', None)]
     token = form['csrf_token'].value
     bad = app.post('/migrations/mark', {'csrf_token': token, 'version': '20990101000000',
-                                        'state': 'completed'}, headers=ADMIN)
+                                        'state': 'completed', 'confirm': 'yes'}, headers=ADMIN)
     assert 'unknown migration version 20990101000000' in bad.text
 
 
@@ -510,9 +526,11 @@ def test_an_error_finding_makes_migrate_ask_for_a_confirmation(settings, db, mig
         time.sleep(0.2)
     page = app.get('/migrations', headers=ADMIN)
     assert 'table-rewrite on public.big (20200103000000)' in page.html.find(id='unsafe').text
-    form = csrf_form(page, '/migrate')
-    refused = form.submit(headers=ADMIN, expect_errors=True)
-    assert refused.status_int == 409
+    review = csrf_form(page, '/migrate').submit(headers=ADMIN)
+    assert 'table-rewrite on public.big (20200103000000)' in review.html.find(id='unsafe').text
+    form = next(f for f in review.forms.values() if 'confirm' in f.fields)
+    refused = app.post('/migrations/migrate', {'csrf_token': form['csrf_token'].value,
+                                              'confirm': 'yes'}, headers=ADMIN, status=409)
     assert 'the last safety check found 1 error finding:' in refused.text
     assert db.versions() == []
     form['confirm_unsafe'] = 'yes'
@@ -531,7 +549,8 @@ def test_the_run_page_shows_the_locks_a_migration_holds_and_who_waits(app, db, m
             cursor.execute('LOCK TABLE big IN ACCESS EXCLUSIVE MODE')
             cursor.execute('SELECT pg_sleep(6)')
         ''')
-    started = csrf_form(app.get('/migrations', headers=ADMIN), '/migrate').submit(headers=ADMIN)
+    started = confirmed(csrf_form(app.get('/migrations', headers=ADMIN), '/migrate').submit(
+        headers=ADMIN), ADMIN)
     url = started.follow(headers=ADMIN).html.find(id='run')['data-json']
     deadline = time.monotonic() + 30
     while 'AccessExclusiveLock on public.big' not in app.get(url, headers=ADMIN).json['holding']:

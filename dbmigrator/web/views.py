@@ -128,10 +128,27 @@ class MigrationViews:
             return {'title': title, 'steps': [], 'error': scrub(exc), 'database': self.database}
         return see_other(self.request, 'dbmigrator.run', run_id=run_id)
 
+    def _confirm(self, template, **values):
+        """The confirmation step an action shows first: what it will do, where."""
+        self.request.override_renderer = 'dbmigrator:web/templates/%s.jinja2' % template
+        values.update(csrf_token=get_csrf_token(self.request), database=self.database)
+        return values
+
     def migrate(self):
         version = self.request.POST.get('version', '').strip() or None
         run_deferred = self.request.POST.get('run_deferred') == 'on'
         last = self.request.registry.get('dbmigrator.last_check')
+        if self.request.POST.get('confirm') != 'yes':
+            try:
+                plan, error = commands.migrate(self.settings, version=version,
+                                               run_deferred=run_deferred,
+                                               dry_run=True).steps, None
+            except DBMigratorError as exc:
+                plan, error = [], scrub(exc)
+            return self._confirm('confirm_migrate', plan=plan, error=error, version=version,
+                                 run_deferred=run_deferred,
+                                 unsafe=last.errors if last is not None else [],
+                                 last_check=last)
         if last is not None and last.errors and self.request.POST.get('confirm_unsafe') != 'yes':
             self.request.response.status = 409
             return {'title': 'Migrate', 'steps': [], 'database': self.database,
@@ -170,6 +187,9 @@ class MigrationViews:
     def mark(self):
         versions = self.request.POST.getall('version')
         state = self.request.POST.get('state', '')
+        if self.request.POST.get('confirm') != 'yes':
+            return self._confirm('confirm_mark', versions=versions, state=state,
+                                 what=commands.MARKS.get(state, state))
 
         def run():
             commands.mark(self.settings, versions, state, origin=origin(self.request))
@@ -197,6 +217,8 @@ class MigrationViews:
 
     def cancel(self):
         run_id = self.request.matchdict['run_id']
+        if self.request.POST.get('confirm') != 'yes':
+            return self._confirm('confirm_cancel', state=self._state(), run_id=run_id)
         if not commands.cancel(self.settings, run_id):
             raise HTTPConflict('run %s is not running: there is nothing to cancel' % run_id)
         return see_other(self.request, 'dbmigrator.run', run_id=run_id)
