@@ -21,6 +21,14 @@ def reader(db, query, outcome):
     return thread
 
 
+def queued(db, query, outcome, delay):
+    """``query`` sent ``delay`` seconds from now, to queue behind the migration's lock."""
+    thread = reader(db, query, outcome)
+    timer = threading.Timer(delay, thread.start)
+    timer.start()
+    return thread, timer
+
+
 def test_a_rewrite_that_blocks_a_reader_is_cancelled_and_leaves_the_table(dbm, db, migrations):
     db.query('CREATE TABLE big (id INT PRIMARY KEY, v TEXT);'
              " INSERT INTO big SELECT i, 'v' || i FROM generate_series(1, 5000) i")
@@ -35,9 +43,7 @@ def test_a_rewrite_that_blocks_a_reader_is_cancelled_and_leaves_the_table(dbm, d
         ''')
     dbm('init', '--version', '0')
     outcome = {}
-    thread = reader(db, 'SELECT count(*) FROM big', outcome)
-    timer = threading.Timer(0.3, thread.start)
-    timer.start()
+    thread, timer = queued(db, 'SELECT count(*) FROM big', outcome, 0.3)
     started = time.monotonic()
     result = dbm('migrate', '--no-diff', '--max-blocking', '1')
     elapsed = time.monotonic() - started
@@ -69,9 +75,7 @@ def test_a_blocking_index_build_in_a_non_atomic_migration_is_guarded_too(dbm, db
         ''')
     dbm('init', '--version', '0')
     outcome = {}
-    writer = reader(db, "INSERT INTO big VALUES (0, 'w') RETURNING id", outcome)
-    timer = threading.Timer(0.5, writer.start)
-    timer.start()
+    writer, timer = queued(db, "INSERT INTO big VALUES (0, 'w') RETURNING id", outcome, 0.5)
     result = dbm('migrate', '--no-diff', '--max-blocking', '1')
     timer.join()
     writer.join(30)
@@ -92,9 +96,7 @@ def test_a_lock_held_briefly_is_left_alone_and_zero_turns_the_guard_off(dbm, db,
         ''')
     dbm('init', '--version', '0')
     outcome = {}
-    thread = reader(db, 'SELECT id FROM t', outcome)
-    timer = threading.Timer(0.3, thread.start)
-    timer.start()
+    thread, timer = queued(db, 'SELECT id FROM t', outcome, 0.3)
     result = dbm('migrate', '--no-diff', '--max-blocking', '0')
     timer.join()
     thread.join(30)

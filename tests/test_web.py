@@ -482,6 +482,19 @@ def test_out_of_order_and_non_atomic_on_the_page(app, db, migrations):
     assert data['warnings'] == warnings[:1]
 
 
+def checked(app, page, timeout=60):
+    """Start "Check safety" from ``page`` and wait on the check's page until it is over."""
+    started = csrf_form(page, '/check').submit(headers=ADMIN)
+    assert started.status_int == 303
+    deadline = time.monotonic() + timeout
+    check = started.follow(headers=ADMIN)
+    while check.html.find(id='check')['data-state'] == 'running':
+        assert time.monotonic() < deadline, 'the check did not finish'
+        time.sleep(0.2)
+        check = app.get(started.location, headers=ADMIN)
+    return check
+
+
 def test_check_safety_shows_findings_and_migrate_then_needs_a_confirmation(app, db, migrations):
     db.query('CREATE TABLE big (id INT); INSERT INTO big SELECT generate_series(1, 300);'
              ' ANALYZE big; CREATE TABLE schema_migrations (version TEXT, applied TIMESTAMPTZ)')
@@ -491,15 +504,7 @@ def test_check_safety_shows_findings_and_migrate_then_needs_a_confirmation(app, 
         ''')
     page = app.get('/migrations', headers=ADMIN)
     assert 'last-check' not in page.text
-    form = csrf_form(page, '/check')
-    started = form.submit(headers=ADMIN)
-    assert started.status_int == 303
-    deadline = time.monotonic() + 60
-    check = started.follow(headers=ADMIN)
-    while check.html.find(id='check')['data-state'] == 'running':
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-        check = app.get(started.location, headers=ADMIN)
+    check = checked(app, page)
     assert check.html.find(id='check')['data-state'] == 'done', check.text
     rows = check.html.find(id='findings').find_all('tr')[1:]
     assert [r.find_all('td')[1].get_text() for r in rows] == ['blocking-index']
@@ -518,12 +523,7 @@ def test_an_error_finding_makes_migrate_ask_for_a_confirmation(settings, db, mig
             cursor.execute('ALTER TABLE big ADD COLUMN u uuid DEFAULT gen_random_uuid()')
         ''')
     app = webtest.TestApp(host_app(dict(settings, **{'dbmigrator.lint_big_table_rows': '100'})))
-    started = csrf_form(app.get('/migrations', headers=ADMIN), '/check').submit(headers=ADMIN)
-    deadline = time.monotonic() + 60
-    while app.get(started.location, headers=ADMIN).html.find(id='check')['data-state'] == (
-            'running'):
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    checked(app, app.get('/migrations', headers=ADMIN))
     page = app.get('/migrations', headers=ADMIN)
     assert 'table-rewrite on public.big (20200103000000)' in page.html.find(id='unsafe').text
     review = csrf_form(page, '/migrate').submit(headers=ADMIN)
