@@ -173,6 +173,7 @@ class Watch:
 
     def __init__(self, connect, max_blocking=0):
         self.last = None
+        self.now = None
         self.blocked = None
         self.max_blocking = max_blocking
         self._watched = None
@@ -183,14 +184,16 @@ class Watch:
 
     @contextlib.contextmanager
     def watching(self, pid, guard=False):
-        """Watch ``pid`` for the duration of the block; ``last`` holds what was seen.
+        """Watch ``pid`` for the duration of the block; ``last`` holds the last
+        blocker seen, ``now`` the one of the latest sample (None: not waiting).
 
         With ``guard`` (a migration's own code runs), a statement that has
         kept another session waiting longer than ``max_blocking`` is
         cancelled, and ``blocked`` says what it blocked.
         """
         self._watches += 1
-        self.last, self._watched = None, (self._watches, pid, time.monotonic(),
+        self.last = self.now = None
+        self._watched = (self._watches, pid, time.monotonic(),
                                           guard and self.max_blocking > 0)
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name='dbmigrator-blockers',
@@ -199,7 +202,7 @@ class Watch:
         try:
             yield self
         finally:
-            self._watched = None
+            self._watched = self.now = None
 
     def _guard(self, cursor, conn, watched):
         """Cancel the watched statement once it has blocked someone too long."""
@@ -231,8 +234,9 @@ class Watch:
                                            'low': lock.KEY & 0xffffffff})
                     row = cursor.fetchone()
                     # A sample that outlived its block says nothing of the next one.
-                    if row and self._watched is watched:
-                        self.last = Blocker(*row)
+                    if self._watched is watched:
+                        self.now = Blocker(*row) if row else None
+                        self.last = self.now or self.last
                     if watched[3]:
                         self._guard(cursor, conn, watched)
         except Exception as exc:  # a reporting aid must never break the run

@@ -489,23 +489,40 @@ def _dispatch(args, log):
         return (0 if result.ok else EXIT_MIGRATION_FAILED), reports.lint_json(result)
     from . import interrupts
     interrupts.install()
+    dry_run = args.dry_run or getattr(args, 'check', False)
+    live = _live_line(args, dry_run)
     try:
         if args.command == 'migrate':
-            dry_run = args.dry_run or args.check
             result = commands.migrate(settings, version=_target_version(args),
                                       run_deferred=args.run_deferred, diff=not args.no_diff,
-                                      dry_run=dry_run, strict=settings.strict)
+                                      dry_run=dry_run, strict=settings.strict, progress=live)
             if args.check and settings.strict:
                 commands.require_no_drift(result.drift)
             code = EXIT_CHECK_PENDING if args.check and result.steps else 0
             _summary(args, result)
             return code, reports.result_json(result, check=args.check)
         result = commands.rollback(settings, steps=args.steps, version=args.version,
-                                   diff=not args.no_diff, dry_run=args.dry_run)
+                                   diff=not args.no_diff, dry_run=args.dry_run, progress=live)
         _summary(args, result)
         return 0, reports.result_json(result)
     finally:
+        if live is not None:
+            live.close()
         interrupts.reset()  # the signal's exit deadline ends with the run
+
+
+def _live_line(args, dry_run):
+    """The running migration's line on a terminal, wiped before each log line."""
+    from . import terminal
+    handlers = [h for h in logging.getLogger('dbmigrator').handlers
+                if getattr(h, 'dbmigrator_cli', False)]
+    if (args.format != 'text' or args.quiet or dry_run or not handlers
+            or not terminal.wanted(sys.stdout)):
+        return None
+    live = terminal.LiveLine(sys.stdout)
+    for handler in handlers:
+        live.guard(handler)
+    return live
 
 
 def main(argv=None, once=False):

@@ -517,12 +517,13 @@ def _target(migrations, version):
 
 
 def migrate(settings, version=None, run_deferred=False, diff=True, dry_run=False,
-            strict=False, origin=None, tracer=None):
+            strict=False, origin=None, tracer=None, progress=None):
     """Run pending (and due repeat) migrations up to ``version``.
 
     With ``dry_run`` nothing changes and no lock is taken: the result holds
     the plan, with every ``should_run`` asked in a rolled-back transaction.
-    ``tracer`` is lint's, which watches each statement on a scratch copy.
+    ``tracer`` is lint's, which watches each statement on a scratch copy;
+    ``progress`` is told which step runs (the terminal's live line).
     """
     migrations = discover(settings.require_directories())
     version = _target(migrations, version)
@@ -556,7 +557,8 @@ def migrate(settings, version=None, run_deferred=False, diff=True, dry_run=False
         _refuse_non_atomic_behind_pooler(conn, settings, plan)
         checksums = store.upgrade(conn) if plan else True
         _warn_drift(migrations, records)
-        steps = Runner(conn, settings, diff=diff, checksums=checksums, tracer=tracer).run(plan)
+        steps = Runner(conn, settings, diff=diff, checksums=checksums, tracer=tracer,
+                       progress=progress).run(plan)
     if not steps:
         log.info('No pending migrations.  Database is up to date.')
     return Result(UP, steps, plan)
@@ -575,7 +577,8 @@ def _steps_arg(steps):
     return int(steps)
 
 
-def rollback(settings, steps=1, version=None, diff=True, dry_run=False, origin=None):
+def rollback(settings, steps=1, version=None, diff=True, dry_run=False, origin=None,
+             progress=None):
     """Roll back the last ``steps`` applied migrations, or all after ``version``.
 
     ``dry_run`` only plans, without the lock; the page's confirmation step
@@ -611,7 +614,8 @@ def rollback(settings, steps=1, version=None, diff=True, dry_run=False, origin=N
             if not plan:
                 log.info('No migrations to roll back.')
             return Result(DOWN, _planned_steps(plan), plan, dry_run=True)
-        done = Runner(conn, settings, diff=diff, checksums=checksums).run(plan)
+        done = Runner(conn, settings, diff=diff, checksums=checksums,
+                      progress=progress).run(plan)
     if not done:
         log.info('No migrations to roll back.')
     return Result(DOWN, done, plan)

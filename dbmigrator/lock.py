@@ -72,12 +72,15 @@ CREATE TABLE IF NOT EXISTS dbmigrator_lock (
     current TEXT,
     current_pid INT,
     current_started TIMESTAMPTZ,
+    current_step INT,
+    steps INT,
     output TEXT,
     cancel_requested TIMESTAMPTZ
 )'''
 
 COLUMNS = ('holder', 'who', 'backend_pid', 'backend_start', 'acquired', 'expires', 'run_id',
-           'current', 'current_pid', 'current_started', 'output', 'cancel_requested')
+           'current', 'current_pid', 'current_started', 'current_step', 'steps', 'output',
+           'cancel_requested')
 
 TAKE = '''
 INSERT INTO dbmigrator_lock AS l (holder, who, backend_pid, backend_start, acquired, expires,
@@ -89,7 +92,8 @@ ON CONFLICT (id) DO UPDATE
    SET holder = excluded.holder, who = excluded.who, backend_pid = excluded.backend_pid,
        backend_start = excluded.backend_start, acquired = excluded.acquired,
        expires = excluded.expires, run_id = excluded.run_id, current = NULL,
-       current_pid = NULL, current_started = NULL, output = NULL, cancel_requested = NULL
+       current_pid = NULL, current_started = NULL, current_step = NULL, steps = NULL,
+       output = NULL, cancel_requested = NULL
  WHERE l.expires < now()
     OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a
                     WHERE a.pid = l.backend_pid
@@ -126,6 +130,8 @@ class Holder:
     current: str = None
     current_pid: int = None
     current_started: datetime.datetime = None
+    current_step: int = None
+    steps: int = None
     output: str = None
     cancel_requested: datetime.datetime = None
 
@@ -150,7 +156,8 @@ def holder(cursor):
     cursor.execute("SELECT has_table_privilege(to_regclass(%s), 'SELECT')", (TABLE,))
     if cursor.fetchone()[0]:
         cursor.execute('SELECT who, backend_pid, acquired, run_id, current, current_pid,'
-                       ' current_started, output, cancel_requested FROM dbmigrator_lock'
+                       ' current_started, current_step, steps, output, cancel_requested'
+                       ' FROM dbmigrator_lock'
                        ' WHERE expires >= now()')
         row = cursor.fetchone()
         if row:
@@ -174,6 +181,7 @@ class Lease:
         self.who = who or whoami()
         self.run_id = run_id
         self.current = self.current_pid = self.current_started = None
+        self.current_step = self.steps = None
         self.output = []
         self.cancelled = False
         self._last_beat = 0
@@ -318,7 +326,7 @@ class Lease:
                     'for this one; %s once to have the lease', why, grant)
         return NO_LEASE
 
-    def running(self, version, name, pid):
+    def running(self, version, name, pid, step=None, steps=None):
         """Record which migration runs now, on which backend, for the page of any process.
 
         The heartbeat publishes it within a second; it is woken at once only
@@ -328,6 +336,7 @@ class Lease:
         self.current = '%s %s' % (version, name) if version else None
         self.current_pid = pid
         self.current_started = datetime.datetime.now(datetime.timezone.utc)
+        self.current_step, self.steps = step, steps
         self.output = []
         if time.monotonic() - self._last_beat > HEARTBEAT_SECONDS / 2:
             self._wake.set()
@@ -352,9 +361,10 @@ class Lease:
         cursor.execute(
             "SET LOCAL statement_timeout = '5s';"
             " UPDATE dbmigrator_lock SET expires = now() + %s * interval '1 second',"
-            ' current = %s, current_pid = %s, current_started = %s, output = %s'
-            ' WHERE holder = %s RETURNING cancel_requested IS NOT NULL',
+            ' current = %s, current_pid = %s, current_started = %s, current_step = %s,'
+            ' steps = %s, output = %s WHERE holder = %s RETURNING cancel_requested IS NOT NULL',
             (LEASE_SECONDS, self.current, self.current_pid, self.current_started,
+             self.current_step, self.steps,
              '\n'.join(self.output)[-OUTPUT_CHARS:] or None, self.id))
         row = cursor.fetchone()
         if row is None:

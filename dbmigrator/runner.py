@@ -108,9 +108,11 @@ def _is_statement_timeout(exc):
 class Runner:
     """Executes a plan on one locked connection and reports each step."""
 
-    def __init__(self, conn, settings, diff=True, checksums=True, tracer=None):
+    def __init__(self, conn, settings, diff=True, checksums=True, tracer=None, progress=None):
         self.conn = conn
         self.tracer = tracer
+        self.progress = progress
+        self.position = (None, None)
         self.settings = settings
         self.checksums = checksums
         ours = keeps_session(conn, settings.pooler)
@@ -283,7 +285,7 @@ class Runner:
         migration = planned.migration
         if self.conn.lease is not None:
             self.conn.lease.running(migration.version, migration.name,
-                                    self.conn.info.backend_pid)
+                                    self.conn.info.backend_pid, *self.position)
         self.output.take()
         if planned.action == UP:
             self._say('Running migration %s %s', migration.version, migration.name)
@@ -493,13 +495,15 @@ class Runner:
             self.direct = self.output.hears_alone(log)
             for index, planned in enumerate(plan.steps, 1):
                 self.following = plan.steps[index] if index < len(plan.steps) else None
+                self.position = (index, len(plan.steps))
                 skips = _log_skips_before(self._say, skips, planned.version)
                 migration = planned.migration
                 started = time.monotonic()
                 try:
                     if self.cancelled or interrupts.requested():
                         raise KeyboardInterrupt
-                    ran = self._run_one(planned)
+                    with self._shown(planned):
+                        ran = self._run_one(planned)
                 except KeyboardInterrupt:
                     _safe_rollback(self.conn)
                     self._fail(planned, started, INTERRUPTED, Interrupted(
@@ -542,6 +546,18 @@ class Runner:
         self.direct = False
         _log_skips_before(self._say, skips, None)
         return self.steps
+
+    @contextlib.contextmanager
+    def _shown(self, planned):
+        """Tell the terminal's live line (if any) which step runs, and what it waits for."""
+        if self.progress is None:
+            yield
+            return
+        self.progress.begin(planned, self.position, lambda: self.watch.now)
+        try:
+            yield
+        finally:
+            self.progress.end()
 
     @property
     def cancelled(self):

@@ -267,8 +267,8 @@ def test_a_bigint_version_column_is_read_as_text(dbm, db, migrations):
      ' CREATE TABLE dbmigrator_lock (id INT PRIMARY KEY, holder TEXT)',
      "dbmigrator_lock exists but is not dbmigrator's lease table (it has no columns who, "
      'backend_pid, backend_start, acquired, expires, run_id, current, current_pid, '
-     'current_started, output, cancel_requested): drop it if nothing else uses it, or rename '
-     'it; dbmigrator then makes its own'),
+     'current_started, current_step, steps, output, cancel_requested): drop it if nothing '
+     'else uses it, or rename it; dbmigrator then makes its own'),
     ('CREATE TABLE schema_migrations (version TEXT, applied TIMESTAMPTZ);'
      ' CREATE TABLE dbmigrator_history (id INT, note TEXT)',
      "dbmigrator_history exists but is not dbmigrator's run history (it has no columns "

@@ -143,9 +143,16 @@ def test_long_run_progress_reload_finish_and_cancel(server, browser, db, migrati
     first = elapsed(browser)
     wait.until(lambda b: elapsed(b) >= first + 2)  # growing, without a reload
     wait.until(lambda b: 'backfilled' in b.find_element(By.ID, 'output').text)
+    live = browser.find_element(By.CSS_SELECTOR, 'section.live').text
+    assert 'Now, step 3 of 3: 20200103000000 backfill' in live
+    assert 'Steps done: 2 of 3.' in live
+    # nothing waits and no strong lock is held: those lines take no room
+    assert not browser.find_element(By.ID, 'waiting-for').is_displayed()
+    assert not browser.find_element(By.ID, 'holding').is_displayed()
     browser.save_screenshot(str(tmp_path / 'run-progress.png'))
     browser.refresh()
     assert browser.find_element(By.ID, 'current').text == '20200103000000 backfill'
+    assert 'Now, step 3 of 3:' in browser.find_element(By.CSS_SELECTOR, 'section.live').text
     assert elapsed(browser) >= first + 2
     result = wait.until(expected_conditions.presence_of_element_located((By.ID, 'run-result')))
     assert result.text == 'Done: 3 steps.'

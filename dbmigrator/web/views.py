@@ -61,6 +61,8 @@ def run_json(request, state):
         'state': state.state,
         'error': run.error,
         'current': live.current if live else None,
+        'step': live.current_step if live and live.current else None,
+        'steps_planned': live.steps if live else None,
         'elapsed': round(state.elapsed, 1) if state.elapsed is not None else None,
         'output': (live.output or '').splitlines() if live else [],
         'waiting_for': str(state.waiting_for) if state.waiting_for else None,

@@ -45,6 +45,8 @@
       text('holding', data.holding || '');
       text('output', data.output.join('\n'));
       text('done-count', String(data.steps.length));
+      text('of-steps', data.steps_planned ? ' of ' + data.steps_planned : '');
+      text('position', data.step && data.steps_planned ? ', step ' + data.step + ' of ' + data.steps_planned : '');
       setTimeout(poll, 1000);
     };
     request.onerror = function () { setTimeout(poll, 2000); };
