@@ -40,7 +40,7 @@ DOMAIN_CONSTRAINTS = 'domain constraints'
 # Catalogs whose rows a supported migration may write; deletions are only
 # allowed in the dependency catalogs.
 WRITABLE = {'pg_class', 'pg_attribute', 'pg_type', 'pg_depend', 'pg_shdepend',
-            'pg_constraint', 'pg_index', 'pg_attrdef', DOMAIN_CONSTRAINTS}
+            'pg_constraint', 'pg_index', 'pg_attrdef', 'pg_sequence', DOMAIN_CONSTRAINTS}
 DELETABLE = {'pg_depend', 'pg_shdepend', 'pg_constraint'}
 # Catalogs that also hold objects no relation lock stands for (types, domain
 # constraints): every row written there must be one found through a lock.
@@ -96,6 +96,7 @@ class Relations:
     tables: dict    # oid -> (schema, name)
     indexes: dict   # table oid -> frozenset of its index names
     names: set      # (schema, name) of every relation that can own a constraint, as dumped
+    sequences: dict = dataclasses.field(default_factory=dict)  # table oid -> its sequences
 
     def constraint_table(self, schema, label):
         """The table of a ``<table> <constraint>`` header name; None if not certain."""
@@ -107,7 +108,12 @@ class Relations:
 RELATIONS_QUERY = '''
 SELECT c.oid, n.nspname, c.relname, c.relkind IN ('r', 'p'),
        ARRAY(SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-              WHERE i.indrelid = c.oid)
+              WHERE i.indrelid = c.oid),
+       (SELECT json_agg(json_build_array(sn.nspname, s.relname))
+          FROM pg_depend d JOIN pg_class s ON s.oid = d.objid
+          JOIN pg_namespace sn ON sn.oid = s.relnamespace
+         WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+           AND d.refobjid = c.oid AND d.deptype IN ('a', 'i') AND s.relkind = 'S')
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p', 'f') AND n.nspname <> 'pg_catalog'
    AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_toast'
@@ -117,13 +123,14 @@ SELECT c.oid, n.nspname, c.relname, c.relkind IN ('r', 'p'),
 def relations(cursor):
     """The tables as the snapshot's dump saw them (read right after it)."""
     cursor.execute(RELATIONS_QUERY)
-    tables, indexes, names = {}, {}, set()
-    for oid, schema, name, is_table, index_names in cursor.fetchall():
+    tables, indexes, names, sequences = {}, {}, set(), {}
+    for oid, schema, name, is_table, index_names, owned in cursor.fetchall():
         names.add((schema, name))
         if is_table:
             tables[oid] = (schema, name)
             indexes[oid] = frozenset(index_names)
-    return Relations(tables, indexes, names)
+            sequences[oid] = frozenset(tuple(pair) for pair in owned or ())
+    return Relations(tables, indexes, names, sequences)
 
 
 class Snapshot:
@@ -155,6 +162,7 @@ class Snapshot:
             current.lines.append(lines[i])
             i += 1
         self.relations = relations
+        self.why = None  # why the last render was left to pg_dump
         self.editable = relations is not None and self._index()
         self._edits, self._undo, self._objects = [], [], None
         # What objects() returns, kept up to date by the edits.
@@ -169,20 +177,25 @@ class Snapshot:
         """Name and order indexes; False when some section's place or owner is unknown."""
         if self.sections and self.sections[0].type in ATTACHED:
             return False
-        self._by_name, self._constraints = {}, {}
+        self._by_name, self._constraints, self._defaults = {}, {}, {}
         for section in self.sections:
+            if section.type == 'SEQUENCE OWNED BY':
+                self._by_name[section.type, section.schema, section.name] = section
             if section.type in ATTACHED:
                 continue
             if section.rank is None:
                 return False
             self._by_name[section.type, section.schema, section.name] = section
             sort_name = section.name
-            if section.type == 'CONSTRAINT':
+            if section.type in ('CONSTRAINT', 'DEFAULT'):
                 table = self.relations.constraint_table(section.schema, section.name)
                 if table is None:
                     return False
-                sort_name = section.name[len(table) + 1:]
-                self._constraints.setdefault((section.schema, table), []).append(section)
+                if section.type == 'CONSTRAINT':
+                    sort_name = section.name[len(table) + 1:]
+                    self._constraints.setdefault((section.schema, table), []).append(section)
+                else:
+                    self._defaults.setdefault((section.schema, table), []).append(section)
             section.sorted_by(sort_name)
         self._reorder()
         return True
@@ -273,54 +286,70 @@ class Snapshot:
         where = (table.schema, table.name)
         old = self.relations.tables.get(table.oid)
         if old is not None and old != where:
-            log.debug('schema diff by pg_dump: %s.%s was renamed', *where)
-            return False
+            return self._refuse('%s.%s was renamed' % where)
         old_indexes = self.relations.indexes.get(table.oid, frozenset())
         if not old_indexes <= table.index_names:
-            log.debug('schema diff by pg_dump: an index of %s.%s was renamed', *where)
-            return False
+            return self._refuse('an index of %s.%s was renamed' % where)
+        old_sequences = self.relations.sequences.get(table.oid, frozenset())
+        if not old_sequences <= table.sequence_names:
+            return self._refuse('a sequence of %s.%s was renamed' % where)
         existing = [self._by_name.get(('TABLE',) + where)] + list(
-            self._constraints.get(where, ())) + [
-            self._by_name.get(('INDEX', table.schema, name)) for name in old_indexes]
+            self._constraints.get(where, ())) + list(self._defaults.get(where, ())) + [
+            self._by_name.get(('INDEX', table.schema, name)) for name in old_indexes] + [
+            self._by_name.get((kind, schema, name)) for schema, name in old_sequences
+            for kind in ('SEQUENCE', 'SEQUENCE OWNED BY')]
         wanted = {(s.type, s.name): s for s in table.sections}
         for section in existing:
             if section is None:
                 continue
             replacement = wanted.pop((section.type, section.name), None)
             if replacement is None:
-                log.debug('schema diff by pg_dump: %s %s went away', section.type, section.name)
-                return False
+                return self._refuse('%s %s went away' % (section.type, section.name))
             if replacement.lines != section.lines:
                 self._swap(section, replacement)
         for section in wanted.values():
             if not self._insert(section):
-                log.debug('schema diff by pg_dump: cannot tell where pg_dump puts %s %s',
-                          section.type, section.name)
-                return False
+                return self._refuse('cannot tell where pg_dump puts %s %s' % (
+                    section.type, section.name))
         for mapping, key in ((self.relations.tables, table.oid),
-                             (self.relations.indexes, table.oid), (self._constraints, where)):
+                             (self.relations.indexes, table.oid),
+                             (self.relations.sequences, table.oid), (self._constraints, where),
+                             (self._defaults, where)):
             self._remember(mapping, key)
         self.relations.tables[table.oid] = where
         self.relations.indexes[table.oid] = table.index_names
-        self._constraints[where] = [self._by_name[s.type, s.schema, s.name]
-                                    for s in table.sections if s.type == 'CONSTRAINT']
+        self.relations.sequences[table.oid] = table.sequence_names
+        for kind, mapping in (('CONSTRAINT', self._constraints), ('DEFAULT', self._defaults)):
+            mapping[where] = [self._by_name[s.type, s.schema, s.name]
+                              for s in table.sections if s.type == kind]
         return True
+
+    def _refuse(self, why):
+        self.why = why
+        return False
 
     def _swap(self, old, new):
         self._edits.append((new, True))
-        i, j = self.sections.index(old), self._ordered.index(old)
+        i = self.sections.index(old)
+        j = None if old.type in ATTACHED else self._ordered.index(old)
         self._remember(self._by_name, (new.type, new.schema, new.name))
-        self.sections[i] = self._ordered[j] = new
+        self.sections[i] = new
+        if j is not None:
+            self._ordered[j] = new
         self._lines[i + 1] = new.lines
         self._by_name[new.type, new.schema, new.name] = new
 
         def undo():
-            self.sections[i] = self._ordered[j] = old
+            self.sections[i] = old
+            if j is not None:
+                self._ordered[j] = old
             self._lines[i + 1] = old.lines
         self._undo.append(undo)
 
     def _insert(self, new):
         """Insert ``new`` by pg_dump's sort; False when its place is not certain."""
+        if new.type == 'SEQUENCE OWNED BY':
+            return self._attach(new, self._by_name.get(('SEQUENCE', new.schema, new.name)))
         if self._sorted:
             place = bisect.bisect_left(self._keys, new.key)
             if place < len(self._keys) and self._keys[place] == new.key:
@@ -350,6 +379,24 @@ class Snapshot:
                 del self._keys[place]
             else:
                 self._reorder()
+        self._undo.append(undo)
+        return True
+
+
+    def _attach(self, new, owner):
+        """Put ``new`` right after the section it belongs to, as pg_dump writes it."""
+        if owner is None:
+            return False
+        position = self.sections.index(owner) + 1
+        self._remember(self._by_name, (new.type, new.schema, new.name))
+        self.sections.insert(position, new)
+        self._lines.insert(position + 1, new.lines)
+        self._edits.append((new, False))
+        self._by_name[new.type, new.schema, new.name] = new
+
+        def undo():
+            del self.sections[position]
+            del self._lines[position + 1]
         self._undo.append(undo)
         return True
 
@@ -393,6 +440,7 @@ class Table:
     name: str
     index_names: frozenset
     sections: list
+    sequence_names: frozenset = frozenset()
 
 
 # ``age(xmin) <= 0``: written by this transaction or one of its
@@ -460,17 +508,26 @@ class CatalogReader:
 
 
 def touched(before, after):
-    """Catalog name -> (inserted, updated, deleted) by the migration, or None if unsupported."""
+    """Catalog name -> (inserted, updated, deleted) by the migration."""
     delta = {}
     for name, counts in after.items():
         old = before.get(name, (0, 0, 0))
         change = tuple(a - b for a, b in zip(counts, old))
         if any(change):
             delta[name] = change
-    for name, (ins, upd, dele) in delta.items():
-        if name not in WRITABLE or name == DOMAIN_CONSTRAINTS or (dele and name not in DELETABLE):
-            return None
     return delta
+
+
+def unsupported(delta):
+    """Why catalog writes like these are pg_dump's to show, or None."""
+    others = sorted(name for name in delta if name not in WRITABLE or name == DOMAIN_CONSTRAINTS)
+    if others:
+        return 'it wrote to %s, which this path does not render' % ', '.join(others)
+    deleted = sorted(name for name, (_, _, dele) in delta.items()
+                     if dele and name not in DELETABLE)
+    if deleted:
+        return 'it deleted rows of %s (a DROP, or a table rewrite)' % ', '.join(deleted)
+    return None
 
 
 # The relations this transaction holds locks on, the tables among them (an
@@ -503,8 +560,13 @@ WITH locked AS (
         CROSS JOIN LATERAL (SELECT indexrelid FROM pg_index WHERE indrelid = t.oid) i
        UNION ALL SELECT i.indexrelid, t.owner FROM toast t
         CROSS JOIN LATERAL (SELECT indexrelid FROM pg_index WHERE indrelid = t.oid) i
+       UNION ALL SELECT k.oid, (SELECT d.refobjid FROM pg_depend d
+                                 WHERE d.classid = 'pg_class'::regclass AND d.objid = k.oid
+                                   AND d.refclassid = 'pg_class'::regclass
+                                   AND d.deptype IN ('a', 'i') LIMIT 1)
+         FROM kinds k WHERE k.relkind = 'S'
        UNION ALL SELECT oid, NULL FROM kinds
-        WHERE relkind NOT IN ('r', 'p', 'i', 'I', 't') OR table_kind NOT IN ('r', 'p', 't'))
+        WHERE relkind NOT IN ('r', 'p', 'i', 'I', 't', 'S') OR table_kind NOT IN ('r', 'p', 't'))
 SELECT r.owner, (age(c.xmin) <= 0)::int,
        CASE WHEN %s THEN (SELECT count(*) FROM pg_attribute a
                            WHERE a.attrelid = r.oid AND age(a.xmin) <= 0) ELSE 0 END,
@@ -568,7 +630,7 @@ SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.reln
        (SELECT json_agg(json_build_array(
                 quote_ident(a.attname), format_type(a.atttypid, a.atttypmod), a.attnotnull,
                 pg_get_expr(d.adbin, d.adrelid),
-                a.attidentity = '' AND a.attgenerated = '' AND a.attacl IS NULL
+                a.attgenerated = '' AND a.attacl IS NULL
                 AND a.attoptions IS NULL AND a.attfdwoptions IS NULL AND a.attstattarget IS NULL
                 AND a.attcompression = '' AND a.attstorage = t.typstorage AND a.attislocal
                 AND a.attcollation = t.typcollation, a.attname) ORDER BY a.attnum)
@@ -587,10 +649,35 @@ SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.reln
                 AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = ic.oid),
                 EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = i.indrelid
                         AND conindid = i.indexrelid AND contype IN ('p', 'u', 'x'))))
-          FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid)
+          FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid),
+       (SELECT json_agg(json_build_array(
+                sn.nspname, s.relname, quote_ident(sn.nspname) || '.' || quote_ident(s.relname),
+                pg_get_userbyid(s.relowner), quote_ident(pg_get_userbyid(s.relowner)),
+                a.attname, quote_ident(a.attname), d.deptype, a.attidentity,
+                format_type(q.seqtypid, NULL), q.seqstart::text, q.seqincrement::text,
+                q.seqmin::text, q.seqmax::text, q.seqcache::text, q.seqcycle,
+                s.relpersistence = 'p' AND s.relacl IS NULL
+                AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = s.oid)
+                AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = s.oid),
+                pg_get_expr(ad.adbin, ad.adrelid) IN (
+                    format('nextval(%%L::regclass)', s.oid::regclass::text),
+                    format('nextval(%%L::regclass)',
+                           quote_ident(sn.nspname) || '.' || quote_ident(s.relname))))
+                ORDER BY a.attnum)
+          FROM pg_depend d JOIN pg_class s ON s.oid = d.objid
+          JOIN pg_namespace sn ON sn.oid = s.relnamespace
+          JOIN pg_sequence q ON q.seqrelid = s.oid
+          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.refobjsubid
+          LEFT JOIN pg_attrdef ad ON ad.adrelid = c.oid AND ad.adnum = a.attnum
+         WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+           AND d.refobjid = c.oid AND d.deptype IN ('a', 'i'))
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.oid = %s::oid
 '''
+
+# pg_dump leaves out the limits a sequence of this type has by default.
+LIMITS = {'smallint': (-2 ** 15, 2 ** 15 - 1), 'integer': (-2 ** 31, 2 ** 31 - 1),
+          'bigint': (-2 ** 63, 2 ** 63 - 1)}
 
 
 def render(reader, cursor, snapshot, delta):
@@ -602,25 +689,30 @@ def render(reader, cursor, snapshot, delta):
     caller rolls back to a savepoint taken before, which also undoes
     :meth:`CatalogReader.plan_with_indexes`.
     """
-    if delta is None or not snapshot.editable:
-        log.debug('schema diff by pg_dump: %s', 'catalogs %s' % sorted(delta or {})
-                  if delta is None else 'a section pg_dump orders its own way')
+    snapshot.why = unsupported(delta) or (
+        None if snapshot.editable else 'the first dump has a section this path cannot place')
+    if snapshot.why:
         return None
     reader.plan_with_indexes(cursor)
     tables = _locate(reader, cursor, delta)
     if tables is None:
         tables = _scan(cursor, delta)
         if tables is None:
-            log.debug('schema diff by pg_dump: the migration made more than plain tables')
+            snapshot.why = 'it changed more than tables and their own sequences'
             return None
     rendered = []
     for oid in sorted(tables):
         table = _render_table(reader, cursor, oid)
         if table is None:
-            log.debug('schema diff by pg_dump: table %s has features not rendered here', oid)
+            snapshot.why = 'table %s has features not rendered here' % _name(cursor, oid)
             return None
         rendered.append(table)
     return snapshot.edit(rendered)
+
+
+def _name(cursor, oid):
+    cursor.execute('SELECT %s::oid::regclass::text', (oid,))
+    return cursor.fetchone()[0]
 
 
 def _locate(reader, cursor, delta):
@@ -665,11 +757,62 @@ def _scan(cursor, delta):
     return {oid for oid, _ in rows if oid is not None}
 
 
+def _sequence(qualified, row):
+    """The sections of a serial or identity column's sequence as pg_dump writes them,
+    and a serial column's DEFAULT line; None when pg_dump would write otherwise."""
+    (schema, name, seq_qualified, owner, quoted_owner, _, column, deptype, identity, type_name,
+     start, increment, minimum, maximum, cache, cycle, plain, is_nextval) = row
+    if not plain or type_name not in LIMITS or (deptype == 'i') != (identity in ('a', 'd')):
+        return None, None
+    low, high = LIMITS[type_name]
+    ascending = not increment.startswith('-')
+    options = ['    START WITH %s' % start, '    INCREMENT BY %s' % increment,
+               '    NO MINVALUE' if int(minimum) == (1 if ascending else low)
+               else '    MINVALUE %s' % minimum,
+               '    NO MAXVALUE' if int(maximum) == (high if ascending else -1)
+               else '    MAXVALUE %s' % maximum,
+               '    CACHE %s' % cache] + (['    CYCLE'] if cycle else [])
+    if deptype == 'i':
+        return [_section('SEQUENCE', schema, name, owner, [
+            'ALTER TABLE %s ALTER COLUMN %s ADD GENERATED %s AS IDENTITY (' % (
+                qualified, column, 'ALWAYS' if identity == 'a' else 'BY DEFAULT'),
+            '    SEQUENCE NAME %s' % seq_qualified] + options + [');', '', ''])], None
+    if not is_nextval:
+        return None, None
+    options[-1] += ';'
+    return [
+        _section('SEQUENCE', schema, name, owner, ['CREATE SEQUENCE %s' % seq_qualified] + (
+            ['    AS %s' % type_name] if type_name != 'bigint' else []) + options + [
+            '', '', 'ALTER SEQUENCE %s OWNER TO %s;' % (seq_qualified, quoted_owner), '']),
+        _section('SEQUENCE OWNED BY', schema, name, owner, [
+            'ALTER SEQUENCE %s OWNED BY %s.%s;' % (seq_qualified, qualified, column), '', ''])], [
+        'ALTER TABLE ONLY %s ALTER COLUMN %s SET DEFAULT nextval(%s::regclass);' % (
+            qualified, column, _literal(seq_qualified)), '', '']
+
+
+def _literal(text):
+    return "'%s'" % text.replace("'", "''")
+
+
 def _render_table(reader, cursor, oid):
     [(schema, name, qualified, owner, quoted_owner, plain, columns, constraints,
-      indexes)] = reader.execute(cursor, TABLE, oid)
+      indexes, sequences)] = reader.execute(cursor, TABLE, oid)
     if not plain:
         return None
+    owned, serial = [], {}
+    for row in sequences or ():
+        rendered = _sequence(qualified, row)
+        if rendered[0] is None:
+            return None
+        attname = row[5]
+        if rendered[1] is not None:
+            if attname in serial:
+                return None
+            serial[attname] = _section('DEFAULT', schema, '%s %s' % (name, attname), owner,
+                                       rendered[1])
+        owned.append(rendered[0])
+    if len(serial) > 1:
+        return None  # pg_dump orders a table's defaults by column number, not by name
     not_null = set()
     checks, keyed = [], []
     for conname, quoted, contype, definition, plain_constraint, attnames in constraints or ():
@@ -689,6 +832,8 @@ def _render_table(reader, cursor, oid):
             return None
     body = []
     for quoted, type_name, attnotnull, default, plain_column, attname in columns or ():
+        if attname in serial:
+            default = None
         if not plain_column or (default and 'nextval(' in default):
             return None
         if attnotnull and cursor.connection.server_version >= 180000 and attname not in not_null:
@@ -712,4 +857,8 @@ def _render_table(reader, cursor, oid):
         if not for_constraint:
             sections.append(_section('INDEX', schema, index_name, owner,
                                      [definition + ';', '', '']))
-    return Table(oid, schema, name, frozenset(names), sections)
+    for rendered in owned:
+        sections += rendered
+    sections += serial.values()
+    return Table(oid, schema, name, frozenset(names), sections,
+                 frozenset((s.schema, s.name) for rendered in owned for s in rendered[:1]))

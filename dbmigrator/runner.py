@@ -113,6 +113,7 @@ class Runner:
         self.tracer = tracer
         self.progress = progress
         self.position = (None, None)
+        self.diff_path = None
         self.settings = settings
         self.checksums = checksums
         ours = keeps_session(conn, settings.pooler)
@@ -177,10 +178,12 @@ class Runner:
         except psycopg2.Error as exc:
             if exc.pgcode is None or isinstance(exc, psycopg2.errors.QueryCanceled):
                 raise
-            log.debug('schema diff by pg_dump: reading the catalogs failed: %s', exc)
+            self.diff_path = 'pg_dump (reading the catalogs failed: %s)' % exc
             return None
         if edit is None:
+            self.diff_path = 'pg_dump (%s)' % (self._snapshot.why or 'the fast path gave up')
             return None
+        self.diff_path = 'fast path (rendered from the catalogs)'
         return edit, unified_objects(before, self._snapshot.objects(), self._snapshot.opcodes())
 
     def _undo_render(self):
@@ -386,10 +389,20 @@ class Runner:
         after = self._catalog_counts(batch)
         other_connection = self.active.super_user_calls != super_user_calls
         self.schema_changed = after != before or other_connection
+        self.diff_path = ('no dump (the catalogs did not change)' if not self.schema_changed
+                          else 'pg_dump (super_user() wrote on another connection)'
+                          if other_connection else self._no_fast_path())
         if fast:
             if self.schema_changed and not other_connection:
                 self.rendered = self._render(batch, fastdiff.touched(before, after))
             batch.execute('ROLLBACK TO SAVEPOINT dbmigrator_diff')
+
+    def _no_fast_path(self):
+        if self._snapshot is not None:
+            return 'pg_dump'
+        if not self.fast:
+            return 'pg_dump (--diff-engine pg_dump)'
+        return 'pg_dump (no fast path on this connection: behind a pooler, or no first dump)'
 
     def _non_atomic(self, planned):
         """Autocommit: each statement commits on its own; the record is written after."""
@@ -459,7 +472,7 @@ class Runner:
         for attempt in range(1, attempts + 1):
             self.watch.last = self.watch.blocked = None
             self.schema_changed = True
-            self.rendered = None
+            self.rendered = self.diff_path = None
             try:
                 if migration.is_atomic:
                     return self._atomic(planned)
@@ -537,6 +550,9 @@ class Runner:
                 duration = time.monotonic() - started
                 recorded = self.rendered is not None
                 diff = self._diff_after() if self.schema_changed else ''
+                if self.dumper.enabled:
+                    log.debug('schema diff of %s %s: %s', migration.version, migration.name,
+                              self.diff_path or 'pg_dump (a non-atomic migration)')
                 if self.recorder is not None and not recorded:
                     self.recorder.set_diff(self.conn, self.row_id, diff)
                 if diff:
