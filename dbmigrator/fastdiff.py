@@ -40,7 +40,8 @@ DOMAIN_CONSTRAINTS = 'domain constraints'
 # Catalogs whose rows a supported migration may write; deletions are only
 # allowed in the dependency catalogs.
 WRITABLE = {'pg_class', 'pg_attribute', 'pg_type', 'pg_depend', 'pg_shdepend',
-            'pg_constraint', 'pg_index', 'pg_attrdef', 'pg_sequence', DOMAIN_CONSTRAINTS}
+            'pg_constraint', 'pg_index', 'pg_attrdef', 'pg_sequence', 'pg_trigger',
+            DOMAIN_CONSTRAINTS}
 DELETABLE = {'pg_depend', 'pg_shdepend', 'pg_constraint'}
 # Catalogs that also hold objects no relation lock stands for (types, domain
 # constraints): every row written there must be one found through a lock.
@@ -187,11 +188,11 @@ class Snapshot:
                 return False
             self._by_name[section.type, section.schema, section.name] = section
             sort_name = section.name
-            if section.type in ('CONSTRAINT', 'DEFAULT'):
+            if section.type in ('CONSTRAINT', 'FK CONSTRAINT', 'DEFAULT'):
                 table = self.relations.constraint_table(section.schema, section.name)
                 if table is None:
                     return False
-                if section.type == 'CONSTRAINT':
+                if section.type != 'DEFAULT':
                     sort_name = section.name[len(table) + 1:]
                     self._constraints.setdefault((section.schema, table), []).append(section)
                 else:
@@ -319,9 +320,10 @@ class Snapshot:
         self.relations.tables[table.oid] = where
         self.relations.indexes[table.oid] = table.index_names
         self.relations.sequences[table.oid] = table.sequence_names
-        for kind, mapping in (('CONSTRAINT', self._constraints), ('DEFAULT', self._defaults)):
+        for kinds, mapping in ((('CONSTRAINT', 'FK CONSTRAINT'), self._constraints),
+                               (('DEFAULT',), self._defaults)):
             mapping[where] = [self._by_name[s.type, s.schema, s.name]
-                              for s in table.sections if s.type == kind]
+                              for s in table.sections if s.type in kinds]
         return True
 
     def _refuse(self, why):
@@ -488,9 +490,12 @@ class CatalogReader:
         that plan would walk every catalog row of every later migration.
         The settings are transaction-local, and the caller undoes them by
         rolling back to a savepoint taken before (the fast path only reads).
+        An empty ``search_path``, as pg_dump sets, has the catalog functions
+        name every object with its schema, as pg_dump prints them.
         """
         cursor.execute("SELECT set_config('enable_seqscan', 'off', true),"
-                       " set_config('plan_cache_mode', 'force_generic_plan', true)")
+                       " set_config('plan_cache_mode', 'force_generic_plan', true),"
+                       " set_config('search_path', '', true)")
 
     def execute(self, cursor, sql, *params):
         self.statements.execute(cursor.execute, sql, params)
@@ -618,7 +623,8 @@ TABLE = '''
 SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.relname),
        pg_get_userbyid(c.relowner), quote_ident(pg_get_userbyid(c.relowner)),
        c.relkind = 'r' AND NOT c.relispartition
-       AND NOT c.relhassubclass AND NOT c.relrowsecurity AND NOT c.relhastriggers
+       AND NOT c.relhassubclass AND NOT c.relrowsecurity
+       AND NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = c.oid AND NOT tgisinternal)
        AND NOT c.relhasrules AND c.relpersistence = 'p' AND c.reloptions IS NULL
        AND c.reltablespace = 0 AND c.relacl IS NULL AND c.reloftype = 0
        AND c.relreplident = 'd'
@@ -824,8 +830,9 @@ def _render_table(reader, cursor, oid):
             not_null.add(attnames[0])
         elif contype == 'c':
             checks.append('    CONSTRAINT %s %s' % (quoted, definition))
-        elif contype in ('p', 'u'):
-            keyed.append(_section('CONSTRAINT', schema, '%s %s' % (name, conname), owner, [
+        elif contype in ('p', 'u', 'f'):
+            keyed.append(_section('FK CONSTRAINT' if contype == 'f' else 'CONSTRAINT', schema,
+                                  '%s %s' % (name, conname), owner, [
                 'ALTER TABLE ONLY %s' % qualified,
                 '    ADD CONSTRAINT %s %s;' % (quoted, definition), '', ''], sort_name=conname))
         else:
