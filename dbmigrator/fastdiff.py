@@ -41,13 +41,14 @@ DOMAIN_CONSTRAINTS = 'domain constraints'
 # allowed in the dependency catalogs.
 WRITABLE = {'pg_class', 'pg_attribute', 'pg_type', 'pg_depend', 'pg_shdepend',
             'pg_constraint', 'pg_index', 'pg_attrdef', 'pg_sequence', 'pg_trigger',
-            DOMAIN_CONSTRAINTS}
+            'pg_description', DOMAIN_CONSTRAINTS}
 DELETABLE = {'pg_depend', 'pg_shdepend', 'pg_constraint'}
 # Catalogs that also hold objects no relation lock stands for (types, domain
 # constraints): every row written there must be one found through a lock.
 # In the others a row written twice counts twice but is found once.
-EXACT = {'pg_type', 'pg_constraint'}
-FOUND = ('pg_class', 'pg_attribute', 'pg_constraint', 'pg_attrdef', 'pg_index', 'pg_type')
+EXACT = {'pg_type', 'pg_constraint', 'pg_description'}
+FOUND = ('pg_class', 'pg_attribute', 'pg_constraint', 'pg_attrdef', 'pg_index', 'pg_type',
+         'pg_description')
 
 # pg_dump's sort groups (pg_dump_sort.c), for the section types seen in dumps
 # this module can edit.  Types not listed make it give up.
@@ -66,6 +67,12 @@ def _rank(kind):
     if kind in RELATIONS:
         return 2
     return RANKS.get(kind)
+
+
+def _on_table(tag):
+    """A COMMENT's tag that names a table or one of its columns (pg_dump writes
+    those right after the table, the table's first)."""
+    return tag.startswith(('TABLE ', 'COLUMN '))
 
 
 @dataclasses.dataclass(eq=False)
@@ -178,12 +185,17 @@ class Snapshot:
         """Name and order indexes; False when some section's place or owner is unknown."""
         if self.sections and self.sections[0].type in ATTACHED:
             return False
-        self._by_name, self._constraints, self._defaults = {}, {}, {}
+        self._by_name, self._constraints, self._defaults, self._comments = {}, {}, {}, {}
+        owner = None
         for section in self.sections:
-            if section.type == 'SEQUENCE OWNED BY':
+            if section.type == 'SEQUENCE OWNED BY' or (
+                    section.type == 'COMMENT' and owner is not None and _on_table(section.name)):
                 self._by_name[section.type, section.schema, section.name] = section
+                if section.type == 'COMMENT':
+                    self._comments.setdefault((owner.schema, owner.name), []).append(section)
             if section.type in ATTACHED:
                 continue
+            owner = section if section.type == 'TABLE' else None
             if section.rank is None:
                 return False
             self._by_name[section.type, section.schema, section.name] = section
@@ -295,7 +307,8 @@ class Snapshot:
         if not old_sequences <= table.sequence_names:
             return self._refuse('a sequence of %s.%s was renamed' % where)
         existing = [self._by_name.get(('TABLE',) + where)] + list(
-            self._constraints.get(where, ())) + list(self._defaults.get(where, ())) + [
+            self._constraints.get(where, ())) + list(self._defaults.get(where, ())) + list(
+            self._comments.get(where, ())) + [
             self._by_name.get(('INDEX', table.schema, name)) for name in old_indexes] + [
             self._by_name.get((kind, schema, name)) for schema, name in old_sequences
             for kind in ('SEQUENCE', 'SEQUENCE OWNED BY')]
@@ -308,20 +321,31 @@ class Snapshot:
                 return self._refuse('%s %s went away' % (section.type, section.name))
             if replacement.lines != section.lines:
                 self._swap(section, replacement)
+        previous = {}
+        for before, section in zip(table.sections, table.sections[1:]):
+            if section.type == 'COMMENT':
+                previous[section.name] = before
         for section in wanted.values():
+            if section.type == 'COMMENT':
+                before = previous[section.name]
+                placed = self._attach(section, self._by_name.get(
+                    (before.type, before.schema, before.name)))
+                if not placed:
+                    return self._refuse('cannot place COMMENT %s' % section.name)
+                continue
             if not self._insert(section):
                 return self._refuse('cannot tell where pg_dump puts %s %s' % (
                     section.type, section.name))
         for mapping, key in ((self.relations.tables, table.oid),
                              (self.relations.indexes, table.oid),
                              (self.relations.sequences, table.oid), (self._constraints, where),
-                             (self._defaults, where)):
+                             (self._defaults, where), (self._comments, where)):
             self._remember(mapping, key)
         self.relations.tables[table.oid] = where
         self.relations.indexes[table.oid] = table.index_names
         self.relations.sequences[table.oid] = table.sequence_names
         for kinds, mapping in ((('CONSTRAINT', 'FK CONSTRAINT'), self._constraints),
-                               (('DEFAULT',), self._defaults)):
+                               (('DEFAULT',), self._defaults), (('COMMENT',), self._comments)):
             mapping[where] = [self._by_name[s.type, s.schema, s.name]
                               for s in table.sections if s.type in kinds]
         return True
@@ -538,8 +562,8 @@ def unsupported(delta):
 # The relations this transaction holds locks on, the tables among them (an
 # index stands for its table), and what each of those tables owns; for each,
 # how many of its catalog rows this transaction wrote, in the catalogs it
-# wrote to ($1..$5: pg_attribute, pg_constraint, pg_attrdef, pg_index,
-# pg_type).  Every lookup goes through a catalog index: the cost follows
+# wrote to ($1..$6: pg_attribute, pg_constraint, pg_attrdef, pg_index,
+# pg_type, pg_description).  Every lookup goes through a catalog index: the cost follows
 # the locks, not the schema.
 LOCATE = '''
 WITH locked AS (
@@ -584,7 +608,10 @@ SELECT r.owner, (age(c.xmin) <= 0)::int,
        CASE WHEN %s THEN (SELECT count(*) FROM pg_type t
                            WHERE c.reltype <> 0 AND age(t.xmin) <= 0 AND t.oid IN (
                                  c.reltype, (SELECT typarray FROM pg_type WHERE oid = c.reltype)))
-            ELSE 0 END
+            ELSE 0 END,
+       CASE WHEN %s THEN (SELECT count(*) FROM pg_description d
+                           WHERE d.objoid = r.oid AND d.classoid = 'pg_class'::regclass
+                             AND age(d.xmin) <= 0) ELSE 0 END
   FROM rels r CROSS JOIN LATERAL (SELECT reltype, xmin FROM pg_class WHERE oid = r.oid) c
 '''
 
@@ -629,7 +656,6 @@ SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.reln
        AND c.reltablespace = 0 AND c.relacl IS NULL AND c.reloftype = 0
        AND c.relreplident = 'd'
        AND NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = c.oid)
-       AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = c.oid)
        AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = c.oid)
        AND NOT EXISTS (SELECT 1 FROM pg_class tc
                         WHERE tc.oid = c.reltoastrelid AND tc.reloptions IS NOT NULL),
@@ -639,7 +665,10 @@ SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.reln
                 a.attgenerated = '' AND a.attacl IS NULL
                 AND a.attoptions IS NULL AND a.attfdwoptions IS NULL AND a.attstattarget IS NULL
                 AND a.attcompression = '' AND a.attstorage = t.typstorage AND a.attislocal
-                AND a.attcollation = t.typcollation, a.attname) ORDER BY a.attnum)
+                AND a.attcollation = t.typcollation, a.attname,
+                (SELECT description FROM pg_description WHERE objoid = c.oid
+                    AND classoid = 'pg_class'::regclass AND objsubid = a.attnum))
+                ORDER BY a.attnum)
           FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
           LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
@@ -676,7 +705,10 @@ SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.reln
           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.refobjsubid
           LEFT JOIN pg_attrdef ad ON ad.adrelid = c.oid AND ad.adnum = a.attnum
          WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
-           AND d.refobjid = c.oid AND d.deptype IN ('a', 'i'))
+           AND d.refobjid = c.oid AND d.deptype IN ('a', 'i')),
+       (SELECT description FROM pg_description WHERE objoid = c.oid
+           AND classoid = 'pg_class'::regclass AND objsubid = 0),
+       quote_ident(c.relname)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.oid = %s::oid
 '''
@@ -701,6 +733,9 @@ def render(reader, cursor, snapshot, delta):
         return None
     reader.plan_with_indexes(cursor)
     tables = _locate(reader, cursor, delta)
+    if tables is None and 'pg_description' in delta:
+        snapshot.why = 'it commented on something other than a table or its columns'
+        return None
     if tables is None:
         tables = _scan(cursor, delta)
         if tables is None:
@@ -802,7 +837,7 @@ def _literal(text):
 
 def _render_table(reader, cursor, oid):
     [(schema, name, qualified, owner, quoted_owner, plain, columns, constraints,
-      indexes, sequences)] = reader.execute(cursor, TABLE, oid)
+      indexes, sequences, comment, quoted_name)] = reader.execute(cursor, TABLE, oid)
     if not plain:
         return None
     owned, serial = [], {}
@@ -838,7 +873,12 @@ def _render_table(reader, cursor, oid):
         else:
             return None
     body = []
-    for quoted, type_name, attnotnull, default, plain_column, attname in columns or ():
+    comments = [] if comment is None else [('TABLE %s' % quoted_name, 'TABLE %s' % qualified,
+                                            comment)]
+    for quoted, type_name, attnotnull, default, plain_column, attname, remark in columns or ():
+        if remark is not None:
+            comments.append(('COLUMN %s.%s' % (quoted_name, quoted),
+                             'COLUMN %s.%s' % (qualified, quoted), remark))
         if attname in serial:
             default = None
         if not plain_column or (default and 'nextval(' in default):
@@ -855,7 +895,10 @@ def _render_table(reader, cursor, oid):
     create = ['CREATE TABLE %s (' % qualified] + [
         line + (',' if i < len(body) - 1 else '') for i, line in enumerate(body)]
     sections = [_section('TABLE', schema, name, owner, create + [
-        ');', '', '', 'ALTER TABLE %s OWNER TO %s;' % (qualified, quoted_owner), ''])] + keyed
+        ');', '', '', 'ALTER TABLE %s OWNER TO %s;' % (qualified, quoted_owner), ''])] + [
+        _section('COMMENT', schema, tag, owner, ('COMMENT ON %s IS %s;' % (
+            target, _literal(text))).split('\n') + ['', '']) for tag, target, text in comments
+    ] + keyed
     names = set()
     for index_name, definition, plain_index, for_constraint in indexes or ():
         names.add(index_name)
