@@ -39,7 +39,7 @@ DOMAIN_CONSTRAINTS = 'domain constraints'
 
 # Catalogs whose rows a supported migration may write; deletions are only
 # allowed in the dependency catalogs.
-WRITABLE = {'pg_class', 'pg_attribute', 'pg_type', 'pg_depend', 'pg_shdepend',
+WRITABLE = {'pg_class', 'pg_attribute', 'pg_type', 'pg_depend', 'pg_shdepend', 'pg_proc',
             'pg_constraint', 'pg_index', 'pg_attrdef', 'pg_sequence', 'pg_trigger',
             'pg_description', DOMAIN_CONSTRAINTS}
 DELETABLE = {'pg_depend', 'pg_shdepend', 'pg_constraint'}
@@ -50,20 +50,23 @@ EXACT = {'pg_type', 'pg_constraint', 'pg_description'}
 FOUND = ('pg_class', 'pg_attribute', 'pg_constraint', 'pg_attrdef', 'pg_index', 'pg_type',
          'pg_description')
 
-# pg_dump's sort groups (pg_dump_sort.c), for the section types seen in dumps
-# this module can edit.  Types not listed make it give up.
-BEFORE_RELATIONS = {'SCHEMA', 'EXTENSION', 'TYPE', 'DOMAIN', 'FUNCTION', 'PROCEDURE',
-                    'AGGREGATE', 'COLLATION', 'CAST', 'OPERATOR', 'SHELL TYPE', 'PROCEDURAL LANGUAGE'}
+# pg_dump's sort priorities (pg_dump_sort.c), for the section types seen in
+# dumps this module can edit, in its order.  Types not listed make it give up.
+BEFORE_RELATIONS = {'SCHEMA': 1.01, 'PROCEDURAL LANGUAGE': 1.02, 'COLLATION': 1.03,
+                    'EXTENSION': 1.05, 'TYPE': 1.06, 'DOMAIN': 1.06, 'SHELL TYPE': 1.06,
+                    'CAST': 1.07, 'FUNCTION': 1.08, 'PROCEDURE': 1.08, 'AGGREGATE': 1.09,
+                    'OPERATOR': 1.11}
 RELATIONS = {'TABLE', 'SEQUENCE', 'VIEW', 'MATERIALIZED VIEW', 'FOREIGN TABLE'}
 ATTACHED = {'COMMENT', 'SEQUENCE OWNED BY'}
 RANKS = {'DEFAULT': 3, 'CONSTRAINT': 4, 'INDEX': 5, 'TRIGGER': 7, 'FK CONSTRAINT': 8,
          'POLICY': 9, 'ROW SECURITY': 9, 'ACL': 20, 'DEFAULT ACL': 20}
 LAST_RANK = 20
+ROUTINES = ('FUNCTION', 'PROCEDURE')
 
 
 def _rank(kind):
     if kind in BEFORE_RELATIONS:
-        return 1
+        return BEFORE_RELATIONS[kind]
     if kind in RELATIONS:
         return 2
     return RANKS.get(kind)
@@ -92,9 +95,13 @@ class Section:
             self.sorted_by(self.sort_name)
 
     def sorted_by(self, sort_name):
-        """What pg_dump sorts by: a constraint by its own name, not its table's."""
+        """What pg_dump sorts by: a constraint by its own name, not its table's; a
+        routine by its name, then (here) its signature."""
         self.sort_name = sort_name
         self.key = (self.rank, self.schema.encode(), sort_name.encode())
+        if self.type in ROUTINES:
+            self.key = (self.rank, self.schema.encode(), sort_name.split('(')[0].encode(),
+                        sort_name.encode())
 
 
 @dataclasses.dataclass
@@ -105,6 +112,7 @@ class Relations:
     indexes: dict   # table oid -> frozenset of its index names
     names: set      # (schema, name) of every relation that can own a constraint, as dumped
     sequences: dict = dataclasses.field(default_factory=dict)  # table oid -> its sequences
+    routines: dict = dataclasses.field(default_factory=dict)  # oid -> (schema, tag) as dumped
 
     def constraint_table(self, schema, label):
         """The table of a ``<table> <constraint>`` header name; None if not certain."""
@@ -128,8 +136,22 @@ SELECT c.oid, n.nspname, c.relname, c.relkind IN ('r', 'p'),
 '''
 
 
+# The functions and procedures a dump shows, by oid, with the tag pg_dump
+# gives them: name(argument types).
+ROUTINES_QUERY = '''
+SELECT p.oid, n.nspname, p.proname || '(' || coalesce((
+         SELECT string_agg(format_type(t, NULL), ', ' ORDER BY i)
+           FROM unnest(p.proargtypes) WITH ORDINALITY AS a(t, i)), '') || ')'
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname <> 'pg_catalog' AND n.nspname <> 'information_schema'
+'''
+
+
 def relations(cursor):
     """The tables as the snapshot's dump saw them (read right after it)."""
+    cursor.execute("SELECT set_config('search_path', '', true)")
+    cursor.execute(ROUTINES_QUERY)
+    routines = {oid: (schema, tag) for oid, schema, tag in cursor.fetchall()}
     cursor.execute(RELATIONS_QUERY)
     tables, indexes, names, sequences = {}, {}, set(), {}
     for oid, schema, name, is_table, index_names, owned in cursor.fetchall():
@@ -138,7 +160,7 @@ def relations(cursor):
             tables[oid] = (schema, name)
             indexes[oid] = frozenset(index_names)
             sequences[oid] = frozenset(tuple(pair) for pair in owned or ())
-    return Relations(tables, indexes, names, sequences)
+    return Relations(tables, indexes, names, sequences, routines)
 
 
 class Snapshot:
@@ -263,7 +285,7 @@ class Snapshot:
             out.extend(section.lines)
         return out + self.trailer
 
-    def edit(self, tables):
+    def edit(self, tables, routines=()):
         """Put these rendered tables in place; the undo log, or None if that is not certain.
 
         The snapshot is edited in place: copying a large schema's indexes
@@ -277,8 +299,31 @@ class Snapshot:
             if not self._put(table):
                 self.undo(log)
                 return None
+        for oid, section in routines:
+            if not self._put_routine(oid, section):
+                self.undo(log)
+                return None
         self._objects = None
         return log
+
+    def _put_routine(self, oid, new):
+        """Put a function or procedure where pg_dump would; False if not certain."""
+        where = (new.schema, new.name)
+        old = self.relations.routines.get(oid)
+        if old is not None and old != where:
+            return self._refuse('%s.%s was renamed, or its arguments changed' % old)
+        existing = self._by_name.get((new.type,) + where)
+        if existing is not None:
+            if existing.lines != new.lines:
+                self._swap(existing, new)
+        elif any(key[:3] == new.key[:3] for key in self._keys):
+            return self._refuse('%s has an overload, which pg_dump orders by its argument '
+                                'types' % new.name)
+        elif not self._insert(new):
+            return self._refuse('cannot tell where pg_dump puts %s %s' % (new.type, new.name))
+        self._remember(self.relations.routines, oid)
+        self.relations.routines[oid] = where
+        return True
 
     def undo(self, log):
         for step in reversed(log):
@@ -354,7 +399,10 @@ class Snapshot:
         self.why = why
         return False
 
-    def _swap(self, old, new):
+    def _swap(self, old, new, carry=True):
+        sets = _trailing_sets(old.lines) if carry else None
+        if sets and not _trailing_sets(new.lines):
+            new.lines = new.lines + sets  # they belong to what follows, not to this object
         self._edits.append((new, True))
         i = self.sections.index(old)
         j = None if old.type in ATTACHED else self._ordered.index(old)
@@ -386,6 +434,14 @@ class Snapshot:
             position = _unsorted_place(self.sections, new)
             if position is None:
                 return False
+        previous = self.sections[position - 1] if position else None
+        if new.rank < 2 and previous is not None and _trailing_sets(previous.lines):
+            # pg_dump's SETs for the tables that follow move below the new object.
+            sets = _trailing_sets(previous.lines)
+            self._swap(previous, Section(previous.type, previous.schema, previous.name,
+                                         previous.lines[:-len(sets)], previous.sort_name),
+                       carry=False)
+            new.lines = new.lines + sets
         self._remember(self._by_name, (new.type, new.schema, new.name))
         self.sections.insert(position, new)
         self._lines.insert(position + 1, new.lines)
@@ -425,6 +481,21 @@ class Snapshot:
             del self._lines[position + 1]
         self._undo.append(undo)
         return True
+
+
+SETTING = re.compile(r"^SET [a-z_]+ = .*;$")
+
+
+def _trailing_sets(lines):
+    """The ``SET default_tablespace = ...`` lines pg_dump writes at the end of the
+    object before the first one they apply to, with their blank lines."""
+    i = len(lines)
+    while i and (lines[i - 1] == '' or SETTING.match(lines[i - 1])):
+        i -= 1
+    tail = lines[i:]
+    while tail and not SETTING.match(tail[0]):
+        tail = tail[1:]
+    return tail
 
 
 def _unsorted_place(sections, new):
@@ -732,6 +803,12 @@ def render(reader, cursor, snapshot, delta):
     if snapshot.why:
         return None
     reader.plan_with_indexes(cursor)
+    routines = []
+    if 'pg_proc' in delta:
+        routines = _routines(reader, cursor, delta['pg_proc'])
+        if routines is None:
+            snapshot.why = 'it made a function or procedure this path does not render'
+            return None
     tables = _locate(reader, cursor, delta)
     if tables is None and 'pg_description' in delta:
         snapshot.why = 'it commented on something other than a table or its columns'
@@ -748,7 +825,87 @@ def render(reader, cursor, snapshot, delta):
             snapshot.why = 'table %s has features not rendered here' % _name(cursor, oid)
             return None
         rendered.append(table)
-    return snapshot.edit(rendered)
+    return snapshot.edit(rendered, routines)
+
+
+# A function or procedure as pg_dump writes it, and whether it writes nothing
+# more than this renders: no options (SET, SUPPORT, TRANSFORM), no ACL, no
+# comment, no SQL-standard body, not C or internal, not an extension's, and
+# only built-in types, so that no dependency moves it in pg_dump's order.
+ROUTINE = '''
+SELECT n.nspname, p.proname || '(' || coalesce((
+         SELECT string_agg(format_type(t, NULL), ', ' ORDER BY i)
+           FROM unnest(p.proargtypes) WITH ORDINALITY AS a(t, i)), '') || ')',
+       p.prokind, quote_ident(n.nspname) || '.' || quote_ident(p.proname),
+       pg_get_function_arguments(p.oid), pg_get_function_identity_arguments(p.oid),
+       pg_get_function_result(p.oid), quote_ident(l.lanname), p.provolatile, p.proisstrict,
+       p.prosecdef, p.proleakproof, p.procost::text, p.prorows::text, p.proretset,
+       p.proparallel, p.prosrc, pg_get_userbyid(p.proowner),
+       quote_ident(pg_get_userbyid(p.proowner)),
+       p.prokind IN ('f', 'p') AND p.proconfig IS NULL AND p.prosupport = 0
+       AND p.protrftypes IS NULL AND p.prosqlbody IS NULL AND p.proacl IS NULL
+       AND l.lanname NOT IN ('c', 'internal')
+       AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = p.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = p.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_proc'::regclass
+                          AND objid = p.oid AND deptype = 'e')
+       AND NOT EXISTS (SELECT 1 FROM pg_type t
+                        WHERE t.oid = ANY (array_append(
+                              coalesce(p.proallargtypes, p.proargtypes::oid[]), p.prorettype))
+                          AND t.typnamespace <> 'pg_catalog'::regnamespace)
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+  JOIN pg_language l ON l.oid = p.prolang
+ WHERE p.oid = %s::oid
+'''
+
+OURS_ROUTINES = 'SELECT oid FROM pg_proc WHERE age(xmin) <= 0 ORDER BY oid'
+
+
+def _routines(reader, cursor, counts):
+    """(oid, section) of the routines the migration wrote; None if one is not plain."""
+    inserted, updated, _ = counts
+    oids = [oid for (oid,) in reader.execute(cursor, OURS_ROUTINES)]
+    if not oids or len(oids) > inserted + updated:
+        return None
+    found = []
+    for oid in oids:
+        section = _routine(reader.execute(cursor, ROUTINE, oid)[0])
+        if section is None:
+            return None
+        found.append((oid, section))
+    return found
+
+
+def _dollar_quoted(text):
+    """pg_dump's dollar quoting: the shortest $_..$ tag that is not in the text."""
+    tag = '$'
+    while tag in text:
+        tag += '_'
+    return tag + '$' + text + tag + '$'
+
+
+def _routine(row):
+    (schema, tag, kind, qualified, arguments, identity, result, language, volatility, strict,
+     definer, leakproof, cost, rows, returns_set, parallel, source, owner, quoted_owner,
+     plain) = row
+    if not plain:
+        return None
+    keyword = 'PROCEDURE' if kind == 'p' else 'FUNCTION'
+    head = 'CREATE %s %s(%s)' % (keyword, qualified, arguments)
+    if kind != 'p':
+        head += ' RETURNS %s' % result
+    options = '    LANGUAGE %s' % language
+    options += {'i': ' IMMUTABLE', 's': ' STABLE'}.get(volatility, '')
+    options += ' STRICT' if strict else ''
+    options += ' SECURITY DEFINER' if definer else ''
+    options += ' LEAKPROOF' if leakproof else ''
+    options += ' COST %s' % cost if cost not in ('0', '100') else ''
+    options += ' ROWS %s' % rows if returns_set and rows not in ('0', '1000') else ''
+    options += {'s': ' PARALLEL SAFE', 'r': ' PARALLEL RESTRICTED'}.get(parallel, '')
+    body = '%s\n%s\n    AS %s;' % (head, options, _dollar_quoted(source))
+    return _section(keyword, schema, tag, owner, body.split('\n') + [
+        '', '', 'ALTER %s %s(%s) OWNER TO %s;' % (keyword, qualified, identity, quoted_owner),
+        ''])
 
 
 def _name(cursor, oid):
