@@ -163,9 +163,11 @@ def test_long_run_progress_reload_finish_and_cancel(server, browser, db, migrati
     browser.save_screenshot(str(tmp_path / 'run-finished.png'))
     assert db.table_exists('backfilled')
 
+    # The run's end is recorded just before its lock is let go: until then the
+    # status page (which refreshes itself) shows the run and keeps its forms off.
     browser.get(server + '/migrations')
-    browser.find_element(By.ID, 'migrate-button').click()
-    browser.find_element(By.ID, 'confirm-migrate').click()
+    wait.until(expected_conditions.element_to_be_clickable((By.ID, 'migrate-button'))).click()
+    wait.until(expected_conditions.element_to_be_clickable((By.ID, 'confirm-migrate'))).click()
     wait.until(lambda b: b.find_element(By.ID, 'current').text == '20200104000000 forever')
     browser.save_screenshot(str(tmp_path / 'run-cancelling.png'))
     browser.find_element(By.ID, 'cancel-button').click()
