@@ -136,12 +136,14 @@ SELECT c.oid, n.nspname, c.relname, c.relkind IN ('r', 'p'),
 '''
 
 
-# The functions and procedures a dump shows, by oid, with the tag pg_dump
-# gives them: name(argument types).
-ROUTINES_QUERY = '''
-SELECT p.oid, n.nspname, p.proname || '(' || coalesce((
+# The tag pg_dump gives a function or procedure: name(argument types).
+ROUTINE_TAG = """p.proname || '(' || coalesce((
          SELECT string_agg(format_type(t, NULL), ', ' ORDER BY i)
-           FROM unnest(p.proargtypes) WITH ORDINALITY AS a(t, i)), '') || ')'
+           FROM unnest(p.proargtypes) WITH ORDINALITY AS a(t, i)), '') || ')'"""
+
+# The functions and procedures a dump shows, by oid, with their tags.
+ROUTINES_QUERY = '''
+SELECT p.oid, n.nspname, ''' + ROUTINE_TAG + '''
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname <> 'pg_catalog' AND n.nspname <> 'information_schema'
 '''
@@ -442,11 +444,7 @@ class Snapshot:
                                          previous.lines[:-len(sets)], previous.sort_name),
                        carry=False)
             new.lines = new.lines + sets
-        self._remember(self._by_name, (new.type, new.schema, new.name))
-        self.sections.insert(position, new)
-        self._lines.insert(position + 1, new.lines)
-        self._edits.append((new, False))
-        self._by_name[new.type, new.schema, new.name] = new
+        self._place(new, position)
         if self._sorted:
             self._ordered.insert(place, new)
             self._keys.insert(place, new.key)
@@ -454,8 +452,6 @@ class Snapshot:
             self._reorder()
 
         def undo():
-            del self.sections[position]
-            del self._lines[position + 1]
             if self._sorted:
                 del self._ordered[place]
                 del self._keys[place]
@@ -464,12 +460,15 @@ class Snapshot:
         self._undo.append(undo)
         return True
 
-
     def _attach(self, new, owner):
         """Put ``new`` right after the section it belongs to, as pg_dump writes it."""
         if owner is None:
             return False
-        position = self.sections.index(owner) + 1
+        self._place(new, self.sections.index(owner) + 1)
+        return True
+
+    def _place(self, new, position):
+        """Insert ``new`` into the dump's sections at ``position``, undoably."""
         self._remember(self._by_name, (new.type, new.schema, new.name))
         self.sections.insert(position, new)
         self._lines.insert(position + 1, new.lines)
@@ -480,7 +479,6 @@ class Snapshot:
             del self.sections[position]
             del self._lines[position + 1]
         self._undo.append(undo)
-        return True
 
 
 SETTING = re.compile(r"^SET [a-z_]+ = .*;$")
@@ -833,9 +831,7 @@ def render(reader, cursor, snapshot, delta):
 # comment, no SQL-standard body, not C or internal, not an extension's, and
 # only built-in types, so that no dependency moves it in pg_dump's order.
 ROUTINE = '''
-SELECT n.nspname, p.proname || '(' || coalesce((
-         SELECT string_agg(format_type(t, NULL), ', ' ORDER BY i)
-           FROM unnest(p.proargtypes) WITH ORDINALITY AS a(t, i)), '') || ')',
+SELECT n.nspname, ''' + ROUTINE_TAG + ''',
        p.prokind, quote_ident(n.nspname) || '.' || quote_ident(p.proname),
        pg_get_function_arguments(p.oid), pg_get_function_identity_arguments(p.oid),
        pg_get_function_result(p.oid), quote_ident(l.lanname), p.provolatile, p.proisstrict,
