@@ -135,7 +135,8 @@ def test_long_run_progress_reload_finish_and_cancel(server, browser, db, migrati
     Select(browser.find_element(By.NAME, 'version')).select_by_value('20200103000000')
     started = time.monotonic()
     browser.find_element(By.ID, 'migrate-button').click()
-    browser.find_element(By.ID, 'confirm-migrate').click()
+    # The confirmation is a new page: wait for it before clicking.
+    wait.until(expected_conditions.element_to_be_clickable((By.ID, 'confirm-migrate'))).click()
     wait.until(lambda b: '/migrations/runs/' in b.current_url)
     assert time.monotonic() - started < 10  # the request did not wait for the run
     wait.until(lambda b: b.find_element(By.ID, 'current').text == '20200103000000 backfill')
@@ -171,7 +172,7 @@ def test_long_run_progress_reload_finish_and_cancel(server, browser, db, migrati
     wait.until(lambda b: b.find_element(By.ID, 'current').text == '20200104000000 forever')
     browser.save_screenshot(str(tmp_path / 'run-cancelling.png'))
     browser.find_element(By.ID, 'cancel-button').click()
-    browser.find_element(By.ID, 'confirm-cancel').click()
+    wait.until(expected_conditions.element_to_be_clickable((By.ID, 'confirm-cancel'))).click()
     wait.until(lambda b: b.find_element(By.ID, 'run-state').text == 'interrupted')
     main = browser.find_element(By.TAG_NAME, 'main').text
     assert 'interrupted migrate 20200104000000 forever' in main

@@ -119,6 +119,8 @@ CASES = [
     ('drop a function', 'DROP FUNCTION order_total(INT)', False),
     ('function comment', "COMMENT ON FUNCTION order_total(INT) IS 'sum'", False),
     ('sql-standard body', 'CREATE FUNCTION std(a INT) RETURNS INT LANGUAGE sql RETURN a + 1', False),
+    ('rename a column a view reads', 'ALTER TABLE users RENAME COLUMN name TO full_name', False),
+    ('rename a column a foreign key references', 'ALTER TABLE orders RENAME COLUMN id TO order_id', False),
     ('table name with spaces', 'CREATE TABLE "my table" (id INT PRIMARY KEY, "a b" TEXT UNIQUE)', True),
     # Everything below is handed to pg_dump, which must still give the right text.
     ('toast options', 'ALTER TABLE users SET (toast.autovacuum_enabled = false)', False),
