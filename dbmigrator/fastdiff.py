@@ -21,6 +21,7 @@ is as slow.
 """
 import bisect
 import dataclasses
+import json
 import logging
 import re
 
@@ -41,14 +42,18 @@ DOMAIN_CONSTRAINTS = 'domain constraints'
 # allowed in the dependency catalogs.
 WRITABLE = {'pg_class', 'pg_attribute', 'pg_type', 'pg_depend', 'pg_shdepend', 'pg_proc',
             'pg_constraint', 'pg_index', 'pg_attrdef', 'pg_sequence', 'pg_trigger',
-            'pg_description', DOMAIN_CONSTRAINTS}
-DELETABLE = {'pg_depend', 'pg_shdepend', 'pg_constraint'}
+            'pg_description', 'pg_rewrite', 'pg_enum', DOMAIN_CONSTRAINTS}
+# Deleting one of these rows takes a lock on the table it belongs to (or, for
+# comments, is counted against the COMMENT sections taken out): every locked
+# table is rendered again, and what it no longer has leaves the dump.
+DELETABLE = {'pg_depend', 'pg_shdepend', 'pg_constraint', 'pg_trigger', 'pg_attrdef',
+             'pg_description'}
 # Catalogs that also hold objects no relation lock stands for (types, domain
 # constraints): every row written there must be one found through a lock.
 # In the others a row written twice counts twice but is found once.
 EXACT = {'pg_type', 'pg_constraint', 'pg_description'}
 FOUND = ('pg_class', 'pg_attribute', 'pg_constraint', 'pg_attrdef', 'pg_index', 'pg_type',
-         'pg_description')
+         'pg_description', 'pg_trigger', 'pg_rewrite')
 
 # pg_dump's sort priorities (pg_dump_sort.c), for the section types seen in
 # dumps this module can edit, in its order.  Types not listed make it give up.
@@ -57,7 +62,13 @@ BEFORE_RELATIONS = {'SCHEMA': 1.01, 'PROCEDURAL LANGUAGE': 1.02, 'COLLATION': 1.
                     'CAST': 1.07, 'FUNCTION': 1.08, 'PROCEDURE': 1.08, 'AGGREGATE': 1.09,
                     'OPERATOR': 1.11}
 RELATIONS = {'TABLE', 'SEQUENCE', 'VIEW', 'MATERIALIZED VIEW', 'FOREIGN TABLE'}
-ATTACHED = {'COMMENT', 'SEQUENCE OWNED BY'}
+# What stands in for a section taken out of the dump: no lines, no place of its own.
+GONE = 'GONE'
+ATTACHED = {'COMMENT', 'SEQUENCE OWNED BY', GONE}
+# Sections named ``<table> <name>``, sorted by their own name.
+NAMED_ON_TABLE = ('CONSTRAINT', 'FK CONSTRAINT', 'TRIGGER')
+# pg_dump sets the tablespace and access method right before the first of these.
+TAKES_SETS = {'TABLE', 'MATERIALIZED VIEW'}
 RANKS = {'DEFAULT': 3, 'CONSTRAINT': 4, 'INDEX': 5, 'TRIGGER': 7, 'FK CONSTRAINT': 8,
          'POLICY': 9, 'ROW SECURITY': 9, 'ACL': 20, 'DEFAULT ACL': 20}
 LAST_RANK = 20
@@ -113,6 +124,8 @@ class Relations:
     names: set      # (schema, name) of every relation that can own a constraint, as dumped
     sequences: dict = dataclasses.field(default_factory=dict)  # table oid -> its sequences
     routines: dict = dataclasses.field(default_factory=dict)  # oid -> (schema, tag) as dumped
+    # (catalog, oid) -> (type, schema, name) of views, materialized views and types
+    objects: dict = dataclasses.field(default_factory=dict)
 
     def constraint_table(self, schema, label):
         """The table of a ``<table> <constraint>`` header name; None if not certain."""
@@ -149,11 +162,28 @@ SELECT p.oid, n.nspname, ''' + ROUTINE_TAG + '''
 '''
 
 
+# Views, materialized views, composite and enum types, by what identifies them.
+OBJECTS_QUERY = '''
+SELECT 'pg_class', c.oid, CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                          ELSE 'TYPE' END, n.nspname, c.relname
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('v', 'm', 'c') AND n.nspname <> 'pg_catalog'
+   AND n.nspname <> 'information_schema'
+UNION ALL
+SELECT 'pg_type', t.oid, 'TYPE', n.nspname, t.typname
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE t.typtype = 'e' AND n.nspname <> 'pg_catalog' AND n.nspname <> 'information_schema'
+'''
+
+
 def relations(cursor):
     """The tables as the snapshot's dump saw them (read right after it)."""
     cursor.execute("SELECT set_config('search_path', '', true)")
     cursor.execute(ROUTINES_QUERY)
     routines = {oid: (schema, tag) for oid, schema, tag in cursor.fetchall()}
+    cursor.execute(OBJECTS_QUERY)
+    objects = {(catalog, oid): (kind, schema, name)
+               for catalog, oid, kind, schema, name in cursor.fetchall()}
     cursor.execute(RELATIONS_QUERY)
     tables, indexes, names, sequences = {}, {}, set(), {}
     for oid, schema, name, is_table, index_names, owned in cursor.fetchall():
@@ -162,7 +192,7 @@ def relations(cursor):
             tables[oid] = (schema, name)
             indexes[oid] = frozenset(index_names)
             sequences[oid] = frozenset(tuple(pair) for pair in owned or ())
-    return Relations(tables, indexes, names, sequences, routines)
+    return Relations(tables, indexes, names, sequences, routines, objects)
 
 
 class Snapshot:
@@ -224,7 +254,7 @@ class Snapshot:
                 return False
             self._by_name[section.type, section.schema, section.name] = section
             sort_name = section.name
-            if section.type in ('CONSTRAINT', 'FK CONSTRAINT', 'DEFAULT'):
+            if section.type in NAMED_ON_TABLE + ('DEFAULT',):
                 table = self.relations.constraint_table(section.schema, section.name)
                 if table is None:
                     return False
@@ -287,8 +317,9 @@ class Snapshot:
             out.extend(section.lines)
         return out + self.trailer
 
-    def edit(self, tables, routines=()):
-        """Put these rendered tables in place; the undo log, or None if that is not certain.
+    def edit(self, tables, routines=(), objects=()):
+        """Put these rendered tables, routines, views and types in place; the undo log,
+        or None if that is not certain.
 
         The snapshot is edited in place: copying a large schema's indexes
         would cost more than the edit.  On failure it is left as it was.
@@ -305,8 +336,48 @@ class Snapshot:
             if not self._put_routine(oid, section):
                 self.undo(log)
                 return None
+        for ident, section, needs in objects:
+            if not self._put_object(ident, section, needs):
+                self.undo(log)
+                return None
         self._objects = None
         return log
+
+    def removed(self, kind):
+        """How many more sections of ``kind`` the last :meth:`edit` took out than it put in."""
+        return sum(1 if section.type == GONE and section.was == kind else
+                   -1 if section.type == kind and not replaced else 0
+                   for section, replaced in self._edits)
+
+    def _put_object(self, ident, new, needs):
+        """Put a view, a materialized view or a type where pg_dump would; False if not
+        certain.  ``needs`` are the (type, schema, name) of the sections it depends on."""
+        where = (new.type, new.schema, new.name)
+        old = self.relations.objects.get(ident)
+        if old is not None and old != where:
+            return self._refuse('%s %s.%s was renamed' % old)
+        existing = self._by_name.get(where)
+        if existing is not None:
+            if existing.lines != new.lines:
+                position = self.sections.index(existing)
+                if self._place_by_sort(new.key, existing) != position or not self._after(
+                        needs, position):
+                    return self._refuse('%s %s now depends on what pg_dump puts after it' % (
+                        new.type, new.name))
+                self._swap(existing, new)
+        elif not self._insert(new, needs):
+            return self._refuse('cannot tell where pg_dump puts %s %s' % (new.type, new.name))
+        self._remember(self.relations.objects, ident)
+        self.relations.objects[ident] = where
+        return True
+
+    def _after(self, needs, position):
+        """Whether every section in ``needs`` comes before ``position``."""
+        for key in needs:
+            section = self._by_name.get(key)
+            if section is None or self.sections.index(section) >= position:
+                return False
+        return True
 
     def _put_routine(self, oid, new):
         """Put a function or procedure where pg_dump would; False if not certain."""
@@ -365,7 +436,9 @@ class Snapshot:
                 continue
             replacement = wanted.pop((section.type, section.name), None)
             if replacement is None:
-                return self._refuse('%s %s went away' % (section.type, section.name))
+                if section.type in ('TABLE', 'INDEX') or not self._drop(section):
+                    return self._refuse('%s %s went away' % (section.type, section.name))
+                continue
             if replacement.lines != section.lines:
                 self._swap(section, replacement)
         previous = {}
@@ -391,7 +464,7 @@ class Snapshot:
         self.relations.tables[table.oid] = where
         self.relations.indexes[table.oid] = table.index_names
         self.relations.sequences[table.oid] = table.sequence_names
-        for kinds, mapping in ((('CONSTRAINT', 'FK CONSTRAINT'), self._constraints),
+        for kinds, mapping in ((NAMED_ON_TABLE, self._constraints),
                                (('DEFAULT',), self._defaults), (('COMMENT',), self._comments)):
             mapping[where] = [self._by_name[s.type, s.schema, s.name]
                               for s in table.sections if s.type in kinds]
@@ -400,6 +473,21 @@ class Snapshot:
     def _refuse(self, why):
         self.why = why
         return False
+
+    def _drop(self, old):
+        """Take ``old`` out of the dump; False when pg_dump's SET lines ride on it.
+
+        An empty section stands in its place, so that the places of the
+        others, and the undo log, stay as they are.
+        """
+        if _trailing_sets(old.lines):
+            return False
+        gone = Section(GONE, old.schema, old.name, [])
+        gone.was = old.type
+        self._swap(old, gone, carry=False)
+        self._remember(self._by_name, (old.type, old.schema, old.name))
+        del self._by_name[old.type, old.schema, old.name]
+        return True
 
     def _swap(self, old, new, carry=True):
         sets = _trailing_sets(old.lines) if carry else None
@@ -422,22 +510,53 @@ class Snapshot:
             self._lines[i + 1] = old.lines
         self._undo.append(undo)
 
-    def _insert(self, new):
+    def _place_by_sort(self, key, leaving=None):
+        """Where pg_dump's sort puts an object of sort key ``key`` that nothing depends
+        on, ``leaving`` aside; None when another has the same key.
+
+        pg_dump fills its output from the end with the highest-sorting object
+        whose dependents are all out: such an object lands right after the
+        last object that sorts before it, wherever dependencies moved that
+        one, and the others keep their order.
+        """
+        if self._sorted:
+            place = bisect.bisect_left(self._keys, key)
+            if place < len(self._keys) and self._keys[place] == key and (
+                    self._ordered[place] is not leaving):
+                return None
+            after = place - 1
+        else:
+            after = -1
+            for i, section in enumerate(self._ordered):
+                if section is leaving or section.type in ATTACHED or section.rank >= LAST_RANK:
+                    continue
+                if section.key == key:
+                    return None
+                if section.key < key:
+                    after = i
+        if after < 0:
+            position = 0
+            while position < len(self.sections) and self.sections[position].type in ATTACHED:
+                position += 1
+            return position
+        position = self.sections.index(self._ordered[after]) + 1
+        while position < len(self.sections) and self.sections[position].type in ATTACHED and (
+                self.sections[position] is not leaving):
+            position += 1
+        return position
+
+    def _insert(self, new, needs=()):
         """Insert ``new`` by pg_dump's sort; False when its place is not certain."""
         if new.type == 'SEQUENCE OWNED BY':
             return self._attach(new, self._by_name.get(('SEQUENCE', new.schema, new.name)))
+        position = self._place_by_sort(new.key)
+        if position is None or not self._after(needs, position):
+            return False
         if self._sorted:
             place = bisect.bisect_left(self._keys, new.key)
-            if place < len(self._keys) and self._keys[place] == new.key:
-                return False
-            position = (self.sections.index(self._ordered[place])
-                        if place < len(self._ordered) else len(self.sections))
-        else:
-            position = _unsorted_place(self.sections, new)
-            if position is None:
-                return False
         previous = self.sections[position - 1] if position else None
-        if new.rank < 2 and previous is not None and _trailing_sets(previous.lines):
+        if new.type not in TAKES_SETS and previous is not None and _trailing_sets(
+                previous.lines):
             # pg_dump's SETs for the tables that follow move below the new object.
             sets = _trailing_sets(previous.lines)
             self._swap(previous, Section(previous.type, previous.schema, previous.name,
@@ -494,30 +613,6 @@ def _trailing_sets(lines):
     while tail and not SETTING.match(tail[0]):
         tail = tail[1:]
     return tail
-
-
-def _unsorted_place(sections, new):
-    """Where ``new`` goes in a dump that pg_dump reordered for a dependency.
-
-    Its place is certain when every section of its group before that place
-    sorts before it and every one after sorts after it: a view named before
-    its table is fine as long as the new section does not land inside the
-    reordering.
-    """
-    key = new.key
-    position = len(sections)
-    for i, section in enumerate(sections):
-        if section.type in ATTACHED:
-            continue
-        if section.rank >= LAST_RANK or section.key > key:
-            position = i
-            break
-    group = [(i, s.key) for i, s in enumerate(sections)
-             if s.type not in ATTACHED and s.rank == new.rank]
-    if any(k >= key for i, k in group if i < position) or any(
-            k <= key for i, k in group if i >= position):
-        return None
-    return position
 
 
 def _section(kind, schema, name, owner, body, sort_name=None):
@@ -629,11 +724,12 @@ def unsupported(delta):
 
 
 # The relations this transaction holds locks on, the tables among them (an
-# index stands for its table), and what each of those tables owns; for each,
-# how many of its catalog rows this transaction wrote, in the catalogs it
-# wrote to ($1..$6: pg_attribute, pg_constraint, pg_attrdef, pg_index,
-# pg_type, pg_description).  Every lookup goes through a catalog index: the cost follows
-# the locks, not the schema.
+# index stands for its table; a view, a materialized view or a composite type
+# for itself), and what each of those owns; for each, its kind and how many
+# of its catalog rows this transaction wrote, in the catalogs it wrote to
+# ($1..$8: pg_attribute, pg_constraint, pg_attrdef, pg_index, pg_type,
+# pg_description, pg_trigger, pg_rewrite).  Every lookup goes through a
+# catalog index: the cost follows the locks, not the schema.
 LOCATE = '''
 WITH locked AS (
        SELECT DISTINCT relation AS oid FROM pg_locks
@@ -645,8 +741,8 @@ WITH locked AS (
         LEFT JOIN LATERAL (SELECT indrelid FROM pg_index WHERE indexrelid = l.oid) i ON true
         LEFT JOIN LATERAL (SELECT relkind FROM pg_class WHERE oid = i.indrelid) t ON true),
      tables AS (
-       SELECT oid FROM kinds WHERE relkind IN ('r', 'p')
-       UNION SELECT indrelid FROM kinds WHERE table_kind IN ('r', 'p')),
+       SELECT oid FROM kinds WHERE relkind IN ('r', 'p', 'm')
+       UNION SELECT indrelid FROM kinds WHERE table_kind IN ('r', 'p', 'm')),
      toast AS (
        SELECT c.reltoastrelid AS oid, t.oid AS owner FROM tables t
         CROSS JOIN LATERAL (SELECT reltoastrelid FROM pg_class WHERE oid = t.oid) c
@@ -663,9 +759,11 @@ WITH locked AS (
                                    AND d.refclassid = 'pg_class'::regclass
                                    AND d.deptype IN ('a', 'i') LIMIT 1)
          FROM kinds k WHERE k.relkind = 'S'
+       UNION ALL SELECT oid, oid FROM kinds WHERE relkind IN ('v', 'c')
        UNION ALL SELECT oid, NULL FROM kinds
-        WHERE relkind NOT IN ('r', 'p', 'i', 'I', 't', 'S') OR table_kind NOT IN ('r', 'p', 't'))
-SELECT r.owner, (age(c.xmin) <= 0)::int,
+        WHERE relkind NOT IN ('r', 'p', 'm', 'v', 'c', 'i', 'I', 't', 'S')
+           OR table_kind NOT IN ('r', 'p', 'm', 't'))
+SELECT r.owner, (SELECT relkind FROM pg_class WHERE oid = r.owner), (age(c.xmin) <= 0)::int,
        CASE WHEN %s THEN (SELECT count(*) FROM pg_attribute a
                            WHERE a.attrelid = r.oid AND age(a.xmin) <= 0) ELSE 0 END,
        CASE WHEN %s THEN (SELECT count(*) FROM pg_constraint k
@@ -680,7 +778,11 @@ SELECT r.owner, (age(c.xmin) <= 0)::int,
             ELSE 0 END,
        CASE WHEN %s THEN (SELECT count(*) FROM pg_description d
                            WHERE d.objoid = r.oid AND d.classoid = 'pg_class'::regclass
-                             AND age(d.xmin) <= 0) ELSE 0 END
+                             AND age(d.xmin) <= 0) ELSE 0 END,
+       CASE WHEN %s THEN (SELECT count(*) FROM pg_trigger g
+                           WHERE g.tgrelid = r.oid AND age(g.xmin) <= 0) ELSE 0 END,
+       CASE WHEN %s THEN (SELECT count(*) FROM pg_rewrite w
+                           WHERE w.ev_class = r.oid AND age(w.xmin) <= 0) ELSE 0 END
   FROM rels r CROSS JOIN LATERAL (SELECT reltype, xmin FROM pg_class WHERE oid = r.oid) c
 '''
 
@@ -697,6 +799,7 @@ WITH cls AS MATERIALIZED (
        UNION SELECT conrelid FROM pg_constraint WHERE %(constraint)s AND age(xmin) <= 0
        UNION SELECT adrelid FROM pg_attrdef WHERE %(attrdef)s AND age(xmin) <= 0
        UNION SELECT indrelid FROM pg_index WHERE %(index)s AND age(xmin) <= 0
+       UNION SELECT tgrelid FROM pg_trigger WHERE %(trigger)s AND age(xmin) <= 0
        UNION SELECT i.indrelid FROM cls JOIN pg_index i ON i.indexrelid = cls.oid
        UNION SELECT t.oid FROM cls JOIN pg_class t ON t.reltoastrelid = cls.oid)
 SELECT t.oid, NULL FROM pg_class t
@@ -719,9 +822,7 @@ TABLE = '''
 SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.relname),
        pg_get_userbyid(c.relowner), quote_ident(pg_get_userbyid(c.relowner)),
        c.relkind = 'r' AND NOT c.relispartition
-       AND NOT c.relhassubclass AND NOT c.relrowsecurity
-       AND NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = c.oid AND NOT tgisinternal)
-       AND NOT c.relhasrules AND c.relpersistence = 'p' AND c.reloptions IS NULL
+       AND NOT c.relhassubclass AND NOT c.relrowsecurity AND NOT c.relhasrules AND c.relpersistence = 'p' AND c.reloptions IS NULL
        AND c.reltablespace = 0 AND c.relacl IS NULL AND c.reloftype = 0
        AND c.relreplident = 'd'
        AND NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = c.oid)
@@ -777,7 +878,14 @@ SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.reln
            AND d.refobjid = c.oid AND d.deptype IN ('a', 'i')),
        (SELECT description FROM pg_description WHERE objoid = c.oid
            AND classoid = 'pg_class'::regclass AND objsubid = 0),
-       quote_ident(c.relname)
+       quote_ident(c.relname),
+       (SELECT json_agg(json_build_array(
+                g.tgname, pg_get_triggerdef(g.oid, false),
+                g.tgenabled = 'O' AND g.tgparentid = 0
+                AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = g.oid
+                                   AND classoid = 'pg_trigger'::regclass))
+                ORDER BY g.tgname)
+          FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.oid = %s::oid
 '''
@@ -807,23 +915,158 @@ def render(reader, cursor, snapshot, delta):
         if routines is None:
             snapshot.why = 'it made a function or procedure this path does not render'
             return None
-    tables = _locate(reader, cursor, delta)
-    if tables is None and 'pg_description' in delta:
+    objects, found = [], {}
+    if 'pg_enum' in delta:
+        for oid in [oid for (oid,) in reader.execute(cursor, OURS_ENUMS)]:
+            enum, types_written = _enum(reader.execute(cursor, ENUM, oid)[0])
+            if enum is None:
+                snapshot.why = 'it changed an enum type this path does not render'
+                return None
+            objects.append((('pg_type', oid), enum, ()))
+            found['pg_type'] = found.get('pg_type', 0) + types_written
+    changed = _locate(reader, cursor, delta, found)
+    if changed is None and 'pg_description' in delta:
         snapshot.why = 'it commented on something other than a table or its columns'
         return None
-    if tables is None:
-        tables = _scan(cursor, delta)
-        if tables is None:
+    if changed is None:
+        changed = _scan(cursor, delta)
+        if changed is None:
             snapshot.why = 'it changed more than tables and their own sequences'
             return None
     rendered = []
-    for oid in sorted(tables):
-        table = _render_table(reader, cursor, oid)
-        if table is None:
-            snapshot.why = 'table %s has features not rendered here' % _name(cursor, oid)
+    for oid, kind in sorted(changed.items()):
+        if kind in ('r', 'p'):
+            table = _render_table(reader, cursor, oid)
+            if table is not None:
+                rendered.append(table)
+                continue
+        else:
+            made = _render_relation(reader.execute(cursor, RELATION, oid)[0])
+            if made is not None:
+                objects.append((('pg_class', oid),) + made)
+                continue
+        snapshot.why = '%s has features not rendered here' % _name(cursor, oid)
+        return None
+    log = snapshot.edit(rendered, routines, objects)
+    # Comments written were all found on what was rendered; the deleted ones
+    # must be the COMMENT sections that went, net of those that came.
+    inserted, _, deleted = delta.get('pg_description', (0, 0, 0))
+    if log is not None and deleted - inserted != snapshot.removed('COMMENT'):
+        snapshot.undo(log)
+        snapshot.why = 'it took away a comment on something other than a table or its columns'
+        return None
+    return log
+
+
+# The enum types whose labels this transaction wrote.
+OURS_ENUMS = 'SELECT DISTINCT enumtypid FROM pg_enum WHERE age(xmin) <= 0 ORDER BY 1'
+
+# An enum type as pg_dump writes it, whether it writes nothing more (no
+# comment, no ACL, not an extension's), and how many of its pg_type rows
+# (itself, its array type) this transaction wrote.
+ENUM = '''
+SELECT n.nspname, t.typname, quote_ident(n.nspname) || '.' || quote_ident(t.typname),
+       pg_get_userbyid(t.typowner), quote_ident(pg_get_userbyid(t.typowner)),
+       ARRAY(SELECT quote_literal(enumlabel) FROM pg_enum WHERE enumtypid = t.oid
+              ORDER BY enumsortorder),
+       t.typacl IS NULL
+       AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = t.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = t.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_type'::regclass
+                          AND objid = t.oid AND deptype = 'e'),
+       (SELECT count(*) FROM pg_type a WHERE a.oid IN (t.oid, t.typarray) AND age(a.xmin) <= 0)
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE t.oid = %s::oid AND t.typtype = 'e'
+'''
+
+
+def _enum(row):
+    """(the TYPE section of an enum type, pg_type rows it explains); (None, 0) if not plain."""
+    schema, name, qualified, owner, quoted_owner, labels, plain, types_written = row
+    if not plain:
+        return None, 0
+    return _section('TYPE', schema, name, owner, ['CREATE TYPE %s AS ENUM (' % qualified] + [
+        '    %s%s' % (label, ',' if i < len(labels) - 1 else '')
+        for i, label in enumerate(labels)] + [
+        ');', '', '', 'ALTER TYPE %s OWNER TO %s;' % (qualified, quoted_owner), '']), \
+        types_written
+
+
+# A view, a materialized view or a composite type as pg_dump writes it, with
+# the dumped objects it depends on, and whether pg_dump writes nothing more:
+# no options, comments, ACL, rules of its own, column defaults or indexes.
+RELATION = '''
+SELECT c.relkind, n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.relname),
+       pg_get_userbyid(c.relowner), quote_ident(pg_get_userbyid(c.relowner)),
+       CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END,
+       (SELECT json_agg(json_build_array(
+                quote_ident(a.attname), format_type(a.atttypid, a.atttypmod),
+                a.attcollation = t.typcollation) ORDER BY a.attnum)
+          FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+       (SELECT json_agg(DISTINCT json_build_array(
+                CASE d.refclassid WHEN 'pg_proc'::regclass THEN
+                     CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END
+                     ELSE CASE r.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                          WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE'
+                          ELSE 'TABLE' END END,
+                coalesce(pn.nspname, rn.nspname),
+                coalesce(''' + ROUTINE_TAG + ''', r.relname))::text)
+          FROM pg_rewrite w JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass
+           AND d.objid = w.oid
+          LEFT JOIN pg_class r ON d.refclassid = 'pg_class'::regclass AND r.oid = d.refobjid
+          LEFT JOIN pg_namespace rn ON rn.oid = r.relnamespace
+          LEFT JOIN pg_proc p ON d.refclassid = 'pg_proc'::regclass AND p.oid = d.refobjid
+          LEFT JOIN pg_namespace pn ON pn.oid = p.pronamespace
+         WHERE w.ev_class = c.oid AND d.refobjid <> c.oid
+           AND coalesce(pn.nspname, rn.nspname) NOT IN ('pg_catalog', 'information_schema')),
+       c.reloptions IS NULL AND c.relacl IS NULL AND NOT c.relhasindex
+       AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = c.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = c.reltype)
+       AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = c.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_attrdef WHERE adrelid = c.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_class'::regclass
+                          AND objid = c.oid AND deptype = 'e')
+       AND (SELECT count(*) FROM pg_rewrite WHERE ev_class = c.oid) = (c.relkind IN ('v', 'm'))::int
+       AND NOT EXISTS (SELECT 1 FROM pg_type t WHERE t.oid = c.reltype AND t.typacl IS NOT NULL)
+       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid IN (
+                          SELECT w.oid FROM pg_rewrite w WHERE w.ev_class = c.oid)
+                         AND d.classid = 'pg_rewrite'::regclass
+                         AND d.refclassid NOT IN ('pg_class'::regclass, 'pg_proc'::regclass,
+                                                  'pg_type'::regclass, 'pg_namespace'::regclass,
+                                                  'pg_collation'::regclass))
+       AND NOT EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                        WHERE a.attrelid = c.oid AND a.attnum > 0
+                          AND t.typnamespace <> 'pg_catalog'::regnamespace)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.oid = %s::oid
+'''
+
+VIEW_KINDS = {'v': 'VIEW', 'm': 'MATERIALIZED VIEW'}
+
+
+def _render_relation(row):
+    """(section, the sections it needs) of a view, materialized view or composite type;
+    None when pg_dump would write more than this does."""
+    (kind, schema, name, qualified, owner, quoted_owner, definition, columns, needs,
+     plain) = row
+    if not plain or kind not in ('v', 'm', 'c'):
+        return None
+    needs = [tuple(json_need) for json_need in map(json.loads, needs or ())]
+    if kind == 'c':
+        if not all(same_collation for _, _, same_collation in columns or ()):
             return None
-        rendered.append(table)
-    return snapshot.edit(rendered, routines)
+        body = ['CREATE TYPE %s AS (' % qualified] + [
+            '\t%s %s%s' % (column, type_name, ',' if i < len(columns) - 1 else '')
+            for i, (column, type_name, _) in enumerate(columns or ())] + [');']
+        return _section('TYPE', schema, name, owner, body + [
+            '', '', 'ALTER TYPE %s OWNER TO %s;' % (qualified, quoted_owner), '']), needs
+    keyword = VIEW_KINDS[kind]
+    definition = definition.rstrip().rstrip(';')
+    body = ('CREATE %s %s AS\n%s%s;' % (
+        keyword, qualified, definition, '\n  WITH NO DATA' if kind == 'm' else '')).split('\n')
+    return _section(keyword, schema, name, owner, body + [
+        '', '', 'ALTER %s %s OWNER TO %s;' % (keyword, qualified, quoted_owner), '']), needs
 
 
 # A function or procedure as pg_dump writes it, and whether it writes nothing
@@ -909,22 +1152,26 @@ def _name(cursor, oid):
     return cursor.fetchone()[0]
 
 
-def _locate(reader, cursor, delta):
-    """The tables changed, found through the locks; None when the counts are not explained.
+def _locate(reader, cursor, delta, found):
+    """The relations changed (oid -> relkind), found through the locks; None when the
+    counts are not explained.
 
-    A relation of another kind (a view, a sequence) that was written
-    counts as not explained too: the scan then hands it to pg_dump.
+    ``found`` holds the rows already explained by other objects (enum
+    types).  A relation of another kind (a sequence of its own) that was
+    written counts as not explained too: the scan then hands it to pg_dump.
+    When the migration deleted rows, every table it locked is rendered
+    again: a deleted row has nothing left to count.
     """
-    found = dict.fromkeys(FOUND, 0)
-    tables = set()
+    deleted = any(dele for _, _, dele in delta.values())
+    changed = {}
     written = [name in delta for name in FOUND[1:]]
-    for owner, *counts in reader.execute(cursor, LOCATE, *written):
-        if any(counts):
+    for owner, kind, *counts in reader.execute(cursor, LOCATE, *written):
+        if any(counts) or (deleted and kind in ('r', 'p')):
             if owner is None:
                 return None
-            tables.add(owner)
+            changed[owner] = kind
         for name, count in zip(FOUND, counts):
-            found[name] += count
+            found[name] = found.get(name, 0) + count
     for name, count in found.items():
         ins, upd, _ = delta.get(name, (0, 0, 0))
         if count > ins + upd or bool(count) != bool(ins + upd) or (
@@ -932,14 +1179,15 @@ def _locate(reader, cursor, delta):
             log.debug('schema diff: %d of %d rows written to %s found through locks; scanning',
                       count, ins + upd, name)
             return None
-    return tables
+    return changed
 
 
 def _scan(cursor, delta):
     """The tables changed, by a scan of the catalogs touched; None if anything else changed."""
     params = {key: 'true' if catalog in delta else 'false'
               for key, catalog in (('constraint', 'pg_constraint'), ('attrdef', 'pg_attrdef'),
-                                   ('index', 'pg_index'), ('type', 'pg_type'))}
+                                   ('index', 'pg_index'), ('type', 'pg_type'),
+                                   ('trigger', 'pg_trigger'))}
     # New pg_attribute rows come with a new or updated pg_class row (a new
     # relation, ADD COLUMN), which names the table already; only updates
     # (RENAME COLUMN, DROP COLUMN, DROP NOT NULL...) need the big scan.
@@ -948,7 +1196,7 @@ def _scan(cursor, delta):
     rows = cursor.fetchall()
     if any(others for oid, others in rows if oid is None):
         return None
-    return {oid for oid, _ in rows if oid is not None}
+    return {oid: 'r' for oid, _ in rows if oid is not None}
 
 
 def _sequence(qualified, row):
@@ -990,7 +1238,7 @@ def _literal(text):
 
 def _render_table(reader, cursor, oid):
     [(schema, name, qualified, owner, quoted_owner, plain, columns, constraints,
-      indexes, sequences, comment, quoted_name)] = reader.execute(cursor, TABLE, oid)
+      indexes, sequences, comment, quoted_name, triggers)] = reader.execute(cursor, TABLE, oid)
     if not plain:
         return None
     owned, serial = [], {}
@@ -1060,6 +1308,11 @@ def _render_table(reader, cursor, oid):
         if not for_constraint:
             sections.append(_section('INDEX', schema, index_name, owner,
                                      [definition + ';', '', '']))
+    for trigger_name, definition, plain_trigger in triggers or ():
+        if not plain_trigger:
+            return None
+        sections.append(_section('TRIGGER', schema, '%s %s' % (name, trigger_name), owner,
+                                 [definition + ';', '', ''], sort_name=trigger_name))
     for rendered in owned:
         sections += rendered
     sections += serial.values()
