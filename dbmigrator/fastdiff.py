@@ -47,7 +47,7 @@ WRITABLE = {'pg_class', 'pg_attribute', 'pg_type', 'pg_depend', 'pg_shdepend', '
 # comments, is counted against the COMMENT sections taken out): every locked
 # table is rendered again, and what it no longer has leaves the dump.
 DELETABLE = {'pg_depend', 'pg_shdepend', 'pg_constraint', 'pg_trigger', 'pg_attrdef',
-             'pg_description'}
+             'pg_description', 'pg_index', 'pg_attribute', 'pg_class', 'pg_proc'}
 # Catalogs that also hold objects no relation lock stands for (types, domain
 # constraints): every row written there must be one found through a lock.
 # In the others a row written twice counts twice but is found once.
@@ -120,7 +120,7 @@ class Relations:
     """The tables of the database at the snapshot: who owns which name and index."""
 
     tables: dict    # oid -> (schema, name)
-    indexes: dict   # table oid -> frozenset of its index names
+    indexes: dict   # table oid -> frozenset of (oid, name) of its indexes
     names: set      # (schema, name) of every relation that can own a constraint, as dumped
     sequences: dict = dataclasses.field(default_factory=dict)  # table oid -> its sequences
     routines: dict = dataclasses.field(default_factory=dict)  # oid -> (schema, tag) as dumped
@@ -136,8 +136,8 @@ class Relations:
 
 RELATIONS_QUERY = '''
 SELECT c.oid, n.nspname, c.relname, c.relkind IN ('r', 'p'),
-       ARRAY(SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-              WHERE i.indrelid = c.oid),
+       (SELECT json_agg(json_build_array(ic.oid::bigint, ic.relname)) FROM pg_index i
+          JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid),
        (SELECT json_agg(json_build_array(sn.nspname, s.relname))
           FROM pg_depend d JOIN pg_class s ON s.oid = d.objid
           JOIN pg_namespace sn ON sn.oid = s.relnamespace
@@ -190,7 +190,7 @@ def relations(cursor):
         names.add((schema, name))
         if is_table:
             tables[oid] = (schema, name)
-            indexes[oid] = frozenset(index_names)
+            indexes[oid] = frozenset(tuple(pair) for pair in index_names or ())
             sequences[oid] = frozenset(tuple(pair) for pair in owned or ())
     return Relations(tables, indexes, names, sequences, routines, objects)
 
@@ -317,7 +317,7 @@ class Snapshot:
             out.extend(section.lines)
         return out + self.trailer
 
-    def edit(self, tables, routines=(), objects=()):
+    def edit(self, tables, routines=(), objects=(), dropped_routines=()):
         """Put these rendered tables, routines, views and types in place; the undo log,
         or None if that is not certain.
 
@@ -340,8 +340,36 @@ class Snapshot:
             if not self._put_object(ident, section, needs):
                 self.undo(log)
                 return None
+        for oid in dropped_routines:
+            if not self._drop_routine(oid):
+                self.undo(log)
+                return None
         self._objects = None
         return log
+
+    def _drop_routine(self, oid):
+        """Take a dropped function or procedure out, with its comment; False if it had
+        more in the dump (a grant, a security label)."""
+        schema, tag = self.relations.routines[oid]
+        found = [self._by_name.get((kind, schema, tag)) for kind in ROUTINES]
+        section = next((s for s in found if s is not None), None)
+        if section is None:
+            return self._refuse('cannot find %s in the dump' % tag)
+        name = tag.split('(')[0]
+        if any(s.type in ('ACL', 'SECURITY LABEL') and name in s.name for s in self.sections):
+            return self._refuse('%s had a grant or a label' % tag)
+        position = self.sections.index(section) + 1
+        comments = []
+        while position < len(self.sections) and self.sections[position].type in ATTACHED:
+            if self.sections[position].type == 'COMMENT':
+                comments.append(self.sections[position])
+            position += 1
+        for dropped in [section] + comments:
+            if not self._drop(dropped):
+                return self._refuse('cannot take %s out of the dump' % tag)
+        self._remember(self.relations.routines, oid)
+        del self.relations.routines[oid]
+        return True
 
     def removed(self, kind):
         """How many more sections of ``kind`` the last :meth:`edit` took out than it put in."""
@@ -419,15 +447,17 @@ class Snapshot:
         if old is not None and old != where:
             return self._refuse('%s.%s was renamed' % where)
         old_indexes = self.relations.indexes.get(table.oid, frozenset())
-        if not old_indexes <= table.index_names:
+        now = dict(table.indexes)
+        if any(now.get(oid, name) != name for oid, name in old_indexes):
             return self._refuse('an index of %s.%s was renamed' % where)
+        dropped = {name for oid, name in old_indexes if oid not in now}
         old_sequences = self.relations.sequences.get(table.oid, frozenset())
         if not old_sequences <= table.sequence_names:
             return self._refuse('a sequence of %s.%s was renamed' % where)
         existing = [self._by_name.get(('TABLE',) + where)] + list(
             self._constraints.get(where, ())) + list(self._defaults.get(where, ())) + list(
             self._comments.get(where, ())) + [
-            self._by_name.get(('INDEX', table.schema, name)) for name in old_indexes] + [
+            self._by_name.get(('INDEX', table.schema, name)) for _, name in old_indexes] + [
             self._by_name.get((kind, schema, name)) for schema, name in old_sequences
             for kind in ('SEQUENCE', 'SEQUENCE OWNED BY')]
         wanted = {(s.type, s.name): s for s in table.sections}
@@ -436,7 +466,9 @@ class Snapshot:
                 continue
             replacement = wanted.pop((section.type, section.name), None)
             if replacement is None:
-                if section.type in ('TABLE', 'INDEX') or not self._drop(section):
+                if section.type == 'TABLE' or (
+                        section.type == 'INDEX' and section.name not in dropped) or (
+                        not self._drop(section)):
                     return self._refuse('%s %s went away' % (section.type, section.name))
                 continue
             if replacement.lines != section.lines:
@@ -462,7 +494,7 @@ class Snapshot:
                              (self._defaults, where), (self._comments, where)):
             self._remember(mapping, key)
         self.relations.tables[table.oid] = where
-        self.relations.indexes[table.oid] = table.index_names
+        self.relations.indexes[table.oid] = table.indexes
         self.relations.sequences[table.oid] = table.sequence_names
         for kinds, mapping in ((NAMED_ON_TABLE, self._constraints),
                                (('DEFAULT',), self._defaults), (('COMMENT',), self._comments)):
@@ -475,18 +507,21 @@ class Snapshot:
         return False
 
     def _drop(self, old):
-        """Take ``old`` out of the dump; False when pg_dump's SET lines ride on it.
+        """Take ``old`` out of the dump; False for the first table, which pg_dump's SET
+        lines go with.
 
-        An empty section stands in its place, so that the places of the
-        others, and the undo log, stay as they are.
+        An empty section stands in its place (keeping the SET lines that
+        followed it), so that the places of the others, and the undo log,
+        stay as they are.
         """
-        if _trailing_sets(old.lines):
+        previous = self.sections[self.sections.index(old) - 1]
+        if old.type in TAKES_SETS and _trailing_sets(previous.lines):
             return False
         gone = Section(GONE, old.schema, old.name, [])
         gone.was = old.type
-        self._swap(old, gone, carry=False)
+        self._swap(old, gone)
         self._remember(self._by_name, (old.type, old.schema, old.name))
-        del self._by_name[old.type, old.schema, old.name]
+        self._by_name.pop((old.type, old.schema, old.name), None)
         return True
 
     def _swap(self, old, new, carry=True):
@@ -628,7 +663,7 @@ class Table:
     oid: int
     schema: str
     name: str
-    index_names: frozenset
+    indexes: frozenset  # (oid, name) of its indexes
     sections: list
     sequence_names: frozenset = frozenset()
 
@@ -853,7 +888,8 @@ SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.reln
                 NOT i.indisclustered AND i.indisvalid AND ic.reltablespace = 0
                 AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = ic.oid),
                 EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = i.indrelid
-                        AND conindid = i.indexrelid AND contype IN ('p', 'u', 'x'))))
+                        AND conindid = i.indexrelid AND contype IN ('p', 'u', 'x')),
+                i.indexrelid::bigint))
           FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid),
        (SELECT json_agg(json_build_array(
                 sn.nspname, s.relname, quote_ident(sn.nspname) || '.' || quote_ident(s.relname),
@@ -947,7 +983,21 @@ def render(reader, cursor, snapshot, delta):
                 continue
         snapshot.why = '%s has features not rendered here' % _name(cursor, oid)
         return None
-    log = snapshot.edit(rendered, routines, objects)
+    dropped_routines = []
+    if delta.get('pg_proc', (0, 0, 0))[2]:
+        known = sorted(snapshot.relations.routines) or [0]
+        dropped_routines = [oid for (oid,) in reader.execute(cursor, GONE_ROUTINES, known)]
+        if len(dropped_routines) != delta['pg_proc'][2]:
+            snapshot.why = 'it dropped a function this path does not know'
+            return None
+    if delta.get('pg_class', (0, 0, 0))[2]:
+        indexes = {oid for table in changed
+                   for oid, _ in snapshot.relations.indexes.get(table, ())}
+        gone = [oid for (oid,) in reader.execute(cursor, GONE_RELATIONS)]
+        if len(gone) != delta['pg_class'][2] or not indexes.issuperset(gone):
+            snapshot.why = 'it dropped a table, a view, a sequence or a type, or rewrote a table'
+            return None
+    log = snapshot.edit(rendered, routines, objects, dropped_routines)
     # Comments written were all found on what was rendered; the deleted ones
     # must be the COMMENT sections that went, net of those that came.
     inserted, _, deleted = delta.get('pg_description', (0, 0, 0))
@@ -957,6 +1007,19 @@ def render(reader, cursor, snapshot, delta):
         return None
     return log
 
+
+# The relations this transaction dropped: it holds a lock on each.
+GONE_RELATIONS = '''
+SELECT DISTINCT relation FROM pg_locks
+ WHERE pid = pg_backend_pid() AND locktype = 'relation' AND relation >= 16384
+   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = relation)
+'''
+
+# Which of the dump's functions and procedures are gone.
+GONE_ROUTINES = '''
+SELECT o FROM unnest(%s::oid[]) AS o WHERE NOT EXISTS (SELECT 1 FROM pg_proc WHERE oid = o)
+'''
 
 # The enum types whose labels this transaction wrote.
 OURS_ENUMS = 'SELECT DISTINCT enumtypid FROM pg_enum WHERE age(xmin) <= 0 ORDER BY 1'
@@ -1103,6 +1166,8 @@ OURS_ROUTINES = 'SELECT oid FROM pg_proc WHERE age(xmin) <= 0 ORDER BY oid'
 def _routines(reader, cursor, counts):
     """(oid, section) of the routines the migration wrote; None if one is not plain."""
     inserted, updated, _ = counts
+    if not inserted + updated:
+        return []
     oids = [oid for (oid,) in reader.execute(cursor, OURS_ROUTINES)]
     if not oids or len(oids) > inserted + updated:
         return None
@@ -1301,8 +1366,8 @@ def _render_table(reader, cursor, oid):
             target, _literal(text))).split('\n') + ['', '']) for tag, target, text in comments
     ] + keyed
     names = set()
-    for index_name, definition, plain_index, for_constraint in indexes or ():
-        names.add(index_name)
+    for index_name, definition, plain_index, for_constraint, index_oid in indexes or ():
+        names.add((index_oid, index_name))
         if not plain_index:
             return None
         if not for_constraint:
