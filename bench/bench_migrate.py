@@ -266,6 +266,7 @@ def schema_scaling(server, work, repeat, tables=5000, workload='plain'):
                 middle = time.perf_counter()
                 cursor.execute(sql)
                 ran = time.perf_counter()
+                catalogs.plan_with_indexes(cursor)
                 after = catalogs.counts(cursor)
                 if after != before:
                     old = snapshot.objects()

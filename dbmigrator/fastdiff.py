@@ -42,12 +42,19 @@ DOMAIN_CONSTRAINTS = 'domain constraints'
 # allowed in the dependency catalogs.
 WRITABLE = {'pg_class', 'pg_attribute', 'pg_type', 'pg_depend', 'pg_shdepend', 'pg_proc',
             'pg_constraint', 'pg_index', 'pg_attrdef', 'pg_sequence', 'pg_trigger',
-            'pg_description', 'pg_rewrite', 'pg_enum', DOMAIN_CONSTRAINTS}
-# Deleting one of these rows takes a lock on the table it belongs to (or, for
-# comments, is counted against the COMMENT sections taken out): every locked
-# table is rendered again, and what it no longer has leaves the dump.
+            'pg_description', 'pg_rewrite', 'pg_enum', 'pg_statistic', DOMAIN_CONSTRAINTS}
+# Deleting one of these rows takes a lock on the table it belongs to, or goes
+# with a relation, routine or type that is gone (each checked against the
+# snapshot's), or, for comments, is counted against the COMMENT sections
+# taken out: every locked table is rendered again, and what is gone leaves
+# the dump.
 DELETABLE = {'pg_depend', 'pg_shdepend', 'pg_constraint', 'pg_trigger', 'pg_attrdef',
-             'pg_description', 'pg_index', 'pg_attribute', 'pg_class', 'pg_proc'}
+             'pg_description', 'pg_index', 'pg_attribute', 'pg_class', 'pg_proc', 'pg_type',
+             'pg_enum', 'pg_rewrite', 'pg_sequence', 'pg_statistic'}
+# Sections that may name a dropped object and that this module does not take
+# out with it: such a drop is left to pg_dump.
+TIED = {'ACL', 'SECURITY LABEL', 'POLICY', 'ROW SECURITY', 'RULE', 'STATISTICS',
+        'TABLE ATTACH', 'INDEX ATTACH', 'PUBLICATION TABLE'}
 # Catalogs that also hold objects no relation lock stands for (types, domain
 # constraints): every row written there must be one found through a lock.
 # In the others a row written twice counts twice but is found once.
@@ -124,8 +131,11 @@ class Relations:
     names: set      # (schema, name) of every relation that can own a constraint, as dumped
     sequences: dict = dataclasses.field(default_factory=dict)  # table oid -> its sequences
     routines: dict = dataclasses.field(default_factory=dict)  # oid -> (schema, tag) as dumped
-    # (catalog, oid) -> (type, schema, name) of views, materialized views and types
+    # (catalog, oid) -> (type, schema, name) of views, materialized views, sequences
+    # of their own, and types
     objects: dict = dataclasses.field(default_factory=dict)
+    # table oid -> oids of the relations dropped with it: toast, owned sequences
+    members: dict = dataclasses.field(default_factory=dict)
 
     def constraint_table(self, schema, label):
         """The table of a ``<table> <constraint>`` header name; None if not certain."""
@@ -134,8 +144,17 @@ class Relations:
         return found[0] if len(found) == 1 else None
 
 
+# The relations that go with table c: its toast table and index, its sequences.
+MEMBERS = '''ARRAY(SELECT c.reltoastrelid::bigint WHERE c.reltoastrelid <> 0
+             UNION ALL SELECT ti.indexrelid::bigint FROM pg_index ti
+              WHERE c.reltoastrelid <> 0 AND ti.indrelid = c.reltoastrelid
+             UNION ALL SELECT md.objid::bigint FROM pg_depend md
+              WHERE md.classid = 'pg_class'::regclass AND md.refclassid = 'pg_class'::regclass
+                AND md.refobjid = c.oid AND md.deptype IN ('a', 'i')
+                AND EXISTS (SELECT 1 FROM pg_class ms WHERE ms.oid = md.objid AND ms.relkind = 'S'))'''
+
 RELATIONS_QUERY = '''
-SELECT c.oid, n.nspname, c.relname, c.relkind IN ('r', 'p'),
+SELECT c.oid, n.nspname, c.relname, c.relkind IN ('r', 'p'), ''' + MEMBERS + ''',
        (SELECT json_agg(json_build_array(ic.oid::bigint, ic.relname)) FROM pg_index i
           JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid),
        (SELECT json_agg(json_build_array(sn.nspname, s.relname))
@@ -162,17 +181,24 @@ SELECT p.oid, n.nspname, ''' + ROUTINE_TAG + '''
 '''
 
 
-# Views, materialized views, composite and enum types, by what identifies them.
+# Views, materialized views, sequences of their own, composite types, and the
+# types of their own (enums are TYPE; what this module does not render, such
+# as domains and ranges, is OTHER), by what identifies them.
 OBJECTS_QUERY = '''
 SELECT 'pg_class', c.oid, CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
-                          ELSE 'TYPE' END, n.nspname, c.relname
+                          WHEN 'S' THEN 'SEQUENCE' ELSE 'TYPE' END, n.nspname, c.relname
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind IN ('v', 'm', 'c') AND n.nspname <> 'pg_catalog'
+ WHERE c.relkind IN ('v', 'm', 'c', 'S') AND n.nspname <> 'pg_catalog'
    AND n.nspname <> 'information_schema'
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                      AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass
+                      AND d.deptype IN ('a', 'i') AND c.relkind = 'S')
 UNION ALL
-SELECT 'pg_type', t.oid, 'TYPE', n.nspname, t.typname
+SELECT 'pg_type', t.oid, CASE t.typtype WHEN 'e' THEN 'TYPE' ELSE 'OTHER' END, n.nspname,
+       t.typname
   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
- WHERE t.typtype = 'e' AND n.nspname <> 'pg_catalog' AND n.nspname <> 'information_schema'
+ WHERE t.typtype <> 'c' AND t.typrelid = 0 AND NOT (t.typcategory = 'A' AND t.typelem <> 0)
+   AND n.nspname <> 'pg_catalog' AND n.nspname <> 'information_schema'
 '''
 
 
@@ -186,13 +212,15 @@ def relations(cursor):
                for catalog, oid, kind, schema, name in cursor.fetchall()}
     cursor.execute(RELATIONS_QUERY)
     tables, indexes, names, sequences = {}, {}, set(), {}
-    for oid, schema, name, is_table, index_names, owned in cursor.fetchall():
+    members = {}
+    for oid, schema, name, is_table, table_members, index_names, owned in cursor.fetchall():
         names.add((schema, name))
         if is_table:
             tables[oid] = (schema, name)
+            members[oid] = frozenset(table_members)
             indexes[oid] = frozenset(tuple(pair) for pair in index_names or ())
             sequences[oid] = frozenset(tuple(pair) for pair in owned or ())
-    return Relations(tables, indexes, names, sequences, routines, objects)
+    return Relations(tables, indexes, names, sequences, routines, objects, members)
 
 
 class Snapshot:
@@ -317,7 +345,7 @@ class Snapshot:
             out.extend(section.lines)
         return out + self.trailer
 
-    def edit(self, tables, routines=(), objects=(), dropped_routines=()):
+    def edit(self, tables, routines=(), objects=(), dropped_routines=(), dropped=()):
         """Put these rendered tables, routines, views and types in place; the undo log,
         or None if that is not certain.
 
@@ -328,6 +356,14 @@ class Snapshot:
         """
         self._edits, self._undo = [], []
         log = self._undo
+        for oid in dropped_routines:
+            if not self._drop_routine(oid):
+                self.undo(log)
+                return None
+        for kind, key in dropped:
+            if not (self._drop_table(key) if kind == 'table' else self._drop_object(key)):
+                self.undo(log)
+                return None
         for table in tables:
             if not self._put(table):
                 self.undo(log)
@@ -340,12 +376,65 @@ class Snapshot:
             if not self._put_object(ident, section, needs):
                 self.undo(log)
                 return None
-        for oid in dropped_routines:
-            if not self._drop_routine(oid):
-                self.undo(log)
-                return None
         self._objects = None
         return log
+
+    def _tied(self, section, name):
+        """Whether a section this module does not take out may name ``name``."""
+        return any(s.type in TIED and s.schema == section.schema and name in s.name
+                   for s in self.sections)
+
+    def _take_out(self, section, name):
+        """Drop ``section`` and the comments that follow it; False if something else
+        in the dump may still name it."""
+        if self._tied(section, name):
+            return self._refuse('%s had a grant, a policy or a label' % name)
+        position = self.sections.index(section) + 1
+        comments = []
+        while position < len(self.sections) and self.sections[position].type in ATTACHED:
+            if self.sections[position].type == 'COMMENT':
+                comments.append(self.sections[position])
+            position += 1
+        for dropped in comments + [section]:
+            if not self._drop(dropped):
+                return self._refuse('cannot take %s out of the dump' % name)
+        return True
+
+    def _drop_object(self, ident):
+        """Take out a dropped view, sequence of its own or type."""
+        kind, schema, name = self.relations.objects[ident]
+        section = self._by_name.get((kind, schema, name))
+        if section is None:
+            return self._refuse('dropped %s %s is not one this path renders' % (kind, name))
+        if not self._take_out(section, name):
+            return False
+        self._remember(self.relations.objects, ident)
+        del self.relations.objects[ident]
+        return True
+
+    def _drop_table(self, oid):
+        """Take out a dropped table with its constraints, triggers, defaults, comments,
+        indexes and sequences."""
+        schema, name = where = self.relations.tables[oid]
+        table = self._by_name.get(('TABLE', schema, name))
+        if table is None or self._tied(table, name):
+            return self._refuse('cannot take table %s out of the dump' % name)
+        owned = [self._by_name.get((kind, s, n)) for s, n in self.relations.sequences.get(oid, ())
+                 for kind in ('SEQUENCE OWNED BY', 'SEQUENCE')]
+        indexes = [self._by_name.get(('INDEX', schema, n))
+                   for _, n in self.relations.indexes.get(oid, ())]
+        parts = list(self._comments.get(where, ())) + list(self._constraints.get(where, ())) + list(
+            self._defaults.get(where, ())) + indexes + owned
+        for section in [s for s in parts if s is not None] + [table]:
+            if not self._drop(section):
+                return self._refuse('cannot take table %s out of the dump' % name)
+        for mapping, key in ((self.relations.tables, oid), (self.relations.indexes, oid),
+                             (self.relations.sequences, oid), (self.relations.members, oid),
+                             (self._constraints, where), (self._defaults, where),
+                             (self._comments, where)):
+            self._remember(mapping, key)
+            mapping.pop(key, None)
+        return True
 
     def _drop_routine(self, oid):
         """Take a dropped function or procedure out, with its comment; False if it had
@@ -355,18 +444,8 @@ class Snapshot:
         section = next((s for s in found if s is not None), None)
         if section is None:
             return self._refuse('cannot find %s in the dump' % tag)
-        name = tag.split('(')[0]
-        if any(s.type in ('ACL', 'SECURITY LABEL') and name in s.name for s in self.sections):
-            return self._refuse('%s had a grant or a label' % tag)
-        position = self.sections.index(section) + 1
-        comments = []
-        while position < len(self.sections) and self.sections[position].type in ATTACHED:
-            if self.sections[position].type == 'COMMENT':
-                comments.append(self.sections[position])
-            position += 1
-        for dropped in [section] + comments:
-            if not self._drop(dropped):
-                return self._refuse('cannot take %s out of the dump' % tag)
+        if not self._take_out(section, tag.split('(')[0]):
+            return False
         self._remember(self.relations.routines, oid)
         del self.relations.routines[oid]
         return True
@@ -490,12 +569,14 @@ class Snapshot:
                     section.type, section.name))
         for mapping, key in ((self.relations.tables, table.oid),
                              (self.relations.indexes, table.oid),
-                             (self.relations.sequences, table.oid), (self._constraints, where),
+                             (self.relations.sequences, table.oid),
+                             (self.relations.members, table.oid), (self._constraints, where),
                              (self._defaults, where), (self._comments, where)):
             self._remember(mapping, key)
         self.relations.tables[table.oid] = where
         self.relations.indexes[table.oid] = table.indexes
         self.relations.sequences[table.oid] = table.sequence_names
+        self.relations.members[table.oid] = table.members
         for kinds, mapping in ((NAMED_ON_TABLE, self._constraints),
                                (('DEFAULT',), self._defaults), (('COMMENT',), self._comments)):
             mapping[where] = [self._by_name[s.type, s.schema, s.name]
@@ -514,12 +595,27 @@ class Snapshot:
         followed it), so that the places of the others, and the undo log,
         stay as they are.
         """
-        previous = self.sections[self.sections.index(old) - 1]
-        if old.type in TAKES_SETS and _trailing_sets(previous.lines):
-            return False
+        i = self.sections.index(old)
+        if old.type in TAKES_SETS and i and _trailing_sets(self.sections[i - 1].lines):
+            following = next((s for s in self.sections[i + 1:] if s.type not in ATTACHED), None)
+            if following is None or following.type not in TAKES_SETS:
+                return False
         gone = Section(GONE, old.schema, old.name, [])
         gone.was = old.type
+        j = None if old.type in ATTACHED else self._ordered.index(old)
         self._swap(old, gone)
+        if j is not None:
+            keyed = j < len(self._keys)
+            key = self._keys[j] if keyed else None
+            del self._ordered[j]
+            if keyed:
+                del self._keys[j]
+
+            def undo():
+                self._ordered.insert(j, gone)
+                if keyed:
+                    self._keys.insert(j, key)
+            self._undo.append(undo)
         self._remember(self._by_name, (old.type, old.schema, old.name))
         self._by_name.pop((old.type, old.schema, old.name), None)
         return True
@@ -666,6 +762,7 @@ class Table:
     indexes: frozenset  # (oid, name) of its indexes
     sections: list
     sequence_names: frozenset = frozenset()
+    members: frozenset = frozenset()  # oids of its toast table and index, its sequences
 
 
 # ``age(xmin) <= 0``: written by this transaction or one of its
@@ -914,7 +1011,7 @@ SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.reln
            AND d.refobjid = c.oid AND d.deptype IN ('a', 'i')),
        (SELECT description FROM pg_description WHERE objoid = c.oid
            AND classoid = 'pg_class'::regclass AND objsubid = 0),
-       quote_ident(c.relname),
+       quote_ident(c.relname), ''' + MEMBERS + ''',
        (SELECT json_agg(json_build_array(
                 g.tgname, pg_get_triggerdef(g.oid, false),
                 g.tgenabled = 'O' AND g.tgparentid = 0
@@ -936,15 +1033,14 @@ def render(reader, cursor, snapshot, delta):
     log of :meth:`Snapshot.edit`, or None for pg_dump.
 
     Runs on the migration's own cursor, inside its transaction, after its
-    code: it sees exactly what the migration changed.  It only reads; the
-    caller rolls back to a savepoint taken before, which also undoes
-    :meth:`CatalogReader.plan_with_indexes`.
+    code and after :meth:`CatalogReader.plan_with_indexes`: it sees exactly
+    what the migration changed.  It only reads; the caller rolls back to a
+    savepoint taken before, which also undoes the settings.
     """
     snapshot.why = unsupported(delta) or (
         None if snapshot.editable else 'the first dump has a section this path cannot place')
     if snapshot.why:
         return None
-    reader.plan_with_indexes(cursor)
     routines = []
     if 'pg_proc' in delta:
         routines = _routines(reader, cursor, delta['pg_proc'])
@@ -985,19 +1081,17 @@ def render(reader, cursor, snapshot, delta):
         return None
     dropped_routines = []
     if delta.get('pg_proc', (0, 0, 0))[2]:
-        known = sorted(snapshot.relations.routines) or [0]
-        dropped_routines = [oid for (oid,) in reader.execute(cursor, GONE_ROUTINES, known)]
+        known = sorted(snapshot.relations.routines)
+        dropped_routines = [oid for (oid,) in reader.execute(cursor, GONE_ROUTINES, known)
+                            ] if known else []
         if len(dropped_routines) != delta['pg_proc'][2]:
             snapshot.why = 'it dropped a function this path does not know'
             return None
-    if delta.get('pg_class', (0, 0, 0))[2]:
-        indexes = {oid for table in changed
-                   for oid, _ in snapshot.relations.indexes.get(table, ())}
-        gone = [oid for (oid,) in reader.execute(cursor, GONE_RELATIONS)]
-        if len(gone) != delta['pg_class'][2] or not indexes.issuperset(gone):
-            snapshot.why = 'it dropped a table, a view, a sequence or a type, or rewrote a table'
-            return None
-    log = snapshot.edit(rendered, routines, objects, dropped_routines)
+    dropped = _dropped(reader, cursor, snapshot.relations, delta, changed)
+    if dropped is None:
+        snapshot.why = 'it dropped a relation or a type this path does not know, or rewrote a table'
+        return None
+    log = snapshot.edit(rendered, routines, objects, dropped_routines, dropped)
     # Comments written were all found on what was rendered; the deleted ones
     # must be the COMMENT sections that went, net of those that came.
     inserted, _, deleted = delta.get('pg_description', (0, 0, 0))
@@ -1020,6 +1114,43 @@ SELECT DISTINCT relation FROM pg_locks
 GONE_ROUTINES = '''
 SELECT o FROM unnest(%s::oid[]) AS o WHERE NOT EXISTS (SELECT 1 FROM pg_proc WHERE oid = o)
 '''
+
+# Which of the dump's types are gone.
+GONE_TYPES = '''
+SELECT o FROM unnest(%s::oid[]) AS o WHERE NOT EXISTS (SELECT 1 FROM pg_type WHERE oid = o)
+'''
+
+
+def _dropped(reader, cursor, relations, delta, changed):
+    """The tables (``('table', oid)``) and views, sequences and types (``('object',
+    ident)``) the migration dropped; None when a deleted relation or type is not
+    one the snapshot knows (a transient table of a rewrite, a domain)."""
+    dropped, covered = [], set()
+    for table in changed:
+        covered.update(oid for oid, _ in relations.indexes.get(table, ()))
+    if delta.get('pg_class', (0, 0, 0))[2]:
+        gone = [oid for (oid,) in reader.execute(cursor, GONE_RELATIONS)]
+        if len(gone) != delta['pg_class'][2]:
+            return None
+        for oid in gone:
+            if oid in relations.tables:
+                dropped.append(('table', oid))
+                covered.add(oid)
+                covered.update(relations.members.get(oid, ()))
+                covered.update(index for index, _ in relations.indexes.get(oid, ()))
+            elif ('pg_class', oid) in relations.objects:
+                dropped.append(('object', ('pg_class', oid)))
+                covered.add(oid)
+        if not covered.issuperset(gone):
+            return None
+    if delta.get('pg_type', (0, 0, 0))[2]:
+        known = sorted(oid for catalog, oid in relations.objects if catalog == 'pg_type')
+        for (oid,) in reader.execute(cursor, GONE_TYPES, known) if known else ():
+            if relations.objects[('pg_type', oid)][0] != 'TYPE':
+                return None
+            dropped.append(('object', ('pg_type', oid)))
+    return dropped
+
 
 # The enum types whose labels this transaction wrote.
 OURS_ENUMS = 'SELECT DISTINCT enumtypid FROM pg_enum WHERE age(xmin) <= 0 ORDER BY 1'
@@ -1237,8 +1368,13 @@ def _locate(reader, cursor, delta, found):
             changed[owner] = kind
         for name, count in zip(FOUND, counts):
             found[name] = found.get(name, 0) + count
+    # A dropped relation's columns may be updated before they go (a default
+    # dropped first clears atthasdef): those rows are nowhere to be found.
+    dropping = delta.get('pg_class', (0, 0, 0))[2] > 0
     for name, count in found.items():
         ins, upd, _ = delta.get(name, (0, 0, 0))
+        if dropping and name == 'pg_attribute' and not ins:
+            upd = count
         if count > ins + upd or bool(count) != bool(ins + upd) or (
                 name in EXACT and count != ins + upd):
             log.debug('schema diff: %d of %d rows written to %s found through locks; scanning',
@@ -1303,7 +1439,8 @@ def _literal(text):
 
 def _render_table(reader, cursor, oid):
     [(schema, name, qualified, owner, quoted_owner, plain, columns, constraints,
-      indexes, sequences, comment, quoted_name, triggers)] = reader.execute(cursor, TABLE, oid)
+      indexes, sequences, comment, quoted_name, members, triggers)] = reader.execute(
+          cursor, TABLE, oid)
     if not plain:
         return None
     owned, serial = [], {}
@@ -1382,4 +1519,5 @@ def _render_table(reader, cursor, oid):
         sections += rendered
     sections += serial.values()
     return Table(oid, schema, name, frozenset(names), sections,
-                 frozenset((s.schema, s.name) for rendered in owned for s in rendered[:1]))
+                 frozenset((s.schema, s.name) for rendered in owned for s in rendered[:1]),
+                 frozenset(members))

@@ -386,6 +386,8 @@ class Runner:
         fast = self._snapshot is not None
         if fast:
             batch.execute('SAVEPOINT dbmigrator_diff')
+            # The fast path's settings, in the same round trip; the savepoint undoes them.
+            fastdiff.CatalogReader.plan_with_indexes(batch)
         after = self._catalog_counts(batch)
         other_connection = self.active.super_user_calls != super_user_calls
         self.schema_changed = after != before or other_connection

@@ -36,6 +36,8 @@ CREATE TRIGGER items_touch BEFORE UPDATE ON items FOR EACH ROW EXECUTE FUNCTION 
 CREATE TYPE shade AS ENUM ('light', 'deep');
 CREATE TABLE checked (n INT CHECK (n > 0));
 CREATE TABLE users_zz (id INT);
+CREATE TYPE pair AS (a INT, b TEXT);
+CREATE DOMAIN positive_int AS INT CHECK (VALUE > 0);
 '''
 
 # (name, DDL, True when the fast path must render it itself)
@@ -135,15 +137,25 @@ CASES = [
     ('rename constraint', 'ALTER TABLE users RENAME CONSTRAINT users_pkey TO users_key', False),
     ('enum used by a new table', "CREATE TYPE color AS ENUM ('red'); CREATE TABLE paints (c color)", True),
     ('alter type (a rewrite)', 'ALTER TABLE users ALTER COLUMN email TYPE VARCHAR(200)', False),
-    ('drop table', 'DROP TABLE "Zebra"', False),
+    ('drop table', 'DROP TABLE "Zebra"', True),
+    ('drop a table with a comment and a foreign key', 'DROP TABLE line_items', True),
+    ('drop a table others reference', 'DROP TABLE orders CASCADE', True),
+    ('drop a table and the view on it', 'DROP TABLE users CASCADE', True),
+    ('drop a table with a trigger', 'DROP TABLE items', True),
+    ('drop an identity table', 'DROP TABLE tags', True),
+    ('drop and create a table', 'DROP TABLE checked; CREATE TABLE checked (n BIGINT)', True),
+    ('drop a table with a grant', 'GRANT SELECT ON users_zz TO PUBLIC; DROP TABLE users_zz', True),
+    ('drop a sequence of its own', 'DROP SEQUENCE counter', True),
+    ('drop an enum', 'DROP TYPE shade', True),
+    ('drop a composite type', 'DROP TYPE pair', True),
+    ('drop a domain', 'DROP DOMAIN positive_int', False),
     ('drop index', 'DROP INDEX orders_user_idx', True),
     ('drop an index and make another', 'DROP INDEX orders_user_idx; CREATE INDEX orders_by_user ON orders (user_id, id)', True),
     ('drop a primary key', 'ALTER TABLE line_items DROP CONSTRAINT line_items_pkey', True),
     ('drop a primary key others reference', 'ALTER TABLE orders DROP CONSTRAINT orders_pkey CASCADE', True),
     ('drop a function', 'DROP FUNCTION order_total(INT)', True),
     ('drop a commented function and its triggers', 'DROP FUNCTION touch_all() CASCADE', True),
-    ('drop a sequence', 'DROP SEQUENCE counter', False),
-    ('drop a materialized view', 'DROP MATERIALIZED VIEW user_ids', False),
+    ('drop a materialized view', 'DROP MATERIALIZED VIEW user_ids', True),
     ('identity', 'CREATE TABLE ident (id INT GENERATED ALWAYS AS IDENTITY)', True),
     ('generated', 'CREATE TABLE gen (a INT, b INT GENERATED ALWAYS AS (a * 2) STORED)', False),
     ('collation', 'CREATE TABLE coll (name TEXT COLLATE "C")', False),
@@ -153,7 +165,6 @@ CASES = [
     ('add identity column (a rewrite)', 'ALTER TABLE users ADD COLUMN n BIGINT GENERATED ALWAYS AS IDENTITY', False),
     ('rename a serial column', 'ALTER TABLE items RENAME COLUMN id TO item_id', False),
     ('rename an owned sequence', 'ALTER SEQUENCE items_id_seq RENAME TO items_seq', False),
-    ('drop a serial table', 'DROP TABLE items', False),
     ('drop identity', 'ALTER TABLE tags ALTER COLUMN id DROP IDENTITY', False),
     ('unlogged sequence', 'CREATE TABLE un_s (id SERIAL); ALTER SEQUENCE un_s_id_seq SET UNLOGGED', False),
     ('default from a shared sequence', "CREATE TABLE shared (id INT DEFAULT nextval('counter'))", False),
@@ -165,7 +176,7 @@ CASES = [
                    CREATE TRIGGER t BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION tf()''', True),
     ('enum', "CREATE TYPE mood AS ENUM ('sad', 'happy')", True),
     ('domain', 'CREATE DOMAIN positive AS INT CHECK (VALUE > 0)', False),
-    ('composite', 'CREATE TYPE pair AS (a INT, b INT)', True),
+    ('composite', 'CREATE TYPE pair3 AS (a INT, b INT)', True),
     ('schema', 'CREATE SCHEMA reporting', False),
     # Triggers, views and types.
     ('trigger with a when clause', '''CREATE FUNCTION tw() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
@@ -204,7 +215,7 @@ CASES = [
     ('view with check option', 'CREATE VIEW named AS SELECT * FROM users WHERE name IS NOT NULL WITH CHECK OPTION', False),
     ('security barrier view', 'CREATE VIEW sb WITH (security_barrier) AS SELECT id FROM users', False),
     ('rename a view', 'ALTER VIEW user_names RENAME TO names_of_users', False),
-    ('drop a view', 'DROP VIEW user_names', False),
+    ('drop a view', 'DROP VIEW user_names', True),
     ('view owner', 'ALTER VIEW user_names OWNER TO diff_owner', True),
     # Filling it builds and drops a transient table: deletions this path leaves to pg_dump.
     ('materialized view sorted after its table', 'CREATE MATERIALIZED VIEW totals_mv AS SELECT total FROM orders', False),
@@ -352,11 +363,38 @@ def test_a_run_of_migrations_diffs_each_step_as_pg_dump_does(server, tmp_path):
     assert dumps == 4
 
 
+DROPS = [
+    'CREATE TABLE accounts (id SERIAL PRIMARY KEY, name TEXT)',
+    'CREATE INDEX accounts_name ON accounts (name)',
+    'CREATE VIEW accounts_named AS SELECT name FROM accounts',
+    'DROP VIEW accounts_named',
+    'DROP TABLE accounts',
+    'CREATE TABLE accounts (id BIGINT GENERATED ALWAYS AS IDENTITY, name TEXT)',
+    "CREATE TYPE level AS ENUM ('low', 'high')",
+    "ALTER TYPE level ADD VALUE 'mid' AFTER 'low'",
+    'DROP TYPE level',
+    'CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$',
+    'CREATE TRIGGER accounts_stamp BEFORE INSERT ON accounts FOR EACH ROW EXECUTE FUNCTION stamp()',
+    'DROP FUNCTION stamp() CASCADE',
+    'DROP TABLE "Zebra", tags',
+]
+
+
+def test_drops_and_creates_in_turn_diff_each_step_as_pg_dump_does(server, tmp_path):
+    def run(engine):
+        steps, dumps = run_migrations(server, tmp_path / ('drops_' + engine), DROPS, engine)
+        return [changed_lines(step.diff) for step in steps], dumps
+    expected, _ = run('pg_dump')
+    actual, dumps = run('auto')
+    assert actual == expected
+    assert dumps == 1  # the run's snapshot: every step was rendered from the catalogs
+
+
 def test_verbose_names_the_path_of_each_steps_diff(dbm, migrations):
     steps = [('20200101000000', 'serial_table', 'CREATE TABLE t_i (id SERIAL PRIMARY KEY, v TEXT)'),
              ('20200102000000', 'data_only', "INSERT INTO t_i (v) VALUES ('x')"),
              ('20200103000000', 'schema', 'CREATE SCHEMA reporting'),
-             ('20200104000000', 'drop', 'DROP TABLE t_i'),
+             ('20200104000000', 'retype', 'ALTER TABLE t_i ALTER COLUMN v TYPE VARCHAR(10)'),
              ('20200105000000', 'later', 'CREATE TABLE later (id INT)')]
     for version, name, ddl in steps:
         migrations.add(version, name, 'def up(cursor):\n    cursor.execute(%r)\n' % ddl)
@@ -369,8 +407,8 @@ def test_verbose_names_the_path_of_each_steps_diff(dbm, migrations):
         'schema diff of 20200102000000 data_only: no dump (the catalogs did not change)',
         'schema diff of 20200103000000 schema: pg_dump (it wrote to pg_namespace, which this path '
         'does not render)',
-        'schema diff of 20200104000000 drop: pg_dump (it deleted rows of pg_sequence, '
-        'pg_type (a DROP, or a table rewrite))']
+        'schema diff of 20200104000000 retype: pg_dump (it dropped a relation or a type this '
+        'path does not know, or rewrote a table)']
     result = dbm('migrate')
     assert result.code == 0 and 'later' in result.out
     assert 'schema diff of' not in result.out + result.err
