@@ -38,6 +38,8 @@ CREATE TABLE checked (n INT CHECK (n > 0));
 CREATE TABLE users_zz (id INT);
 CREATE TYPE pair AS (a INT, b TEXT);
 CREATE DOMAIN positive_int AS INT CHECK (VALUE > 0);
+CREATE TABLE granted (id INT);
+GRANT SELECT ON granted TO PUBLIC;
 '''
 
 # (name, DDL, True when the fast path must render it itself)
@@ -146,6 +148,8 @@ CASES = [
     ('drop and create a table', 'DROP TABLE checked; CREATE TABLE checked (n BIGINT)', True),
     ('drop a table with a grant', 'GRANT SELECT ON users_zz TO PUBLIC; DROP TABLE users_zz', True),
     ('drop a sequence of its own', 'DROP SEQUENCE counter', True),
+    ('drop a table with a grant in the dump', 'DROP TABLE granted', False),
+    ('alter a table with a grant', 'ALTER TABLE granted ADD COLUMN n INT', False),
     ('drop an enum', 'DROP TYPE shade', True),
     ('drop a composite type', 'DROP TYPE pair', True),
     ('drop a domain', 'DROP DOMAIN positive_int', False),
