@@ -254,7 +254,9 @@ class Snapshot:
         self.relations = relations
         self.why = None  # why the last render was left to pg_dump
         self.editable = relations is not None and self._index()
-        self._edits, self._undo, self._objects = [], [], None
+        # The sections the step's edits put in: section -> whether it replaced one.
+        self._edits, self._this_edit, self._undo, self._objects = {}, [], [], None
+        self.step_before = None
         # What objects() returns, kept up to date by the edits.
         self._lines = [self.preamble] + [section.lines for section in self.sections] + [
             self.trailer]
@@ -314,8 +316,14 @@ class Snapshot:
             self._objects = Lines(list(self._lines))
         return self._objects
 
+    def begin_step(self):
+        """A migration begins: :meth:`opcodes` will cover every edit from here on
+        (``super_user()``'s, then the migration's own), against ``step_before``."""
+        self._edits = {}
+        self.step_before = self.objects()
+
     def opcodes(self):
-        """How :meth:`objects` differs from what it was before the last :meth:`edit`.
+        """How :meth:`objects` differs from ``step_before``.
 
         difflib-style opcodes over objects, known from the edit itself (each
         section put in either replaced the one at its place or is new), so
@@ -323,7 +331,7 @@ class Snapshot:
         """
         codes, i, j = [], 0, 0
         for place, replaced in sorted((self.sections.index(section) + 1, replaced)
-                                      for section, replaced in self._edits):
+                                      for section, replaced in self._edits.items()):
             if place > j:
                 codes.append(['equal', i, i + place - j, j, place])
                 i, j = i + place - j, place
@@ -354,7 +362,7 @@ class Snapshot:
         The caller keeps the log until the migration has committed, to
         :meth:`undo` an edit whose migration did not.
         """
-        self._edits, self._undo = [], []
+        self._this_edit, self._undo = [], []
         log = self._undo
         for oid in dropped_routines:
             if not self._drop_routine(oid):
@@ -454,7 +462,7 @@ class Snapshot:
         """How many more sections of ``kind`` the last :meth:`edit` took out than it put in."""
         return sum(1 if section.type == GONE and section.was == kind else
                    -1 if section.type == kind and not replaced else 0
-                   for section, replaced in self._edits)
+                   for section, replaced in self._this_edit)
 
     def _put_object(self, ident, new, needs):
         """Put a view, a materialized view or a type where pg_dump would; False if not
@@ -509,7 +517,7 @@ class Snapshot:
         for step in reversed(log):
             step()
         log.clear()
-        self._edits, self._objects = [], None
+        self._objects = None
 
     def _remember(self, mapping, key):
         """Note how to put ``mapping[key]`` back as it is now."""
@@ -624,7 +632,7 @@ class Snapshot:
         sets = _trailing_sets(old.lines) if carry else None
         if sets and not _trailing_sets(new.lines):
             new.lines = new.lines + sets  # they belong to what follows, not to this object
-        self._edits.append((new, True))
+        self._note_edit(new, True, old)
         i = self.sections.index(old)
         j = None if old.type in ATTACHED else self._ordered.index(old)
         self._remember(self._by_name, (new.type, new.schema, new.name))
@@ -717,12 +725,22 @@ class Snapshot:
         self._place(new, self.sections.index(owner) + 1)
         return True
 
+    def _note_edit(self, new, replaced, old=None):
+        """Count ``new`` among the step's edits; one that replaces a section this
+        step put in takes its place there (an insert stays an insert)."""
+        self._this_edit.append((new, replaced))
+        self._remember(self._edits, new)
+        if old is not None and old in self._edits:
+            self._remember(self._edits, old)
+            replaced = self._edits.pop(old)
+        self._edits[new] = replaced
+
     def _place(self, new, position):
         """Insert ``new`` into the dump's sections at ``position``, undoably."""
         self._remember(self._by_name, (new.type, new.schema, new.name))
         self.sections.insert(position, new)
         self._lines.insert(position + 1, new.lines)
-        self._edits.append((new, False))
+        self._note_edit(new, False)
         self._by_name[new.type, new.schema, new.name] = new
 
         def undo():

@@ -26,16 +26,19 @@ class ActiveRun:
     settings: object
     super_user_calls: int = 0
     tracer: object = None
+    schema: object = None  # follows what a super_user() connection changes (the runner)
 
 
 @contextlib.contextmanager
-def activate(settings, tracer=None):
+def activate(settings, tracer=None, schema=None):
     """Let super_user() know which database and timeouts the running migration uses.
 
     Yields the run's state; ``super_user_calls`` tells the schema diff that
-    another connection may have changed the schema.
+    another connection may have changed the schema, and ``schema`` (with
+    ``super_user_opened``, ``super_user_closing`` and ``super_user_failed``)
+    reads what it changed, on that connection, before it commits.
     """
-    run = ActiveRun(settings, tracer=tracer)
+    run = ActiveRun(settings, tracer=tracer, schema=schema)
     token = _active.set(run)
     try:
         yield run
@@ -61,12 +64,18 @@ def super_user():
     conn = connect(settings.db_connection_string, settings.connect_timeout,
                    user=settings.super_user)
     interrupts.watch(conn)
+    edit = None
     try:
         with conn.cursor() as cursor:
             set_local_timeouts(cursor, settings)
+            opened = run.schema.super_user_opened(cursor) if run.schema else None
             yield cursor if run.tracer is None else run.tracer.also(cursor)
+            if run.schema:
+                edit = run.schema.super_user_closing(cursor, opened)
         conn.commit()
     except BaseException:
+        if run.schema:
+            run.schema.super_user_failed(edit)
         conn.rollback()
         raise
     finally:

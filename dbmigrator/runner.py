@@ -105,6 +105,17 @@ def _is_statement_timeout(exc):
     return isinstance(exc, psycopg2.errors.QueryCanceled) and 'statement timeout' in str(exc)
 
 
+def _render_or_why(reader, cursor, snapshot, delta):
+    """:func:`fastdiff.render`'s undo log, or why pg_dump must show the change."""
+    try:
+        edit = fastdiff.render(reader, cursor, snapshot, delta)
+    except psycopg2.Error as exc:
+        if exc.pgcode is None or isinstance(exc, psycopg2.errors.QueryCanceled):
+            raise
+        return 'reading the catalogs failed: %s' % exc
+    return (snapshot.why or 'the fast path gave up') if edit is None else edit
+
+
 class Runner:
     """Executes a plan on one locked connection and reports each step."""
 
@@ -127,6 +138,8 @@ class Runner:
         self.statements = Statements(ours)
         self.rendered = None
         self._snapshot = None
+        self._in_step = False
+        self._super_user_edits, self._super_user_why = [], None
         self.watch = blockers.Watch(self._monitor_connection, settings.max_blocking)
         self.recorder = conn.recorder
         self.output = history.Output(conn.lease)
@@ -153,6 +166,7 @@ class Runner:
             text, self.rendered, self._before = self.rendered[1], None, None
             return text
         if self._before is None and self._snapshot is not None:
+            self._undo_super_user()
             self._before = self._snapshot.lines()
         after = self.dumper.dump()
         self._snapshot = self._snapshot_of(after)
@@ -171,20 +185,65 @@ class Runner:
 
     def _render(self, cursor, delta):
         """In the migration's transaction, after its code: ``(undo log, diff)`` of the
-        snapshot edited to it from the catalogs, or None for pg_dump."""
-        before = self._snapshot.objects()
-        try:
-            edit = fastdiff.render(self.catalogs, cursor, self._snapshot, delta)
-        except psycopg2.Error as exc:
-            if exc.pgcode is None or isinstance(exc, psycopg2.errors.QueryCanceled):
-                raise
-            self.diff_path = 'pg_dump (reading the catalogs failed: %s)' % exc
-            return None
-        if edit is None:
-            self.diff_path = 'pg_dump (%s)' % (self._snapshot.why or 'the fast path gave up')
-            return None
+        snapshot edited to it from the catalogs (``super_user()``'s edits included),
+        or None for pg_dump."""
+        edit = []
+        if delta:
+            edit = _render_or_why(self.catalogs, cursor, self._snapshot, delta)
+            if isinstance(edit, str):
+                self.diff_path = 'pg_dump (%s)' % edit
+                return None
         self.diff_path = 'fast path (rendered from the catalogs)'
-        return edit, unified_objects(before, self._snapshot.objects(), self._snapshot.opcodes())
+        return edit, unified_objects(self._snapshot.step_before, self._snapshot.objects(),
+                                     self._snapshot.opcodes())
+
+    def super_user_opened(self, cursor):
+        """A ``super_user()`` connection opens: its catalog write counts, for
+        :meth:`super_user_closing`; None when the fast path does not follow it."""
+        if not self._in_step or self._snapshot is None or self._super_user_why:
+            return None
+        reader = fastdiff.CatalogReader(cursor, Statements(False))
+        return reader, reader.counts(cursor)
+
+    def super_user_closing(self, cursor, opened):
+        """Before a ``super_user()`` connection commits: edit the snapshot to what it
+        changed, on that connection (its own locks and transaction id tell); the
+        undo log, or None."""
+        if opened is None:
+            self._super_user_why = self._super_user_why or 'super_user() wrote on another ' \
+                'connection, which this path does not follow'
+            return None
+        reader, before = opened
+        delta = fastdiff.touched(before, reader.counts(cursor))
+        if not delta:
+            return None
+        cursor.execute('SAVEPOINT dbmigrator_diff')
+        reader.plan_with_indexes(cursor)
+        edit = _render_or_why(reader, cursor, self._snapshot, delta)
+        cursor.execute('ROLLBACK TO SAVEPOINT dbmigrator_diff')
+        if isinstance(edit, str):
+            self._super_user_why = 'super_user(): %s' % edit
+            return None
+        self._super_user_edits.append(edit)
+        return edit
+
+    def super_user_failed(self, edit):
+        """The ``super_user()`` connection did not commit: its edit goes."""
+        if edit is not None and edit in self._super_user_edits:
+            self._super_user_edits.remove(edit)
+            self._snapshot.undo(edit)
+
+    def _undo_super_user(self):
+        """pg_dump shows this step after all: the snapshot goes back to before it."""
+        while self._super_user_edits:
+            self._snapshot.undo(self._super_user_edits.pop())
+
+    def _begin_step(self):
+        """A migration's code is about to run: edits count from here."""
+        self._in_step = True
+        self._super_user_edits, self._super_user_why = [], None
+        if self._snapshot is not None:
+            self._snapshot.begin_step()
 
     def _undo_render(self):
         """The migration did not commit: its edit of the snapshot goes too."""
@@ -305,6 +364,8 @@ class Runner:
                     return False
             counts = self._catalog_counts(cursor) if self.dumper.enabled else None
             calls = self.active.super_user_calls
+            if counts is not None:
+                self._begin_step()
             if planned.action == UP and migration.is_repeat:
                 if not self._should_run(migration, cursor):
                     return False
@@ -389,13 +450,14 @@ class Runner:
             # The fast path's settings, in the same round trip; the savepoint undoes them.
             fastdiff.CatalogReader.plan_with_indexes(batch)
         after = self._catalog_counts(batch)
+        self._in_step = False
         other_connection = self.active.super_user_calls != super_user_calls
         self.schema_changed = after != before or other_connection
+        why = self._super_user_why if other_connection else None
         self.diff_path = ('no dump (the catalogs did not change)' if not self.schema_changed
-                          else 'pg_dump (super_user() wrote on another connection)'
-                          if other_connection else self._no_fast_path())
+                          else 'pg_dump (%s)' % why if why else self._no_fast_path())
         if fast:
-            if self.schema_changed and not other_connection:
+            if self.schema_changed and not why:
                 self.rendered = self._render(batch, fastdiff.touched(before, after))
             batch.execute('ROLLBACK TO SAVEPOINT dbmigrator_diff')
 
@@ -505,7 +567,7 @@ class Runner:
             self._snapshot = self._snapshot_of(self._before)
         interrupts.reset()
         skips = [s for s in plan.skipped if s.reason == SKIP_DEFERRED] if plan.action == UP else []
-        with activate(self.settings, self.tracer) as self.active, \
+        with activate(self.settings, self.tracer, schema=self) as self.active, \
                 contextlib.closing(self.watch), _capturing(self.output):
             self.direct = self.output.hears_alone(log)
             for index, planned in enumerate(plan.steps, 1):

@@ -130,6 +130,18 @@ CASES = [
     ('sql-standard body', 'CREATE FUNCTION std(a INT) RETURNS INT LANGUAGE sql RETURN a + 1', False),
     ('rename a column a view reads', 'ALTER TABLE users RENAME COLUMN name TO full_name', False),
     ('rename a column a foreign key references', 'ALTER TABLE orders RENAME COLUMN id TO order_id', False),
+    # super_user(): what its connection changed is rendered on it, before it commits.
+    ('super user creates a table', ('CREATE TABLE su_made (id SERIAL PRIMARY KEY)', None), True),
+    ('super user and the migration', ('CREATE EXTENSION IF NOT EXISTS plpgsql',
+                                      'ALTER TABLE users ADD COLUMN su INT'), True),
+    ('super user then the migration on its table', ('CREATE TABLE su_t (id INT)',
+                                                    'CREATE INDEX su_t_id ON su_t (id)'), True),
+    ('super user alters, the migration alters the same table', (
+        'ALTER TABLE orders ADD COLUMN su_a INT', 'ALTER TABLE orders ADD COLUMN su_b INT'), True),
+    ('super user function', ('CREATE FUNCTION su_f() RETURNS INT LANGUAGE sql AS $$ SELECT 1 $$',
+                             'CREATE TABLE su_uses (id INT)'), True),
+    ('super user makes a schema', ('CREATE SCHEMA su_schema', 'CREATE TABLE su_x (id INT)'), False),
+    ('super user drops a table', ('DROP TABLE "Zebra"', None), True),
     ('table name with spaces', 'CREATE TABLE "my table" (id INT PRIMARY KEY, "a b" TEXT UNIQUE)', True),
     # Everything below is handed to pg_dump, which must still give the right text.
     ('toast options', 'ALTER TABLE users SET (toast.autovacuum_enabled = false)', False),
@@ -269,6 +281,17 @@ def changed_lines(diff):
             if line.startswith(('+', '-')) and not line.startswith(('+++', '---'))]
 
 
+def migration_code(ddl):
+    """A migration running ``ddl``; a pair (super-user DDL, the migration's own DDL)
+    runs the first through super_user() and then the second, when there is one."""
+    if isinstance(ddl, str):
+        return 'def up(cursor):\n    cursor.execute(%r)\n' % ddl
+    elevated, own = ddl
+    return ('from dbmigrator import super_user\n\n\ndef up(cursor):\n'
+            '    with super_user() as su:\n        su.execute(%r)\n' % elevated) + (
+        '    cursor.execute(%r)\n' % own if own else '')
+
+
 def run_migrations(server, folder_path, ddls, engine):
     """Each DDL as one migration, on a fresh database holding BASE: (steps, dumps run)."""
     name = 'diff_%s' % uuid.uuid4().hex[:10]
@@ -284,8 +307,7 @@ def run_migrations(server, folder_path, ddls, engine):
         conn.close()
         folder = Migrations(folder_path)
         for i, ddl in enumerate(ddls):
-            folder.add('202001010000%02d' % i, 'step_%d' % i,
-                       'def up(cursor):\n    cursor.execute(%r)\n' % ddl)
+            folder.add('202001010000%02d' % i, 'step_%d' % i, migration_code(ddl))
         resolved = settings.resolve(db_connection_string=server.get_uri(name),
                                     migrations_directories=[str(folder.path)],
                                     diff_engine=engine)
