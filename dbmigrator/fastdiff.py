@@ -136,6 +136,9 @@ class Relations:
     objects: dict = dataclasses.field(default_factory=dict)
     # table oid -> oids of the relations dropped with it: toast, owned sequences
     members: dict = dataclasses.field(default_factory=dict)
+    # Every relation the dump stands for, and those edits put in: a relation
+    # dropped that is not one of them was made by the same migration.
+    known: set = dataclasses.field(default_factory=set)
 
     def constraint_table(self, schema, label):
         """The table of a ``<table> <constraint>`` header name; None if not certain."""
@@ -202,6 +205,12 @@ SELECT 'pg_type', t.oid, CASE t.typtype WHEN 'e' THEN 'TYPE' ELSE 'OTHER' END, n
 '''
 
 
+KNOWN_QUERY = '''
+SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname <> 'pg_catalog' AND n.nspname <> 'information_schema'
+'''
+
+
 def relations(cursor):
     """The tables as the snapshot's dump saw them (read right after it)."""
     cursor.execute("SELECT set_config('search_path', '', true)")
@@ -220,7 +229,9 @@ def relations(cursor):
             members[oid] = frozenset(table_members)
             indexes[oid] = frozenset(tuple(pair) for pair in index_names or ())
             sequences[oid] = frozenset(tuple(pair) for pair in owned or ())
-    return Relations(tables, indexes, names, sequences, routines, objects, members)
+    cursor.execute(KNOWN_QUERY)
+    known = {oid for (oid,) in cursor.fetchall()}
+    return Relations(tables, indexes, names, sequences, routines, objects, members, known)
 
 
 class Snapshot:
@@ -387,6 +398,12 @@ class Snapshot:
         self._objects = None
         return log
 
+    def _know(self, oids):
+        new = oids - self.relations.known
+        if new:
+            self.relations.known |= new
+            self._undo.append(lambda: self.relations.known.difference_update(new))
+
     def _tied(self, section, name):
         """Whether a section this module does not take out may name ``name``."""
         return any(s.type in TIED and s.schema == section.schema and name in s.name
@@ -484,6 +501,8 @@ class Snapshot:
             return self._refuse('cannot tell where pg_dump puts %s %s' % (new.type, new.name))
         self._remember(self.relations.objects, ident)
         self.relations.objects[ident] = where
+        if ident[0] == 'pg_class':
+            self._know({ident[1]})
         return True
 
     def _after(self, needs, position):
@@ -581,6 +600,7 @@ class Snapshot:
                              (self.relations.members, table.oid), (self._constraints, where),
                              (self._defaults, where), (self._comments, where)):
             self._remember(mapping, key)
+        self._know({table.oid} | table.members | {oid for oid, _ in table.indexes})
         self.relations.tables[table.oid] = where
         self.relations.indexes[table.oid] = table.indexes
         self.relations.sequences[table.oid] = table.sequence_names
@@ -1141,11 +1161,14 @@ SELECT o FROM unnest(%s::oid[]) AS o WHERE NOT EXISTS (SELECT 1 FROM pg_type WHE
 
 def _dropped(reader, cursor, relations, delta, changed):
     """The tables (``('table', oid)``) and views, sequences and types (``('object',
-    ident)``) the migration dropped; None when a deleted relation or type is not
-    one the snapshot knows (a transient table of a rewrite, a domain)."""
+    ident)``) the migration dropped; None when a deleted relation or type is one
+    the snapshot knows but does not render (a domain, a materialized view's
+    index).  A relation that is not known at all was made and dropped by the
+    migration itself (the transient table of a rewrite): it leaves no trace."""
     dropped, covered = [], set()
     for table in changed:
         covered.update(oid for oid, _ in relations.indexes.get(table, ()))
+        covered.update(relations.members.get(table, ()))  # a rewrite's old toast table
     if delta.get('pg_class', (0, 0, 0))[2]:
         gone = [oid for (oid,) in reader.execute(cursor, GONE_RELATIONS)]
         if len(gone) != delta['pg_class'][2]:
@@ -1159,7 +1182,7 @@ def _dropped(reader, cursor, relations, delta, changed):
             elif ('pg_class', oid) in relations.objects:
                 dropped.append(('object', ('pg_class', oid)))
                 covered.add(oid)
-        if not covered.issuperset(gone):
+        if (set(gone) - covered) & relations.known:
             return None
     if delta.get('pg_type', (0, 0, 0))[2]:
         known = sorted(oid for catalog, oid in relations.objects if catalog == 'pg_type')
@@ -1386,19 +1409,27 @@ def _locate(reader, cursor, delta, found):
             changed[owner] = kind
         for name, count in zip(FOUND, counts):
             found[name] = found.get(name, 0) + count
-    # A dropped relation's columns may be updated before they go (a default
-    # dropped first clears atthasdef): those rows are nowhere to be found.
+    # Rows written and then deleted by the migration (a dropped table's
+    # columns, the transient table of a rewrite) are nowhere to be found:
+    # then every row of the migration's still there must be.
     dropping = delta.get('pg_class', (0, 0, 0))[2] > 0
     for name, count in found.items():
         ins, upd, _ = delta.get(name, (0, 0, 0))
-        if dropping and name == 'pg_attribute' and not ins:
-            upd = count
         if count > ins + upd or bool(count) != bool(ins + upd) or (
                 name in EXACT and count != ins + upd):
+            if dropping and count < ins + upd and count == _ours(cursor, name):
+                continue
             log.debug('schema diff: %d of %d rows written to %s found through locks; scanning',
                       count, ins + upd, name)
             return None
     return changed
+
+
+def _ours(cursor, catalog):
+    """How many rows of ``catalog`` (one of FOUND) this transaction wrote that are
+    still there: one pass over the catalog."""
+    cursor.execute('SELECT count(*) FROM pg_catalog.%s WHERE age(xmin) <= 0' % catalog)
+    return cursor.fetchone()[0]
 
 
 def _scan(cursor, delta):
