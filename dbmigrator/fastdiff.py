@@ -53,7 +53,7 @@ DELETABLE = {'pg_depend', 'pg_shdepend', 'pg_constraint', 'pg_trigger', 'pg_attr
              'pg_enum', 'pg_rewrite', 'pg_sequence', 'pg_statistic'}
 # Sections that may name a dropped object and that this module does not take
 # out with it: such a drop is left to pg_dump.
-TIED = {'ACL', 'SECURITY LABEL', 'POLICY', 'ROW SECURITY', 'RULE', 'STATISTICS',
+TIED = {'SECURITY LABEL', 'POLICY', 'ROW SECURITY', 'RULE', 'STATISTICS',
         'TABLE ATTACH', 'INDEX ATTACH', 'PUBLICATION TABLE'}
 # Catalogs that also hold objects no relation lock stands for (types, domain
 # constraints): every row written there must be one found through a lock.
@@ -139,6 +139,8 @@ class Relations:
     # Every relation the dump stands for, and those edits put in: a relation
     # dropped that is not one of them was made by the same migration.
     known: set = dataclasses.field(default_factory=set)
+    # (schema, what a routine's ACL section names it: name(identity arguments)) -> its tag
+    acl_names: dict = dataclasses.field(default_factory=dict)
 
     def constraint_table(self, schema, label):
         """The table of a ``<table> <constraint>`` header name; None if not certain."""
@@ -171,6 +173,17 @@ SELECT c.oid, n.nspname, c.relname, c.relkind IN ('r', 'p'), ''' + MEMBERS + '''
 '''
 
 
+def acl_items(acl, owner):
+    """SQL for the items of ``acl`` as [grantee as GRANT names it, privilege, grantable,
+    granted by the owner], in pg_dump's order (the aclitems' own)."""
+    return '''CASE WHEN %s IS NOT NULL THEN coalesce((SELECT json_agg(json_build_array(
+                CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee))
+                END, a.privilege_type, a.is_grantable, a.grantor = %s) ORDER BY a.n)
+          FROM aclexplode(%s) WITH ORDINALITY AS a(grantor, grantee, privilege_type,
+                                                   is_grantable, n)), '[]') END''' % (
+        acl, owner, acl)
+
+
 # The tag pg_dump gives a function or procedure: name(argument types).
 ROUTINE_TAG = """p.proname || '(' || coalesce((
          SELECT string_agg(format_type(t, NULL), ', ' ORDER BY i)
@@ -178,7 +191,8 @@ ROUTINE_TAG = """p.proname || '(' || coalesce((
 
 # The functions and procedures a dump shows, by oid, with their tags.
 ROUTINES_QUERY = '''
-SELECT p.oid, n.nspname, ''' + ROUTINE_TAG + '''
+SELECT p.oid, n.nspname, ''' + ROUTINE_TAG + ''',
+       quote_ident(p.proname) || '(' || pg_get_function_identity_arguments(p.oid) || ')'
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname <> 'pg_catalog' AND n.nspname <> 'information_schema'
 '''
@@ -215,7 +229,9 @@ def relations(cursor):
     """The tables as the snapshot's dump saw them (read right after it)."""
     cursor.execute("SELECT set_config('search_path', '', true)")
     cursor.execute(ROUTINES_QUERY)
-    routines = {oid: (schema, tag) for oid, schema, tag in cursor.fetchall()}
+    rows = cursor.fetchall()
+    routines = {oid: (schema, tag) for oid, schema, tag, _ in rows}
+    acl_names = {(schema, acl_name): tag for _, schema, tag, acl_name in rows}
     cursor.execute(OBJECTS_QUERY)
     objects = {(catalog, oid): (kind, schema, name)
                for catalog, oid, kind, schema, name in cursor.fetchall()}
@@ -231,7 +247,8 @@ def relations(cursor):
             sequences[oid] = frozenset(tuple(pair) for pair in owned or ())
     cursor.execute(KNOWN_QUERY)
     known = {oid for (oid,) in cursor.fetchall()}
-    return Relations(tables, indexes, names, sequences, routines, objects, members, known)
+    return Relations(tables, indexes, names, sequences, routines, objects, members, known,
+                     acl_names)
 
 
 class Snapshot:
@@ -387,12 +404,16 @@ class Snapshot:
             if not self._put(table):
                 self.undo(log)
                 return None
-        for oid, section in routines:
-            if not self._put_routine(oid, section):
+        for oid, section, acl in routines:
+            key = (section.schema, acl[0][2].partition(' ')[2])
+            self._remember(self.relations.acl_names, key)
+            self.relations.acl_names[key] = section.name
+            if not self._put_routine(oid, section) or not self._sync_acl(*acl):
                 self.undo(log)
                 return None
-        for ident, section, needs in objects:
-            if not self._put_object(ident, section, needs):
+        for ident, section, needs, *acl in objects:
+            if not self._put_object(ident, section, needs) or (
+                    acl and not self._sync_acl(*acl[0])):
                 self.undo(log)
                 return None
         self._objects = None
@@ -404,16 +425,32 @@ class Snapshot:
             self.relations.known |= new
             self._undo.append(lambda: self.relations.known.difference_update(new))
 
-    def _tied(self, section, name):
-        """Whether a section this module does not take out may name ``name``."""
+    def _tied(self, section, name, acls=()):
+        """Whether a section this module does not take out (other than ``acls``) may
+        name ``name``."""
         return any(s.type in TIED and s.schema == section.schema and name in s.name
-                   for s in self.sections)
+                   and s not in acls for s in self.sections)
+
+    def _acls_of(self, sections):
+        """The ACL sections of these sections' objects."""
+        names = {(s.schema, s.name) for s in sections}
+        return [s for s in self.sections if s.type == 'ACL' and (
+            s.schema, self._acl_object(s)) in names]
+
+    def _acl_object(self, acl):
+        """The name of the section an ACL section is for."""
+        name = acl.name.partition(' ')[2]
+        return self.relations.acl_names.get((acl.schema, name)) or _unquoted(name)
 
     def _take_out(self, section, name):
-        """Drop ``section`` and the comments that follow it; False if something else
-        in the dump may still name it."""
-        if self._tied(section, name):
-            return self._refuse('%s had a grant, a policy or a label' % name)
+        """Drop ``section``, its grants and the comments that follow it; False if
+        something else in the dump may still name it."""
+        acls = self._acls_of([section])
+        if self._tied(section, name, acls):
+            return self._refuse('%s had a policy or a label' % name)
+        for acl in acls:
+            if not self._drop(acl):
+                return False
         position = self.sections.index(section) + 1
         comments = []
         while position < len(self.sections) and self.sections[position].type in ATTACHED:
@@ -442,14 +479,15 @@ class Snapshot:
         indexes and sequences."""
         schema, name = where = self.relations.tables[oid]
         table = self._by_name.get(('TABLE', schema, name))
-        if table is None or self._tied(table, name):
-            return self._refuse('cannot take table %s out of the dump' % name)
         owned = [self._by_name.get((kind, s, n)) for s, n in self.relations.sequences.get(oid, ())
                  for kind in ('SEQUENCE OWNED BY', 'SEQUENCE')]
+        acls = self._acls_of([table] + [s for s in owned if s is not None]) if table else []
+        if table is None or self._tied(table, name, acls):
+            return self._refuse('cannot take table %s out of the dump' % name)
         indexes = [self._by_name.get(('INDEX', schema, n))
                    for _, n in self.relations.indexes.get(oid, ())]
         parts = list(self._comments.get(where, ())) + list(self._constraints.get(where, ())) + list(
-            self._defaults.get(where, ())) + indexes + owned
+            self._defaults.get(where, ())) + indexes + owned + acls
         for section in [s for s in parts if s is not None] + [table]:
             if not self._drop(section):
                 return self._refuse('cannot take table %s out of the dump' % name)
@@ -532,6 +570,17 @@ class Snapshot:
         self.relations.routines[oid] = where
         return True
 
+    def _sync_acl(self, key, new):
+        """Put, replace or take out the ACL section ``key`` of an object rendered again."""
+        existing = self._by_name.get(key)
+        if new is None:
+            return existing is None or self._drop(existing)
+        if existing is None:
+            return self._insert_acl(new) or self._refuse('cannot place %s' % new.name)
+        if existing.lines != new.lines:
+            self._swap(existing, new)
+        return True
+
     def undo(self, log):
         for step in reversed(log):
             step()
@@ -565,7 +614,8 @@ class Snapshot:
             self._comments.get(where, ())) + [
             self._by_name.get(('INDEX', table.schema, name)) for _, name in old_indexes] + [
             self._by_name.get((kind, schema, name)) for schema, name in old_sequences
-            for kind in ('SEQUENCE', 'SEQUENCE OWNED BY')]
+            for kind in ('SEQUENCE', 'SEQUENCE OWNED BY')] + [
+            self._by_name.get(key) for key in table.acl_keys]
         wanted = {(s.type, s.name): s for s in table.sections}
         for section in existing:
             if section is None:
@@ -708,6 +758,8 @@ class Snapshot:
         """Insert ``new`` by pg_dump's sort; False when its place is not certain."""
         if new.type == 'SEQUENCE OWNED BY':
             return self._attach(new, self._by_name.get(('SEQUENCE', new.schema, new.name)))
+        if new.type == 'ACL':
+            return self._insert_acl(new)
         position = self._place_by_sort(new.key)
         if position is None or not self._after(needs, position):
             return False
@@ -736,6 +788,45 @@ class Snapshot:
             else:
                 self._reorder()
         self._undo.append(undo)
+        return True
+
+    def _acl_owner(self, acl, places):
+        """The place in the dump of what an ACL section is for: -1 for a schema
+        (schemas come first), None when not known."""
+        keyword, _, name = acl.name.partition(' ')
+        if keyword == 'SCHEMA':
+            return -1
+        kinds = {'TABLE': ('TABLE', 'VIEW', 'MATERIALIZED VIEW', 'FOREIGN TABLE'),
+                 'SEQUENCE': ('SEQUENCE',), 'FUNCTION': ('FUNCTION',),
+                 'PROCEDURE': ('PROCEDURE',)}.get(keyword, ())
+        name = self._acl_object(acl)
+        for kind in kinds:
+            section = self._by_name.get((kind, acl.schema, name))
+            if section is not None:
+                return places.get(id(section))
+        return None
+
+    def _insert_acl(self, new):
+        """ACLs come last, in the order of what they are for (pg_dump writes them in a
+        pass of their own): after the ACLs of everything before this one's object."""
+        places = {id(section): i for i, section in enumerate(self.sections)}
+        mine = self._acl_owner(new, places)
+        if mine is None:
+            return False
+        position = len(self.sections)
+        for i, section in enumerate(self.sections):
+            if section.type == 'ACL':
+                theirs = self._acl_owner(section, places)
+                if theirs is None:
+                    return False
+                if theirs > mine:
+                    position = i
+                    break
+            elif section.rank is not None and section.rank >= LAST_RANK:
+                return False
+        self._undo.append(self._reorder)
+        self._place(new, position)
+        self._reorder()
         return True
 
     def _attach(self, new, owner):
@@ -767,6 +858,24 @@ class Snapshot:
             del self.sections[position]
             del self._lines[position + 1]
         self._undo.append(undo)
+
+
+def _unquoted(name):
+    """An ACL section's object name as its own section names it: a quoted leading
+    identifier unquoted ("Odd T" -> Odd T; "AAA"() -> AAA())."""
+    if not name.startswith('"'):
+        return name
+    i, out = 1, []
+    while i < len(name):
+        if name[i] == '"':
+            if name[i + 1:i + 2] == '"':
+                out.append('"')
+                i += 2
+                continue
+            return ''.join(out) + name[i + 1:]
+        out.append(name[i])
+        i += 1
+    return name
 
 
 SETTING = re.compile(r"^SET [a-z_]+ = .*;$")
@@ -801,6 +910,7 @@ class Table:
     sections: list
     sequence_names: frozenset = frozenset()
     members: frozenset = frozenset()  # oids of its toast table and index, its sequences
+    acl_keys: frozenset = frozenset()  # the ACL sections it and its sequences may have
 
 
 # ``age(xmin) <= 0``: written by this transaction or one of its
@@ -993,7 +1103,7 @@ SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.reln
        pg_get_userbyid(c.relowner), quote_ident(pg_get_userbyid(c.relowner)),
        c.relkind = 'r' AND NOT c.relispartition
        AND NOT c.relhassubclass AND NOT c.relrowsecurity AND NOT c.relhasrules AND c.relpersistence = 'p' AND c.reloptions IS NULL
-       AND c.reltablespace = 0 AND c.relacl IS NULL AND c.reloftype = 0
+       AND c.reltablespace = 0 AND c.reloftype = 0
        AND c.relreplident = 'd'
        AND NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = c.oid)
        AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = c.oid)
@@ -1032,13 +1142,15 @@ SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.reln
                 a.attname, quote_ident(a.attname), d.deptype, a.attidentity,
                 format_type(q.seqtypid, NULL), q.seqstart::text, q.seqincrement::text,
                 q.seqmin::text, q.seqmax::text, q.seqcache::text, q.seqcycle,
-                s.relpersistence = 'p' AND s.relacl IS NULL
+                s.relpersistence = 'p'
                 AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = s.oid)
                 AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = s.oid),
                 pg_get_expr(ad.adbin, ad.adrelid) IN (
                     format('nextval(%%L::regclass)', s.oid::regclass::text),
                     format('nextval(%%L::regclass)',
-                           quote_ident(sn.nspname) || '.' || quote_ident(s.relname))))
+                           quote_ident(sn.nspname) || '.' || quote_ident(s.relname))),
+                quote_ident(s.relname), ''' + acl_items('s.relacl', 's.relowner') + ''',
+                ''' + acl_items("acldefault('s', s.relowner)", 's.relowner') + ''')
                 ORDER BY a.attnum)
           FROM pg_depend d JOIN pg_class s ON s.oid = d.objid
           JOIN pg_namespace sn ON sn.oid = s.relnamespace
@@ -1056,10 +1168,57 @@ SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.reln
                 AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = g.oid
                                    AND classoid = 'pg_trigger'::regclass))
                 ORDER BY g.tgname)
-          FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal)
+          FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal),
+       ''' + acl_items('c.relacl', 'c.relowner') + ''',
+       ''' + acl_items("acldefault('r', c.relowner)", 'c.relowner') + '''
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.oid = %s::oid
 '''
+
+# The privileges of each kind of object, in the order pg_dump names them.
+PRIVILEGES = {
+    'TABLE': ('SELECT', 'INSERT', 'REFERENCES', 'DELETE', 'TRIGGER', 'TRUNCATE', 'MAINTAIN',
+              'UPDATE'),
+    'SEQUENCE': ('SELECT', 'USAGE', 'UPDATE'),
+    'FUNCTION': ('EXECUTE',), 'PROCEDURE': ('EXECUTE',),
+}
+
+
+def _acl(keyword, target, owner, acl, base):
+    """The GRANT and REVOKE lines pg_dump writes for ``acl`` against the default
+    ``base`` (both from :func:`acl_items`); None when it would write more: grants
+    made by another role, the owner's own privileges changed, or some of a
+    role's privileges grantable and others not."""
+    def by_grantee(items):
+        grouped = {}
+        for grantee, privilege, grantable, by_owner in items or ():
+            if not by_owner or privilege not in PRIVILEGES[keyword]:
+                return None
+            grouped.setdefault(grantee, set()).add((privilege, grantable))
+        return grouped
+    now, default = by_grantee(acl), by_grantee(base)
+    if acl is None or now is None or default is None:
+        return [] if acl is None and default is not None else None
+    full = {privilege for privilege, _ in default.get(owner, ())}
+    lines = []
+    for grantee, privileges in default.items():
+        if now.get(grantee) != privileges:
+            if grantee == owner:
+                return None
+            lines.append('REVOKE ALL ON %s %s FROM %s;' % (keyword, target, grantee))
+    for grantee, privileges in now.items():
+        if default.get(grantee) == privileges:
+            continue
+        grantable = {option for _, option in privileges}
+        if len(grantable) > 1:
+            return None
+        names = {privilege for privilege, _ in privileges}
+        text = 'ALL' if names == full else ','.join(
+            name for name in PRIVILEGES[keyword] if name in names)
+        lines.append('GRANT %s ON %s %s TO %s%s;' % (
+            text, keyword, target, grantee, ' WITH GRANT OPTION' if grantable == {True} else ''))
+    return lines
+
 
 # pg_dump leaves out the limits a sequence of this type has by default.
 LIMITS = {'smallint': (-2 ** 15, 2 ** 15 - 1), 'integer': (-2 ** 31, 2 ** 31 - 1),
@@ -1255,7 +1414,7 @@ SELECT c.relkind, n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_i
           LEFT JOIN pg_namespace pn ON pn.oid = p.pronamespace
          WHERE w.ev_class = c.oid AND d.refobjid <> c.oid
            AND coalesce(pn.nspname, rn.nspname) NOT IN ('pg_catalog', 'information_schema')),
-       c.reloptions IS NULL AND c.relacl IS NULL AND NOT c.relhasindex
+       c.reloptions IS NULL AND NOT c.relhasindex
        AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = c.oid)
        AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = c.reltype)
        AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = c.oid)
@@ -1272,7 +1431,9 @@ SELECT c.relkind, n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_i
                                                   'pg_collation'::regclass))
        AND NOT EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
                         WHERE a.attrelid = c.oid AND a.attnum > 0
-                          AND t.typnamespace <> 'pg_catalog'::regnamespace)
+                          AND t.typnamespace <> 'pg_catalog'::regnamespace),
+       quote_ident(c.relname), ''' + acl_items('c.relacl', 'c.relowner') + ''',
+       ''' + acl_items("acldefault('r', c.relowner)", 'c.relowner') + '''
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.oid = %s::oid
 '''
@@ -1284,9 +1445,13 @@ def _render_relation(row):
     """(section, the sections it needs) of a view, materialized view or composite type;
     None when pg_dump would write more than this does."""
     (kind, schema, name, qualified, owner, quoted_owner, definition, columns, needs,
-     plain) = row
-    if not plain or kind not in ('v', 'm', 'c'):
+     plain, quoted_name, acl, base_acl) = row
+    grants = _acl('TABLE', qualified, quoted_owner, acl, base_acl)
+    if not plain or grants is None or kind not in ('v', 'm', 'c') or (kind == 'c' and grants):
         return None
+    acl = (('ACL', schema, 'TABLE %s' % quoted_name),
+           _section('ACL', schema, 'TABLE %s' % quoted_name, owner, grants + ['', ''])
+           if grants else None)
     needs = [tuple(json_need) for json_need in map(json.loads, needs or ())]
     if kind == 'c':
         if not all(same_collation for _, _, same_collation in columns or ()):
@@ -1301,7 +1466,7 @@ def _render_relation(row):
     body = ('CREATE %s %s AS\n%s%s;' % (
         keyword, qualified, definition, '\n  WITH NO DATA' if kind == 'm' else '')).split('\n')
     return _section(keyword, schema, name, owner, body + [
-        '', '', 'ALTER %s %s OWNER TO %s;' % (keyword, qualified, quoted_owner), '']), needs
+        '', '', 'ALTER %s %s OWNER TO %s;' % (keyword, qualified, quoted_owner), '']), needs, acl
 
 
 # A function or procedure as pg_dump writes it, and whether it writes nothing
@@ -1317,7 +1482,7 @@ SELECT n.nspname, ''' + ROUTINE_TAG + ''',
        p.proparallel, p.prosrc, pg_get_userbyid(p.proowner),
        quote_ident(pg_get_userbyid(p.proowner)),
        p.prokind IN ('f', 'p') AND p.proconfig IS NULL AND p.prosupport = 0
-       AND p.protrftypes IS NULL AND p.prosqlbody IS NULL AND p.proacl IS NULL
+       AND p.protrftypes IS NULL AND p.prosqlbody IS NULL
        AND l.lanname NOT IN ('c', 'internal')
        AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = p.oid)
        AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = p.oid)
@@ -1326,7 +1491,9 @@ SELECT n.nspname, ''' + ROUTINE_TAG + ''',
        AND NOT EXISTS (SELECT 1 FROM pg_type t
                         WHERE t.oid = ANY (array_append(
                               coalesce(p.proallargtypes, p.proargtypes::oid[]), p.prorettype))
-                          AND t.typnamespace <> 'pg_catalog'::regnamespace)
+                          AND t.typnamespace <> 'pg_catalog'::regnamespace),
+       quote_ident(p.proname), ''' + acl_items('p.proacl', 'p.proowner') + ''',
+       ''' + acl_items("acldefault('f', p.proowner)", 'p.proowner') + '''
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
   JOIN pg_language l ON l.oid = p.prolang
  WHERE p.oid = %s::oid
@@ -1345,10 +1512,10 @@ def _routines(reader, cursor, counts):
         return None
     found = []
     for oid in oids:
-        section = _routine(reader.execute(cursor, ROUTINE, oid)[0])
-        if section is None:
+        rendered = _routine(reader.execute(cursor, ROUTINE, oid)[0])
+        if rendered is None:
             return None
-        found.append((oid, section))
+        found.append((oid,) + rendered)
     return found
 
 
@@ -1361,12 +1528,17 @@ def _dollar_quoted(text):
 
 
 def _routine(row):
+    """(section, (ACL key, ACL section or None)) of a function or procedure; None if
+    pg_dump would write more."""
     (schema, tag, kind, qualified, arguments, identity, result, language, volatility, strict,
      definer, leakproof, cost, rows, returns_set, parallel, source, owner, quoted_owner,
-     plain) = row
-    if not plain:
-        return None
+     plain, quoted_name, acl, base_acl) = row
     keyword = 'PROCEDURE' if kind == 'p' else 'FUNCTION'
+    grants = _acl(keyword, '%s(%s)' % (qualified, identity), quoted_owner, acl, base_acl)
+    if not plain or grants is None:
+        return None
+    acl_name = '%s %s(%s)' % (keyword, quoted_name, identity)
+    granted = _section('ACL', schema, acl_name, owner, grants + ['', '']) if grants else None
     head = 'CREATE %s %s(%s)' % (keyword, qualified, arguments)
     if kind != 'p':
         head += ' RETURNS %s' % result
@@ -1381,7 +1553,7 @@ def _routine(row):
     body = '%s\n%s\n    AS %s;' % (head, options, _dollar_quoted(source))
     return _section(keyword, schema, tag, owner, body.split('\n') + [
         '', '', 'ALTER %s %s(%s) OWNER TO %s;' % (keyword, qualified, identity, quoted_owner),
-        ''])
+        '']), (('ACL', schema, acl_name), granted)
 
 
 def _name(cursor, oid):
@@ -1453,9 +1625,14 @@ def _sequence(qualified, row):
     """The sections of a serial or identity column's sequence as pg_dump writes them,
     and a serial column's DEFAULT line; None when pg_dump would write otherwise."""
     (schema, name, seq_qualified, owner, quoted_owner, _, column, deptype, identity, type_name,
-     start, increment, minimum, maximum, cache, cycle, plain, is_nextval) = row
-    if not plain or type_name not in LIMITS or (deptype == 'i') != (identity in ('a', 'd')):
+     start, increment, minimum, maximum, cache, cycle, plain, is_nextval, quoted_name, acl,
+     base_acl) = row
+    grants = _acl('SEQUENCE', seq_qualified, quoted_owner, acl, base_acl)
+    if not plain or grants is None or type_name not in LIMITS or (deptype == 'i') != (
+            identity in ('a', 'd')):
         return None, None
+    granted = [_section('ACL', schema, 'SEQUENCE %s' % quoted_name, owner,
+                        grants + ['', ''])] if grants else []
     low, high = LIMITS[type_name]
     ascending = not increment.startswith('-')
     options = ['    START WITH %s' % start, '    INCREMENT BY %s' % increment,
@@ -1468,7 +1645,7 @@ def _sequence(qualified, row):
         return [_section('SEQUENCE', schema, name, owner, [
             'ALTER TABLE %s ALTER COLUMN %s ADD GENERATED %s AS IDENTITY (' % (
                 qualified, column, 'ALWAYS' if identity == 'a' else 'BY DEFAULT'),
-            '    SEQUENCE NAME %s' % seq_qualified] + options + [');', '', ''])], None
+            '    SEQUENCE NAME %s' % seq_qualified] + options + [');', '', ''])] + granted, None
     if not is_nextval:
         return None, None
     options[-1] += ';'
@@ -1477,7 +1654,8 @@ def _sequence(qualified, row):
             ['    AS %s' % type_name] if type_name != 'bigint' else []) + options + [
             '', '', 'ALTER SEQUENCE %s OWNER TO %s;' % (seq_qualified, quoted_owner), '']),
         _section('SEQUENCE OWNED BY', schema, name, owner, [
-            'ALTER SEQUENCE %s OWNED BY %s.%s;' % (seq_qualified, qualified, column), '', ''])], [
+            'ALTER SEQUENCE %s OWNED BY %s.%s;' % (seq_qualified, qualified, column), '', ''])
+    ] + granted, [
         'ALTER TABLE ONLY %s ALTER COLUMN %s SET DEFAULT nextval(%s::regclass);' % (
             qualified, column, _literal(seq_qualified)), '', '']
 
@@ -1488,8 +1666,8 @@ def _literal(text):
 
 def _render_table(reader, cursor, oid):
     [(schema, name, qualified, owner, quoted_owner, plain, columns, constraints,
-      indexes, sequences, comment, quoted_name, members, triggers)] = reader.execute(
-          cursor, TABLE, oid)
+      indexes, sequences, comment, quoted_name, members, triggers, acl, base_acl)] = \
+        reader.execute(cursor, TABLE, oid)
     if not plain:
         return None
     owned, serial = [], {}
@@ -1559,6 +1737,12 @@ def _render_table(reader, cursor, oid):
         if not for_constraint:
             sections.append(_section('INDEX', schema, index_name, owner,
                                      [definition + ';', '', '']))
+    grants = _acl('TABLE', qualified, quoted_owner, acl, base_acl)
+    if grants is None:
+        return None
+    if grants:
+        sections.append(_section('ACL', schema, 'TABLE %s' % quoted_name, owner,
+                                 grants + ['', '']))
     for trigger_name, definition, plain_trigger in triggers or ():
         if not plain_trigger:
             return None
@@ -1567,6 +1751,8 @@ def _render_table(reader, cursor, oid):
     for rendered in owned:
         sections += rendered
     sections += serial.values()
+    acl_keys = {('ACL', schema, 'TABLE %s' % quoted_name)} | {
+        ('ACL', row[0], 'SEQUENCE %s' % row[18]) for row in sequences or ()}
     return Table(oid, schema, name, frozenset(names), sections,
                  frozenset((s.schema, s.name) for rendered in owned for s in rendered[:1]),
-                 frozenset(members))
+                 frozenset(members), frozenset(acl_keys))

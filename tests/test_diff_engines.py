@@ -40,6 +40,8 @@ CREATE TYPE pair AS (a INT, b TEXT);
 CREATE DOMAIN positive_int AS INT CHECK (VALUE > 0);
 CREATE TABLE granted (id INT);
 GRANT SELECT ON granted TO PUBLIC;
+CREATE FUNCTION granted_f() RETURNS INT LANGUAGE sql AS $$ SELECT 1 $$;
+REVOKE ALL ON FUNCTION granted_f() FROM PUBLIC;
 '''
 
 # (name, DDL, True when the fast path must render it itself)
@@ -163,8 +165,7 @@ CASES = [
     ('drop and create a table', 'DROP TABLE checked; CREATE TABLE checked (n BIGINT)', True),
     ('drop a table with a grant', 'GRANT SELECT ON users_zz TO PUBLIC; DROP TABLE users_zz', True),
     ('drop a sequence of its own', 'DROP SEQUENCE counter', True),
-    ('drop a table with a grant in the dump', 'DROP TABLE granted', False),
-    ('alter a table with a grant', 'ALTER TABLE granted ADD COLUMN n INT', False),
+    ('drop a table with a grant in the dump', 'DROP TABLE granted', True),
     ('drop an enum', 'DROP TYPE shade', True),
     ('drop a composite type', 'DROP TYPE pair', True),
     ('drop a domain', 'DROP DOMAIN positive_int', False),
@@ -268,8 +269,26 @@ CASES = [
     ('comment on an index', "COMMENT ON INDEX orders_user_idx IS 'by user'", False),
     ('comment on a view', "COMMENT ON VIEW user_names IS 'names'", False),
     ('rename a commented column', 'ALTER TABLE orders RENAME COLUMN total TO amount', True),
-    ('grant', 'GRANT SELECT ON users TO PUBLIC', False),
-    ('revoke', 'REVOKE ALL ON users FROM CURRENT_USER', False),
+    ('grant', 'GRANT SELECT ON users TO PUBLIC', True),
+    ('revoke the owner\'s own', 'REVOKE ALL ON users FROM CURRENT_USER', False),
+    ('grant to a role', 'GRANT SELECT, INSERT, UPDATE, DELETE ON orders TO diff_owner', True),
+    ('grant all with grant option', 'GRANT ALL ON orders TO diff_owner WITH GRANT OPTION', True),
+    ('grants of mixed options', 'GRANT SELECT ON orders TO diff_owner WITH GRANT OPTION; GRANT INSERT ON orders TO diff_owner', False),
+    ('grant on a table sorted first', 'GRANT SELECT ON "Zebra" TO diff_owner', True),
+    ('grant on a new table', 'CREATE TABLE shared_t (id SERIAL); GRANT SELECT ON shared_t TO PUBLIC', True),
+    ('grant on a serial sequence', 'GRANT USAGE ON SEQUENCE items_id_seq TO diff_owner', True),
+    ('grant more on a granted table', 'GRANT INSERT ON granted TO diff_owner', True),
+    ('revoke a grant', 'REVOKE SELECT ON granted FROM PUBLIC', True),
+    ('alter a granted table', 'ALTER TABLE granted ADD COLUMN n INT', True),
+    ('grant on a view', 'GRANT SELECT ON user_names TO diff_owner', True),
+    ('grant on a new view', 'CREATE VIEW zz_public AS SELECT 1 AS one; GRANT SELECT ON zz_public TO PUBLIC', True),
+    ('drop a granted view', 'GRANT SELECT ON user_names TO diff_owner; DROP VIEW user_names', True),
+    ('grant on a function', 'GRANT EXECUTE ON FUNCTION order_total(INT) TO diff_owner', True),
+    ('revoke a function from public', 'REVOKE EXECUTE ON FUNCTION order_total(INT) FROM PUBLIC', True),
+    ('a new function only some may run', '''CREATE FUNCTION zz_secret() RETURNS INT LANGUAGE sql AS $$ SELECT 1 $$;
+                                            REVOKE ALL ON FUNCTION zz_secret() FROM PUBLIC;
+                                            GRANT EXECUTE ON FUNCTION zz_secret() TO diff_owner''', True),
+    ('drop a function with a grant', 'DROP FUNCTION granted_f()', True),
     ('owner', 'ALTER TABLE users OWNER TO diff_owner', True),
     ('deferrable unique (an internal trigger)', 'CREATE TABLE d (id INT, CONSTRAINT d_key UNIQUE (id) DEFERRABLE INITIALLY DEFERRED)', True),
     ('row level security', 'ALTER TABLE users ENABLE ROW LEVEL SECURITY; CREATE POLICY mine ON users USING (true)', False),
