@@ -42,7 +42,8 @@ DOMAIN_CONSTRAINTS = 'domain constraints'
 # allowed in the dependency catalogs.
 WRITABLE = {'pg_class', 'pg_attribute', 'pg_type', 'pg_depend', 'pg_shdepend', 'pg_proc',
             'pg_constraint', 'pg_index', 'pg_attrdef', 'pg_sequence', 'pg_trigger',
-            'pg_description', 'pg_rewrite', 'pg_enum', 'pg_statistic', DOMAIN_CONSTRAINTS}
+            'pg_description', 'pg_rewrite', 'pg_enum', 'pg_statistic', 'pg_namespace',
+            DOMAIN_CONSTRAINTS}
 # Deleting one of these rows takes a lock on the table it belongs to, or goes
 # with a relation, routine or type that is gone (each checked against the
 # snapshot's), or, for comments, is counted against the COMMENT sections
@@ -50,7 +51,7 @@ WRITABLE = {'pg_class', 'pg_attribute', 'pg_type', 'pg_depend', 'pg_shdepend', '
 # the dump.
 DELETABLE = {'pg_depend', 'pg_shdepend', 'pg_constraint', 'pg_trigger', 'pg_attrdef',
              'pg_description', 'pg_index', 'pg_attribute', 'pg_class', 'pg_proc', 'pg_type',
-             'pg_enum', 'pg_rewrite', 'pg_sequence', 'pg_statistic'}
+             'pg_enum', 'pg_rewrite', 'pg_sequence', 'pg_statistic', 'pg_namespace'}
 # Sections that may name a dropped object and that this module does not take
 # out with it: such a drop is left to pg_dump.
 TIED = {'SECURITY LABEL', 'POLICY', 'ROW SECURITY', 'RULE', 'STATISTICS',
@@ -210,6 +211,9 @@ SELECT 'pg_class', c.oid, CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MAT
    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
                       AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass
                       AND d.deptype IN ('a', 'i') AND c.relkind = 'S')
+UNION ALL
+SELECT 'pg_namespace', n.oid, 'SCHEMA', '-', n.nspname FROM pg_namespace n
+ WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
 UNION ALL
 SELECT 'pg_type', t.oid, CASE t.typtype WHEN 'e' THEN 'TYPE' ELSE 'OTHER' END, n.nspname,
        t.typname
@@ -1245,6 +1249,13 @@ def render(reader, cursor, snapshot, delta):
             snapshot.why = 'it made a function or procedure this path does not render'
             return None
     objects, found = [], {}
+    if any(delta.get('pg_namespace', (0, 0, 0))[:2]):
+        for (oid,) in reader.execute(cursor, OURS_SCHEMAS):
+            schema = _schema(reader.execute(cursor, SCHEMA, oid)[0])
+            if schema is None:
+                snapshot.why = 'it changed a schema this path does not render'
+                return None
+            objects.append((('pg_namespace', oid), schema, ()))
     if 'pg_enum' in delta:
         for oid in [oid for (oid,) in reader.execute(cursor, OURS_ENUMS)]:
             enum, types_written = _enum(reader.execute(cursor, ENUM, oid)[0])
@@ -1343,6 +1354,10 @@ def _dropped(reader, cursor, relations, delta, changed):
                 covered.add(oid)
         if (set(gone) - covered) & relations.known:
             return None
+    if delta.get('pg_namespace', (0, 0, 0))[2]:
+        known = sorted(oid for catalog, oid in relations.objects if catalog == 'pg_namespace')
+        dropped += [('object', ('pg_namespace', oid))
+                    for (oid,) in reader.execute(cursor, GONE_SCHEMAS, known)]
     if delta.get('pg_type', (0, 0, 0))[2]:
         known = sorted(oid for catalog, oid in relations.objects if catalog == 'pg_type')
         for (oid,) in reader.execute(cursor, GONE_TYPES, known) if known else ():
@@ -1350,6 +1365,38 @@ def _dropped(reader, cursor, relations, delta, changed):
                 return None
             dropped.append(('object', ('pg_type', oid)))
     return dropped
+
+
+# The schemas this transaction wrote.
+OURS_SCHEMAS = 'SELECT oid FROM pg_namespace WHERE age(xmin) <= 0 ORDER BY oid'
+
+# A schema as pg_dump writes it, and whether it writes nothing more: not
+# public (pg_dump leaves it out), no grants, comment, label, not an extension's.
+SCHEMA = '''
+SELECT n.nspname, quote_ident(n.nspname), pg_get_userbyid(n.nspowner),
+       quote_ident(pg_get_userbyid(n.nspowner)),
+       n.nspname <> 'public' AND n.nspacl IS NULL
+       AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = n.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = n.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_namespace'::regclass
+                          AND objid = n.oid AND deptype = 'e')
+  FROM pg_namespace n WHERE n.oid = %s::oid
+'''
+
+
+def _schema(row):
+    name, quoted, owner, quoted_owner, plain = row
+    if not plain:
+        return None
+    return _section('SCHEMA', '-', name, owner, [
+        'CREATE SCHEMA %s;' % quoted, '', '', 'ALTER SCHEMA %s OWNER TO %s;' % (quoted, quoted_owner),
+        ''])
+
+
+# Which of the dump's schemas are gone.
+GONE_SCHEMAS = '''
+SELECT o FROM unnest(%s::oid[]) AS o WHERE NOT EXISTS (SELECT 1 FROM pg_namespace WHERE oid = o)
+'''
 
 
 # The enum types whose labels this transaction wrote.

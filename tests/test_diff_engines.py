@@ -42,6 +42,9 @@ CREATE TABLE granted (id INT);
 GRANT SELECT ON granted TO PUBLIC;
 CREATE FUNCTION granted_f() RETURNS INT LANGUAGE sql AS $$ SELECT 1 $$;
 REVOKE ALL ON FUNCTION granted_f() FROM PUBLIC;
+CREATE SCHEMA kept_schema;
+CREATE SCHEMA filled_schema;
+CREATE TABLE filled_schema.inside (id SERIAL PRIMARY KEY, note TEXT);
 '''
 
 # (name, DDL, True when the fast path must render it itself)
@@ -142,7 +145,8 @@ CASES = [
         'ALTER TABLE orders ADD COLUMN su_a INT', 'ALTER TABLE orders ADD COLUMN su_b INT'), True),
     ('super user function', ('CREATE FUNCTION su_f() RETURNS INT LANGUAGE sql AS $$ SELECT 1 $$',
                              'CREATE TABLE su_uses (id INT)'), True),
-    ('super user makes a schema', ('CREATE SCHEMA su_schema', 'CREATE TABLE su_x (id INT)'), False),
+    ('super user makes a schema', ('CREATE SCHEMA su_schema', 'CREATE TABLE su_x (id INT)'), True),
+    ('super user makes an extension', ('CREATE EXTENSION pg_trgm', 'CREATE TABLE su_y (id INT)'), False),
     ('super user drops a table', ('DROP TABLE "Zebra"', None), True),
     ('table name with spaces', 'CREATE TABLE "my table" (id INT PRIMARY KEY, "a b" TEXT UNIQUE)', True),
     # Everything below is handed to pg_dump, which must still give the right text.
@@ -197,7 +201,14 @@ CASES = [
     ('enum', "CREATE TYPE mood AS ENUM ('sad', 'happy')", True),
     ('domain', 'CREATE DOMAIN positive AS INT CHECK (VALUE > 0)', False),
     ('composite', 'CREATE TYPE pair3 AS (a INT, b INT)', True),
-    ('schema', 'CREATE SCHEMA reporting', False),
+    ('schema', 'CREATE SCHEMA reporting', True),
+    ('schema and a table in it', 'CREATE SCHEMA zz_app; CREATE TABLE zz_app.things (id SERIAL PRIMARY KEY)', True),
+    ('schema sorted first', 'CREATE SCHEMA "Aaa"', True),
+    ('schema owner', 'CREATE SCHEMA owned AUTHORIZATION diff_owner', True),
+    ('drop a schema', 'DROP SCHEMA kept_schema', True),
+    ('drop a schema and its tables', 'DROP SCHEMA filled_schema CASCADE', True),
+    ('rename a schema', 'ALTER SCHEMA kept_schema RENAME TO other_schema', False),
+    ('grant on a schema', 'GRANT USAGE ON SCHEMA kept_schema TO diff_owner', False),
     # Triggers, views and types.
     ('trigger with a when clause', '''CREATE FUNCTION tw() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
                                      CREATE TRIGGER audit_name AFTER UPDATE OF name ON users FOR EACH ROW
@@ -441,7 +452,7 @@ def test_drops_and_creates_in_turn_diff_each_step_as_pg_dump_does(server, tmp_pa
 def test_verbose_names_the_path_of_each_steps_diff(dbm, migrations):
     steps = [('20200101000000', 'serial_table', 'CREATE TABLE t_i (id SERIAL PRIMARY KEY, v TEXT)'),
              ('20200102000000', 'data_only', "INSERT INTO t_i (v) VALUES ('x')"),
-             ('20200103000000', 'schema', 'CREATE SCHEMA reporting'),
+             ('20200103000000', 'extension', 'CREATE EXTENSION pg_trgm'),
              ('20200104000000', 'domain', 'CREATE DOMAIN code AS TEXT'),
              ('20200105000000', 'later', 'CREATE TABLE later (id INT)')]
     for version, name, ddl in steps:
@@ -453,8 +464,8 @@ def test_verbose_names_the_path_of_each_steps_diff(dbm, migrations):
     assert said == [
         'schema diff of 20200101000000 serial_table: fast path (rendered from the catalogs)',
         'schema diff of 20200102000000 data_only: no dump (the catalogs did not change)',
-        'schema diff of 20200103000000 schema: pg_dump (it wrote to pg_namespace, which this path '
-        'does not render)',
+        'schema diff of 20200103000000 extension: pg_dump (it wrote to pg_amop, pg_amproc, '
+        'pg_extension, pg_opclass, pg_operator, pg_opfamily, which this path does not render)',
         'schema diff of 20200104000000 domain: pg_dump (it changed more than tables and their '
         'own sequences)']
     result = dbm('migrate')
