@@ -550,7 +550,7 @@ class Snapshot:
     def _after(self, needs, position):
         """Whether every section in ``needs`` comes before ``position``."""
         for key in needs:
-            section = self._by_name.get(key)
+            section = self._by_name.get(key[:3])
             if section is None or self.sections.index(section) >= position:
                 return False
         return True
@@ -765,7 +765,9 @@ class Snapshot:
         if new.type == 'ACL':
             return self._insert_acl(new)
         position = self._place_by_sort(new.key)
-        if position is None or not self._after(needs, position):
+        if position is not None and not self._after(needs, position):
+            position = self._pull_up(needs, position)
+        if position is None:
             return False
         if self._sorted:
             place = bisect.bisect_left(self._keys, new.key)
@@ -793,6 +795,43 @@ class Snapshot:
                 self._reorder()
         self._undo.append(undo)
         return True
+
+    def _pull_up(self, needs, position):
+        """pg_dump puts a new view that sorts before a table it reads right after that
+        table, which moves up to the view's place (with its comments), before
+        everything the view sorts before: the view's place then, or None when
+        what it reads is not such a table."""
+        places = {id(section): i for i, section in enumerate(self.sections)}
+        late = []
+        for kind, schema, name, movable in needs:
+            section = self._by_name.get((kind, schema, name))
+            if section is None:
+                return None
+            if places[id(section)] >= position:
+                if kind != 'TABLE' or not movable:
+                    return None
+                late.append(section)
+        groups = []
+        for section in sorted(late, key=lambda s: s.key):
+            i = places[id(section)]
+            if any(_trailing_sets(s.lines) for s in self.sections[max(position - 1, 0):i]):
+                return None  # pg_dump's SET lines would move too
+            group = [section]
+            while i + len(group) < len(self.sections) and (
+                    self.sections[i + len(group)].type in ATTACHED - {GONE}):
+                group.append(self.sections[i + len(group)])
+            groups.append(group)
+        self._undo.append(self._reorder)
+        for group in groups:
+            for section in group:
+                if not self._drop(section):
+                    return None
+        for group in groups:
+            for section in group:
+                self._place(section, position)
+                position += 1
+        self._reorder()
+        return position
 
     def _acl_owner(self, acl, places):
         """The place in the dump of what an ACL section is for: -1 for a schema
@@ -1452,7 +1491,10 @@ SELECT c.relkind, n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_i
                           WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE'
                           ELSE 'TABLE' END END,
                 coalesce(pn.nspname, rn.nspname),
-                coalesce(''' + ROUTINE_TAG + ''', r.relname))::text)
+                coalesce(''' + ROUTINE_TAG + ''', r.relname),
+                coalesce(r.relkind = 'r' AND NOT r.relispartition
+                         AND NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = r.oid), false)
+                )::text)
           FROM pg_rewrite w JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass
            AND d.objid = w.oid
           LEFT JOIN pg_class r ON d.refclassid = 'pg_class'::regclass AND r.oid = d.refobjid

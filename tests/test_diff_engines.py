@@ -195,7 +195,7 @@ CASES = [
     ('owned sequence', 'CREATE SEQUENCE s2 OWNED BY users.id', False),
     ('exclusion', 'CREATE TABLE ex (r INT4RANGE, EXCLUDE USING gist (r WITH &&))', False),
     ('view', 'CREATE VIEW v2 AS SELECT id FROM users', True),
-    ('materialized view', 'CREATE MATERIALIZED VIEW mv AS SELECT id FROM users', False),
+    ('materialized view', 'CREATE MATERIALIZED VIEW mv AS SELECT id FROM users', True),
     ('trigger', '''CREATE FUNCTION tf() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
                    CREATE TRIGGER t BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION tf()''', True),
     ('enum', "CREATE TYPE mood AS ENUM ('sad', 'happy')", True),
@@ -227,8 +227,11 @@ CASES = [
                                                  CREATE TABLE audited (id SERIAL PRIMARY KEY);
                                                  CREATE TRIGGER audited_tr AFTER INSERT ON audited
                                                  FOR EACH ROW EXECUTE FUNCTION zz_tf()''', True),
-    # pg_dump moves the table up to the view: left to pg_dump.
-    ('view sorted before the table it reads', 'CREATE VIEW a_orders AS SELECT id, total FROM orders', False),
+    # pg_dump moves the table (and its comments) up to the view.
+    ('view sorted before the table it reads', 'CREATE VIEW a_orders AS SELECT id, total FROM orders', True),
+    ('view sorted before two tables it reads', '''CREATE VIEW a_both AS SELECT o.id, u.name FROM orders o
+                                                 JOIN users u ON u.id = o.user_id''', True),
+    ('view sorted before a table and a view', 'CREATE VIEW a_mixed AS SELECT n.name FROM user_names n, orders o', False),
     ('view sorted after the tables it reads', '''CREATE VIEW zz_orders AS SELECT o.id, u.name FROM orders o
                                                 JOIN users u ON u.id = o.user_id''', True),
     ('view of a view', 'CREATE VIEW zz_names AS SELECT name FROM user_names', True),
@@ -239,10 +242,12 @@ CASES = [
                                                 SELECT u.name FROM users u JOIN "Zebra" z ON z.id = u.id''', True),
     ('replace a view to read a table sorted after it', '''CREATE OR REPLACE VIEW user_names AS
                                                           SELECT u.name FROM users u JOIN users_zz z ON z.id = u.id''', False),
+    ('view sorted before a child table', 'CREATE TABLE zz_child () INHERITS (orders); CREATE VIEW a_kids AS SELECT id FROM zz_child', False),
     ('view and table in one migration', '''CREATE TABLE shops (id SERIAL PRIMARY KEY, name TEXT);
                                            CREATE VIEW shops_named AS SELECT name FROM shops''', True),
     ('view and the table it reads, sorted before it', '''CREATE TABLE shops (id SERIAL PRIMARY KEY, name TEXT);
-                                                          CREATE VIEW shop_names AS SELECT name FROM shops''', False),
+                                                          CREATE VIEW shop_names AS SELECT name FROM shops''', True),
+    ('a second view pulls the same table', 'CREATE VIEW b_orders AS SELECT id FROM orders; CREATE VIEW a_orders AS SELECT total FROM orders', True),
     ('view with check option', 'CREATE VIEW named AS SELECT * FROM users WHERE name IS NOT NULL WITH CHECK OPTION', False),
     ('security barrier view', 'CREATE VIEW sb WITH (security_barrier) AS SELECT id FROM users', False),
     ('rename a view', 'ALTER VIEW user_names RENAME TO names_of_users', False),
