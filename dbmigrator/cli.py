@@ -18,7 +18,9 @@ VALUE_OPTIONS = ('--config', '--db-connection-string', '--db-config-ini-key',
                  '--migrations-directory', '--context', '--super-user',
                  '--connect-timeout', '--lock-wait', '--format', '--lock-timeout',
                  '--lock-retries', '--statement-timeout', '--max-blocking', '--pooler',
-                 '--diff-engine')
+                 '--diff-engine', '--schema')
+# The commands that run over --targets.
+FANOUT_COMMANDS = ('list', 'migrate', 'rollback', 'mark', 'init', 'history', 'verify', 'lint')
 
 DESCRIPTION = '''\
 PostgreSQL schema migrations. Settings come from the command line, from the
@@ -130,6 +132,11 @@ def _global_options(parser, suppress):
                        help='auto (default): one pg_dump per run, then only the tables a '
                             'migration changed are rendered, falling back to pg_dump for '
                             'anything else; pg_dump: a full dump after every migration')
+    add('--schema', metavar='NAME', **default,
+                       help='work on schema NAME of the database as a dbmigrator state of '
+                            'its own (a schema tenant): its schema_migrations, history and '
+                            'lock live in it, migrations run with search_path NAME, and its '
+                            'lock is its own')
     add('--format', choices=('text', 'json'), **(
                            default if suppress else {'default': 'text'}),
                        help='json: print one JSON document on stdout (errors too) and '
@@ -138,6 +145,24 @@ def _global_options(parser, suppress):
                        help='debug output, and tracebacks on errors')
     add('-q', '--quiet', action='store_true', **default,
                        help='print errors only')
+
+
+def _fanout_options(parser):
+    group = parser.add_argument_group('many targets (targets and targets-query in the ini file)')
+    group.add_argument('--targets', metavar='SPEC',
+                       help='run on these targets instead of db-connection-string: all, or '
+                            'names and globs separated by commas (eu,us-*)')
+    group.add_argument('--jobs', type=int, default=4, metavar='N',
+                       help='targets run at once (default: 4)')
+    group.add_argument('--per-server', type=int, default=2, metavar='N',
+                       help='targets run at once on one server, host and port (default: 2)')
+    group.add_argument('--on-error', choices=('stop', 'continue'), default='stop',
+                       help='stop (default): start no target after one failed, let the '
+                            'running ones finish, report the rest as not started; continue: '
+                            'run them all')
+    group.add_argument('--canary', type=int, default=0, metavar='N',
+                       help='run the first N selected targets alone, one after another, and '
+                            'the rest only if all of them succeeded')
 
 
 def build_parser():
@@ -157,6 +182,8 @@ def build_parser():
                                   '-v, --format and the others) are listed by dbmigrator '
                                   '--help; they go before or after the command.')
         _global_options(p, suppress=True)
+        if name in FANOUT_COMMANDS:
+            _fanout_options(p)
         return p
 
     p = command('generate', 'write a new migration file <UTC timestamp>_NAME.py')
@@ -438,14 +465,21 @@ def _dispatch(args, log):
     if args.command == 'hash-password':
         return _hash_password(), None
     settings = settings_mod.resolve(
-        config=args.config, db_connection_string=args.db_connection_string,
+        config=args.config,
+        db_connection_string=args.db_connection_string or os.environ.get(
+            settings_mod.ENVIRONMENT_DSN),
         migrations_directories=args.migrations_directory, contexts=args.context,
         super_user=args.super_user, db_config_ini_key=args.db_config_ini_key,
         connect_timeout=args.connect_timeout, lock_wait=args.lock_wait,
         strict=getattr(args, 'strict', None), lock_timeout=args.lock_timeout,
         lock_retries=args.lock_retries, statement_timeout=args.statement_timeout,
         pooler=args.pooler, diff_engine=args.diff_engine, max_blocking=args.max_blocking,
-        big_table_rows=getattr(args, 'big_table_rows', None))
+        big_table_rows=getattr(args, 'big_table_rows', None), schema=args.schema)
+    if getattr(args, 'targets', None):
+        return _fanout(args, settings)
+    if settings.schema:
+        from .targets import schema
+        schema.enter(settings.schema)
     if args.command == 'generate':
         path = commands.generate(settings, args.name, args.non_atomic, args.sql)
         return 0, {'command': 'generate', 'changed': True, 'path': path}
@@ -511,6 +545,55 @@ def _dispatch(args, log):
         interrupts.reset()  # the signal's exit deadline ends with the run
 
 
+def _fanout(args, settings):
+    """The command on each selected target, in child processes; one report."""
+    from .targets import config, fanout, report
+    from . import terminal
+    if args.schema:
+        raise SettingsError('--schema and --targets do not go together: a schema target is '
+                            'named in targets-query')
+    for option in ('jobs', 'per_server'):
+        if getattr(args, option) < 1:
+            raise SettingsError('--%s must be 1 or more' % option.replace('_', '-'))
+    selected = config.select(config.resolve(settings), args.targets)
+    argv = fanout.child_arguments(args.argv)
+    migrations = None
+    plain_migrate = args.command == 'migrate' and not (
+        args.version or args.target or args.run_deferred or args.dry_run or args.check)
+    if plain_migrate:
+        from .discovery import discover
+        migrations = discover(settings.require_directories())
+
+    def run_one(target):
+        if plain_migrate and fanout.up_to_date(settings, target, migrations):
+            return fanout.Outcome(target, fanout.OK, exit_code=0,
+                                  document={'changed': False, 'steps': []})
+        return fanout.run_child(target, argv)
+
+    counting = args.format == 'text' and terminal.wanted(sys.stdout)
+    matrix = args.command == 'list' and args.format == 'text'
+
+    def finished(outcome, done, total):
+        if args.format != 'text' or matrix:
+            return
+        print(('[%d/%d] ' % (done, total) if counting else '') + report.line(args.command, outcome))
+        if outcome.output.strip() and not args.quiet:
+            print('\n'.join('    ' + line for line in outcome.output.rstrip().splitlines()))
+        sys.stdout.flush()
+
+    outcomes = fanout.Fanout(run_one, finished, jobs=args.jobs, per_server=args.per_server,
+                             on_error=args.on_error, canary=args.canary).run(selected)
+    if args.format == 'text':
+        if matrix:
+            print(report.matrix(outcomes))
+        else:
+            for outcome in outcomes:
+                if outcome.outcome == fanout.NOT_STARTED:
+                    print(report.line(args.command, outcome))
+        print(report.summary_line(outcomes))
+    return fanout.exit_code(outcomes), report.document(args.command, outcomes)
+
+
 def _live_line(args, dry_run):
     """The running migration's line on a terminal, wiped before each log line."""
     from . import terminal
@@ -534,6 +617,7 @@ def main(argv=None, once=False):
         args = parser.parse_args(_split_config_uri(argv))
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    args.argv = _split_config_uri(argv)
     if not args.command:
         parser.print_usage(sys.stderr)
         word = args.config or ''

@@ -44,12 +44,24 @@ from .errors import Interrupted, LockTimeout
 log = logging.getLogger(__name__)
 
 TABLE = 'dbmigrator_lock'
-KEY = int.from_bytes(hashlib.sha256(b'dbmigrator:schema_migrations').digest()[:8],
-                     'big', signed=True)
+
+
+def _key(text):
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], 'big', signed=True)
+
+
+KEY = _key('dbmigrator:schema_migrations')
 # The lease without its table; another key than the claim's, which waits
 # inside a transaction, where this one is only ever tried.
-SESSION_KEY = int.from_bytes(hashlib.sha256(b'dbmigrator:lease').digest()[:8],
-                             'big', signed=True)
+SESSION_KEY = _key('dbmigrator:lease')
+
+
+def use_scope(schema):
+    """The advisory keys of a schema target (:mod:`dbmigrator.targets.schema`): its
+    own, so that schema targets of one database never wait for each other."""
+    global KEY, SESSION_KEY
+    KEY = _key('dbmigrator:schema_migrations:' + schema)
+    SESSION_KEY = _key('dbmigrator:lease:' + schema)
 TABLE_LEASE, SESSION_LEASE, NO_LEASE = 'table', 'session', 'none'
 POLL_SECONDS = 0.2
 LEASE_SECONDS = 30

@@ -129,6 +129,7 @@ class Runner:
         self.checksums = checksums
         ours = keeps_session(conn, settings.pooler)
         self.dumper = SchemaDumper(conn, settings.db_connection_string, enabled=diff,
+                                   schema=settings.schema,
                                    pooler=settings.pooler, session_is_ours=ours)
         self.steps = []
         self.active = None

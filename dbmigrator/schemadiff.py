@@ -58,10 +58,12 @@ def find_pg_dump(server_major):
 class SchemaDumper:
     """Dumps one database's schema; disables itself after the first problem."""
 
-    def __init__(self, conn, dsn, enabled=True, pooler='none', session_is_ours=None):
-        """``session_is_ours``: :func:`dbmigrator.database.keeps_session`, when the caller knows."""
+    def __init__(self, conn, dsn, enabled=True, pooler='none', session_is_ours=None, schema=None):
+        """``session_is_ours``: :func:`dbmigrator.database.keeps_session`, when the caller
+        knows; ``schema``: dump only that schema (a schema target)."""
         self.enabled = enabled
         self.dumps = 0
+        self.only = ['--schema', schema] if schema else []
         if not enabled:
             return
         if session_is_ours is None:
@@ -99,7 +101,7 @@ class SchemaDumper:
         self.dumps += 1
         try:
             result = subprocess.run(
-                [self.pg_dump, '--schema-only', '--no-password'],
+                [self.pg_dump, '--schema-only', '--no-password'] + self.only,
                 env=self.env, capture_output=True, text=True, timeout=600)
         except (OSError, subprocess.SubprocessError) as exc:
             self._give_up('pg_dump could not run: %s' % exc)

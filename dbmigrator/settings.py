@@ -30,6 +30,8 @@ LINT_MODES = ('off', 'warn', 'refuse')
 SCRATCH_KINDS = ('database', 'embedded')
 ENTRY_POINT_GROUP = 'dbmigrator'
 ENTRY_POINT_NAME = 'migrations_directory'
+# Where a run over many targets hands each child its target's connection string.
+ENVIRONMENT_DSN = 'DBMIGRATOR_DB_CONNECTION_STRING'
 
 
 @dataclasses.dataclass
@@ -53,6 +55,11 @@ class Settings:
     diff_engine: str = 'auto'
     strict: bool = False
     config_file: str = None
+    # A schema target: the schema of the database that holds this state.
+    schema: str = None
+    # name -> connection string, and the query that lists more (issue 23).
+    targets: dict = dataclasses.field(default_factory=dict)
+    targets_query: str = None
 
     def require_database(self):
         if not self.db_connection_string:
@@ -225,7 +232,8 @@ def resolve(config=None, db_connection_string=None, migrations_directories=None,
             contexts=None, super_user=None, db_config_ini_key=None,
             connect_timeout=None, lock_wait=None, strict=None, lock_timeout=None,
             lock_retries=None, statement_timeout=None, pooler=None, diff_engine=None,
-            ini_settings=None, base_dir=None, max_blocking=None, big_table_rows=None):
+            ini_settings=None, base_dir=None, max_blocking=None, big_table_rows=None,
+            schema=None):
     """Merge the sources, highest first: arguments, ini settings, contexts.
 
     ``ini_settings``/``base_dir`` let a Pyramid app pass its own settings
@@ -288,4 +296,28 @@ def resolve(config=None, db_connection_string=None, migrations_directories=None,
         diff_engine=_choice(diff_engine, ini, 'diff-engine', DIFF_ENGINES),
         strict=strict if strict is not None else as_bool(_lookup(ini, 'strict'), 'strict'),
         config_file=split_config_uri(config)[0] if config else None,
+        schema=schema,
+        targets=parse_targets(_lookup(ini, 'targets'), here),
+        targets_query=_lookup(ini, 'targets-query'),
     )
+
+
+def parse_targets(value, here):
+    """``targets``: one ``NAME CONNECTION-STRING`` pair per line."""
+    targets = {}
+    for number, line in enumerate(str(value or '').splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith('#'):
+            continue
+        name, _, dsn = line.partition(' ')
+        dsn = dsn.strip()
+        if not dsn:
+            raise SettingsError('targets, line %d: %r names no connection string: write '
+                                'one "NAME CONNECTION-STRING" pair per line' % (number, name))
+        if name in targets:
+            raise SettingsError('targets: %r is named twice; give each target its own name'
+                                % name)
+        if dsn.startswith('embedded:'):
+            dsn = 'embedded:' + os.path.join(here, os.path.expanduser(dsn[len('embedded:'):]))
+        targets[name] = normalize(dsn)
+    return targets
