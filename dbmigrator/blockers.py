@@ -179,6 +179,7 @@ class Watch:
         self._watched = None
         self._watches = 0
         self._connect = connect
+        self._key = lock.claim_key()  # read here: the sampling thread has no context
         self._stop = threading.Event()
         self._thread = None
 
@@ -230,8 +231,9 @@ class Watch:
                     conn = self._connect()
                     conn.autocommit = True
                 with conn.cursor() as cursor:
-                    cursor.execute(QUERY, {'pid': watched[1], 'high': (lock.KEY >> 32) & 0xffffffff,
-                                           'low': lock.KEY & 0xffffffff})
+                    key = self._key
+                    cursor.execute(QUERY, {'pid': watched[1], 'high': (key >> 32) & 0xffffffff,
+                                           'low': key & 0xffffffff})
                     row = cursor.fetchone()
                     # A sample that outlived its block says nothing of the next one.
                     if self._watched is watched:

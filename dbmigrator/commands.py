@@ -128,6 +128,8 @@ class Origin:
 def open_database(settings, locked=True, action=None, origin=None):
     """A connection; when ``locked``, holding the migration lock and recording the run."""
     dsn = settings.require_database()
+    if settings.schema:
+        lock.scoped(settings.schema)
     conn = connect(dsn, settings.connect_timeout)
     interrupts.watch(conn)
     try:
@@ -145,7 +147,7 @@ def open_database(settings, locked=True, action=None, origin=None):
         conn.lease = lease
         try:
             conn.recorder = history_mod.Recorder(origin.run_id, action, origin.who,
-                                                 history_mod.ensure(conn, lock.KEY))
+                                                 history_mod.ensure(conn, lock.claim_key()))
             conn.recorder.start(conn)
             try:
                 yield conn
@@ -474,7 +476,7 @@ def start_run(settings, action, origin):
     """Record a run before it starts, so that its page exists at once (the page's runs)."""
     with open_database(settings, locked=False) as conn:
         recorder = history_mod.Recorder(origin.run_id, action, origin.who,
-                                        history_mod.ensure(conn, lock.KEY))
+                                        history_mod.ensure(conn, lock.claim_key()))
         recorder.start(conn)
     return recorder.enabled
 

@@ -27,6 +27,7 @@ through a transaction pooler only the per-migration claim is left.
 import dataclasses
 import datetime
 import getpass
+import contextvars
 import hashlib
 import logging
 import os
@@ -55,13 +56,37 @@ KEY = _key('dbmigrator:schema_migrations')
 # inside a transaction, where this one is only ever tried.
 SESSION_KEY = _key('dbmigrator:lease')
 
+# A schema target's advisory keys are its own, so that schema targets of one
+# database never wait for each other: per process (a --schema run) or per
+# context (the page, which serves many targets in its threads).
+_process_scope = None
+_scope = contextvars.ContextVar('dbmigrator_lock_scope', default=None)
+
 
 def use_scope(schema):
-    """The advisory keys of a schema target (:mod:`dbmigrator.targets.schema`): its
-    own, so that schema targets of one database never wait for each other."""
-    global KEY, SESSION_KEY
-    KEY = _key('dbmigrator:schema_migrations:' + schema)
-    SESSION_KEY = _key('dbmigrator:lease:' + schema)
+    """This process works on schema target ``schema``."""
+    global _process_scope
+    _process_scope = schema
+
+
+def scoped(schema):
+    """The current context works on schema target ``schema`` (None: the database)."""
+    _scope.set(schema)
+
+
+def _scoped(base, text):
+    schema = _scope.get() or _process_scope
+    return base if schema is None else _key(text + ':' + schema)
+
+
+def claim_key():
+    """The key each migration's transaction takes."""
+    return _scoped(KEY, 'dbmigrator:schema_migrations')
+
+
+def lease_key():
+    """The session key that stands in for the lease without its table."""
+    return _scoped(SESSION_KEY, 'dbmigrator:lease')
 TABLE_LEASE, SESSION_LEASE, NO_LEASE = 'table', 'session', 'none'
 POLL_SECONDS = 0.2
 LEASE_SECONDS = 30
@@ -174,8 +199,8 @@ def holder(cursor):
         row = cursor.fetchone()
         if row:
             return Holder(*row)
-    cursor.execute(_SESSION_HOLDER, ((SESSION_KEY >> 32) & 0xffffffff,
-                                     SESSION_KEY & 0xffffffff))
+    key = lease_key()
+    cursor.execute(_SESSION_HOLDER, ((key >> 32) & 0xffffffff, key & 0xffffffff))
     row = cursor.fetchone()
     return Holder('a dbmigrator run of ' + row[0], row[1], row[2]) if row else None
 
@@ -258,7 +283,7 @@ class Lease:
         return bool(cursor.fetchone())
 
     def _take_session(self, cursor):
-        cursor.execute('SELECT pg_try_advisory_lock(%s)', (SESSION_KEY,))
+        cursor.execute('SELECT pg_try_advisory_lock(%s)', (lease_key(),))
         return cursor.fetchone()[0]
 
     def _wait_here(self, take, wait):
@@ -315,7 +340,7 @@ class Lease:
                 if not own_tables.found(cursor, TABLE, COLUMNS, "dbmigrator's lease table",
                                         'drop it if nothing else uses it, or rename it; '
                                         'dbmigrator then makes its own'):
-                    cursor.execute('SELECT pg_advisory_xact_lock(%s)', (KEY,))
+                    cursor.execute('SELECT pg_advisory_xact_lock(%s)', (claim_key(),))
                     cursor.execute(CREATE)
             self.conn.commit()
             return TABLE_LEASE
@@ -439,7 +464,7 @@ class Lease:
                     cursor.execute("SET LOCAL lock_timeout = '2s';"
                                    ' DELETE FROM dbmigrator_lock WHERE holder = %s', (self.id,))
                 elif self.kind == SESSION_LEASE:
-                    cursor.execute('SELECT pg_advisory_unlock(%s)', (SESSION_KEY,))
+                    cursor.execute('SELECT pg_advisory_unlock(%s)', (lease_key(),))
             self.conn.autocommit = False
         except psycopg2.Error:
             pass
@@ -499,8 +524,9 @@ def xact_lock(wait=True):
     ``dbmigrator.locked`` setting whether it was free.
     """
     if wait:
-        return 'pg_advisory_xact_lock(%s)', [KEY]
-    return "set_config('dbmigrator.locked', pg_try_advisory_xact_lock(%s)::text, true)", [KEY]
+        return 'pg_advisory_xact_lock(%s)', [claim_key()]
+    return ("set_config('dbmigrator.locked', pg_try_advisory_xact_lock(%s)::text, true)",
+            [claim_key()])
 
 
 def claim(cursor, version, locked=False, tried=False):
