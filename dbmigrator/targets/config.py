@@ -99,3 +99,22 @@ def select(targets, spec):
                 spec, word, ', '.join(names)))
     return [target for target in targets
             if any(fnmatch.fnmatchcase(target.name, word) for word in words)]
+
+
+def settings_for(settings, target):
+    """The settings of one target, for work done in this process (the page): its
+    connection string, and for a schema target its search path and lock keys."""
+    dsn = target.dsn
+    if target.schema:
+        if embedded.is_embedded(dsn):
+            raise SettingsError('schema target %s: an embedded: database cannot carry a '
+                                'search path; name the server by its socket instead'
+                                % target.name)
+        dsn = psycopg2.extensions.make_dsn(dsn, options='-c search_path="%s"' % target.schema)
+    return dataclasses.replace(settings, db_connection_string=dsn, schema=target.schema,
+                                targets={}, targets_query=None)
+
+
+def find(settings, name):
+    """The target called ``name``, or None."""
+    return next((t for t in resolve(settings) if t.name == name), None)

@@ -10,7 +10,7 @@ def _count(n, noun):
     return '%d %s%s' % (n, noun, '' if n == 1 else 's')
 
 
-def _newest_applied(document):
+def newest_applied(document):
     applied = [m['version'] for m in (document or {}).get('migrations', [])
                if m.get('state') == 'applied']
     return max(applied, key=int) if applied else None
@@ -28,7 +28,7 @@ def line(command, outcome):
     if outcome.outcome == FAILED:
         return '%s: FAILED %s' % (name, scrub(outcome.error))
     if command == 'list':
-        newest = _newest_applied(outcome.document)
+        newest = newest_applied(outcome.document)
         return '%s: %s pending, newest applied %s' % (
             name, _pending(outcome.document), newest or 'none')
     if command in ('migrate', 'rollback'):
@@ -92,7 +92,7 @@ def matrix(outcomes):
             rows.append((o.target.name, '-', '-', 'FAILED ' + scrub(o.error or '')))
             continue
         rows.append((o.target.name, str(_pending(o.document)),
-                     _newest_applied(o.document) or 'none',
+                     newest_applied(o.document) or 'none',
                      ', '.join(notes[o.target.name]) or '-'))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     return '\n'.join('%-*s  %*s  %-*s  %s' % (widths[0], row[0], widths[1], row[1], widths[2],
@@ -110,7 +110,7 @@ def document(command, outcomes):
                  'error': scrub(o.error) if o.error else None}
         if command == 'list' and o.outcome == OK:
             entry.update(pending=_pending(o.document),
-                         newest_applied=_newest_applied(o.document),
+                         newest_applied=newest_applied(o.document),
                          drift=notes.get(o.target.name, []))
         targets.append(entry)
     return {'command': command, 'targets': targets, 'summary': summary(outcomes)}

@@ -11,6 +11,7 @@ session).
 """
 import logging
 
+from pyramid.interfaces import IRoutesMapper
 from pyramid.settings import asbool, aslist
 
 from .. import settings as settings_mod
@@ -57,23 +58,36 @@ def includeme(config):
             _add_routes(config)
     dsn = config.registry['dbmigrator.settings'].db_connection_string
     config.registry['dbmigrator.database'] = describe(dsn) if dsn else ''
+    config.add_request_method(dbm_path)
     register_views(config)
     config.include('dbmigrator.web.headers')
     config.include('dbmigrator.web.checks')
 
 
+# The pages of one database; with targets, each target has them too, under
+# /targets/NAME (routes dbmigrator.t.*).
+PAGES = (('status', ''), ('status_json', '/status.json'), ('migrate', '/migrate'),
+         ('rollback', '/rollback'), ('mark', '/mark'), ('history', '/history'),
+         ('run_json', '/runs/{run_id}.json'), ('run', '/runs/{run_id}'),
+         ('cancel', '/runs/{run_id}/cancel'), ('source', '/source/{version}'),
+         ('check', '/check'), ('check_page', '/checks/{check_id}'))
+
+
+def dbm_path(request, name, **kw):
+    """``request.route_path`` of a dbmigrator route, on the target whose page this is."""
+    target = (request.matchdict or {}).get('target')
+    twin = 'dbmigrator.t.' + name[len('dbmigrator.'):]
+    if target is not None and request.registry.getUtility(IRoutesMapper).get_route(twin):
+        return request.route_path(twin, target=target, **kw)
+    return request.route_path(name, **kw)
+
+
 def _add_routes(config):
-    config.add_route('dbmigrator.status', '', inherit_slash=True)
-    config.add_route('dbmigrator.status_json', '/status.json')
     config.add_route('dbmigrator.css', '/dbmigrator.css')
     config.add_route('dbmigrator.script', '/run.js')
-    config.add_route('dbmigrator.migrate', '/migrate')
-    config.add_route('dbmigrator.rollback', '/rollback')
-    config.add_route('dbmigrator.mark', '/mark')
-    config.add_route('dbmigrator.history', '/history')
-    config.add_route('dbmigrator.run_json', '/runs/{run_id}.json')
-    config.add_route('dbmigrator.run', '/runs/{run_id}')
-    config.add_route('dbmigrator.cancel', '/runs/{run_id}/cancel')
-    config.add_route('dbmigrator.source', '/source/{version}')
-    config.add_route('dbmigrator.check', '/check')
-    config.add_route('dbmigrator.check_page', '/checks/{check_id}')
+    config.add_route('dbmigrator.fanout', '/fanout')
+    config.add_route('dbmigrator.fanout_page', '/fanouts/{fanout_id}')
+    for name, pattern in PAGES:
+        config.add_route('dbmigrator.' + name, pattern, **(
+            {'inherit_slash': True} if not pattern else {}))
+        config.add_route('dbmigrator.t.' + name, '/targets/{target}' + pattern)

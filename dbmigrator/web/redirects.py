@@ -21,8 +21,8 @@ class Found(_PathOnly, HTTPFound):
 
 
 def see_other(request, route_name, headers=None, **kw):
-    return SeeOther(request.route_path(route_name, **kw), headers=headers)
+    return SeeOther(request.dbm_path(route_name, **kw), headers=headers)
 
 
 def found(request, route_name, **kw):
-    return Found(request.route_path(route_name, **kw))
+    return Found(request.dbm_path(route_name, **kw))

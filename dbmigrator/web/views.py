@@ -16,7 +16,8 @@ from .. import commands, reports
 from ..discovery import migration_files, read_source
 from ..errors import DBMigratorError
 from ..redact import scrub
-from . import background
+from ..targets import config as targets_config
+from . import background, fanouts, overview
 from .checks import has_security_policy
 from .redirects import see_other
 
@@ -69,7 +70,7 @@ def run_json(request, state):
         'cancel_requested': bool(live and live.cancel_requested),
         'holding': str(state.holding) if state.holding else '',
         'steps': [reports.history_step_json(s) for s in run.steps],
-        'url': request.route_path('dbmigrator.run', run_id=run.run_id),
+        'url': request.dbm_path('dbmigrator.run', run_id=run.run_id),
     }
 
 
@@ -81,6 +82,18 @@ class MigrationViews:
         self.settings = migration_settings(request)
         self.database = request.registry['dbmigrator.database']
         self.diff = request.registry.settings['dbmigrator.schema_diff']
+        self.target = None
+        name = (request.matchdict or {}).get('target')
+        if name is not None:
+            try:
+                self.target = targets_config.find(self.settings, name)
+            except DBMigratorError as exc:
+                raise HTTPNotFound(scrub(exc))
+            if self.target is None:
+                raise HTTPNotFound('no target is named %s' % name)
+            self.settings = targets_config.settings_for(self.settings, self.target)
+            self.database = '%s: %s%s' % (self.target.name, self.target.database, (
+                ', schema ' + self.target.schema) if self.target.schema else '')
 
     def _page(self, **values):
         allowed = can_change(self.request)
@@ -104,6 +117,8 @@ class MigrationViews:
             return None, scrub(exc)
 
     def page(self):
+        if self.target is None and (self.settings.targets or self.settings.targets_query):
+            return self.overview()
         status, error = self.status()
         return self._page(status=status, error=error,
                           warnings=reports.status_warnings(status) if status else [],
@@ -115,6 +130,40 @@ class MigrationViews:
             self.request.response.status = 503
             return {'error': error}
         return reports.status_json(status)
+
+    def overview(self):
+        """With targets: a row per target (pending, newest applied, last run, drift),
+        each linking to its own page, and the fan-out forms."""
+        self.request.override_renderer = 'dbmigrator:web/templates/overview.jinja2'
+        try:
+            targets = targets_config.resolve(self.settings)
+        except DBMigratorError as exc:
+            return self._page(rows=[], error=scrub(exc), summary=None)
+        rows = overview.rows(self.settings, targets)
+        return self._page(rows=rows, error=None, fanouts=fanouts.recent(self.request.registry))
+
+    def fanout(self):
+        """Migrate the chosen targets (or all) from the overview: confirm, then start."""
+        try:
+            targets = targets_config.resolve(self.settings)
+        except DBMigratorError as exc:
+            raise HTTPBadRequest(scrub(exc))
+        chosen = self.request.POST.getall('target')
+        selected = [t for t in targets if not chosen or t.name in chosen]
+        if chosen and len(selected) != len(set(chosen)):
+            raise HTTPBadRequest('no such target: %s' % ', '.join(
+                sorted(set(chosen) - {t.name for t in targets})))
+        if self.request.POST.get('confirm') != 'yes':
+            return self._confirm('confirm_fanout', targets=selected)
+        fanout_id = fanouts.start(self.request.registry, self.settings, selected,
+                                  origin(self.request).who)
+        return see_other(self.request, 'dbmigrator.fanout_page', fanout_id=fanout_id)
+
+    def fanout_page(self):
+        run = fanouts.get(self.request.registry, self.request.matchdict['fanout_id'])
+        if run is None:
+            raise HTTPNotFound('no such run over targets')
+        return self._page(run=run)
 
     def css(self):
         return FileResponse(STYLESHEET, request=self.request, content_type='text/css')
@@ -261,18 +310,28 @@ def register_views(config):
     def page(attr, route, template):
         add(MigrationViews, attr=attr, route_name='dbmigrator.' + route, request_method='GET',
             permission=view_perm, renderer='dbmigrator:web/templates/%s.jinja2' % template)
-    page('page', 'status', 'status')
-    page('run', 'run', 'run')
-    page('history', 'history', 'history')
-    page('source', 'source', 'source')
-    page('check_page', 'check_page', 'check')
-    for attr, route in (('json', 'status_json'), ('run_data', 'run_json')):
-        add(MigrationViews, attr=attr, route_name='dbmigrator.' + route, request_method='GET',
-            permission=view_perm, renderer='json')
+    for prefix in ('dbmigrator.', 'dbmigrator.t.'):
+        def page(attr, route, template):
+            add(MigrationViews, attr=attr, route_name=prefix + route, request_method='GET',
+                permission=view_perm, renderer='dbmigrator:web/templates/%s.jinja2' % template)
+        page('page', 'status', 'status')
+        page('run', 'run', 'run')
+        page('history', 'history', 'history')
+        page('source', 'source', 'source')
+        page('check_page', 'check_page', 'check')
+        for attr, route in (('json', 'status_json'), ('run_data', 'run_json')):
+            add(MigrationViews, attr=attr, route_name=prefix + route, request_method='GET',
+                permission=view_perm, renderer='json')
+        for name in ('migrate', 'rollback', 'mark', 'cancel', 'check'):
+            add(MigrationViews, attr=name, route_name=prefix + name, request_method='POST',
+                permission=change_perm, require_csrf=True,
+                renderer='dbmigrator:web/templates/result.jinja2')
     for attr, route in (('css', 'css'), ('script', 'script')):
         add(MigrationViews, attr=attr, route_name='dbmigrator.' + route, request_method='GET',
             permission=view_perm)
-    for name in ('migrate', 'rollback', 'mark', 'cancel', 'check'):
-        add(MigrationViews, attr=name, route_name='dbmigrator.' + name, request_method='POST',
-            permission=change_perm, require_csrf=True,
-            renderer='dbmigrator:web/templates/result.jinja2')
+    add(MigrationViews, attr='fanout', route_name='dbmigrator.fanout', request_method='POST',
+        permission=change_perm, require_csrf=True,
+        renderer='dbmigrator:web/templates/confirm_fanout.jinja2')
+    add(MigrationViews, attr='fanout_page', route_name='dbmigrator.fanout_page',
+        request_method='GET', permission=view_perm,
+        renderer='dbmigrator:web/templates/fanout.jinja2')
