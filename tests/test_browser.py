@@ -15,6 +15,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 import dbmigrator
 from dbmigrator.passwords import hash_password
+from tests.test_targets import LOG, fleet  # noqa: F401 (the fixture)
 
 PASSWORD = 'browser-test-password'
 CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'
@@ -22,7 +23,7 @@ CHROMEDRIVER = shutil.which('chromedriver') or '/usr/bin/chromedriver'
 
 
 @pytest.fixture
-def server(db, migrations):
+def site(db, migrations):
     migrations.table('20200101000000', 'create_users', 'users')
     migrations.table('20200102000000', 'create_orders', 'orders')
     app = dbmigrator.main({'here': str(migrations.path)}, **{
@@ -57,9 +58,9 @@ def browser(tmp_path):
     driver.quit()
 
 
-def test_login_migrate_and_see_it_applied(server, browser, db, tmp_path):
+def test_login_migrate_and_see_it_applied(site, browser, db, tmp_path):
     wait = WebDriverWait(browser, 30)
-    browser.get(server + '/')
+    browser.get(site + '/')
     row = browser.find_element(By.ID, 'migration-20200102000000')
     assert 'state-pending' in row.get_attribute('class')
     assert browser.find_elements(By.ID, 'migrate-button') == []
@@ -113,8 +114,8 @@ def up(cursor):
 '''
 
 
-def log_in(browser, server, wait):
-    browser.get(server + '/migrations/login')
+def log_in(browser, site, wait):
+    browser.get(site + '/migrations/login')
     browser.find_element(By.ID, 'password').send_keys(PASSWORD)
     browser.find_element(By.ID, 'login-button').click()
     return wait.until(expected_conditions.element_to_be_clickable((By.ID, 'migrate-button')))
@@ -125,13 +126,13 @@ def elapsed(browser):
     return int(text.rstrip('s')) if text else 0
 
 
-def test_long_run_progress_reload_finish_and_cancel(server, browser, db, migrations, tmp_path):
+def test_long_run_progress_reload_finish_and_cancel(site, browser, db, migrations, tmp_path):
     (migrations.path / '20200103000000_backfill.py').write_text(TWENTY_SECONDS)
     (migrations.path / '20200104000000_forever.py').write_text(FOREVER)
     # The run page reloads itself when the run ends: an element read during
     # the reload is stale, and the wait simply tries again.
     wait = WebDriverWait(browser, 60, ignored_exceptions=[StaleElementReferenceException])
-    log_in(browser, server, wait)
+    log_in(browser, site, wait)
     Select(browser.find_element(By.NAME, 'version')).select_by_value('20200103000000')
     started = time.monotonic()
     browser.find_element(By.ID, 'migrate-button').click()
@@ -166,7 +167,7 @@ def test_long_run_progress_reload_finish_and_cancel(server, browser, db, migrati
 
     # The run's end is recorded just before its lock is let go: until then the
     # status page (which refreshes itself) shows the run and keeps its forms off.
-    browser.get(server + '/migrations')
+    browser.get(site + '/migrations')
     wait.until(expected_conditions.element_to_be_clickable((By.ID, 'migrate-button'))).click()
     wait.until(expected_conditions.element_to_be_clickable((By.ID, 'confirm-migrate'))).click()
     wait.until(lambda b: b.find_element(By.ID, 'current').text == '20200104000000 forever')
@@ -181,10 +182,51 @@ def test_long_run_progress_reload_finish_and_cancel(server, browser, db, migrati
     assert not db.table_exists('never_kept')
     assert db.query("SELECT outcome FROM dbmigrator_history WHERE version = '20200104000000'") == [
         ('interrupted',)]
-    browser.get(server + '/migrations/history')
+    browser.get(site + '/migrations/history')
     rows = browser.find_elements(By.CSS_SELECTOR, 'table.runs tbody tr')
     assert [r.find_elements(By.TAG_NAME, 'td')[2].text for r in rows[:2]] == ['interrupted', 'ok']
     browser.save_screenshot(str(tmp_path / 'history.png'))
     browser.set_window_size(390, 844)
-    browser.get(server + '/migrations/history')
+    browser.get(site + '/migrations/history')
     browser.save_screenshot(str(tmp_path / 'history-narrow.png'))
+
+
+def test_overview_of_targets_migrates_the_chosen_ones(browser, fleet, tmp_path):  # noqa: F811
+    f = fleet(databases=2, schemas=2)
+    f.add('20200101000000', 'log', LOG)
+    assert f.run('init', '--targets', 'all', '--version=0').returncode == 0
+    app = dbmigrator.main({'here': str(f.migrations)}, **{
+        'db-connection-string': f.server.get_uri(f.main),
+        'migrations-directory': str(f.migrations),
+        'dbmigrator.targets': '\n'.join('db%d %s' % (i, f.server.get_uri(name))
+                                        for i, name in enumerate(f.databases)),
+        'dbmigrator.targets_query': 'SELECT name, schema FROM tenants',
+        'dbmigrator.admin_password_hash': hash_password(PASSWORD),
+    })
+    srv = waitress.create_server(app, host='127.0.0.1', port=0, threads=2)
+    threading.Thread(target=srv.run, daemon=True).start()
+    try:
+        url = 'http://127.0.0.1:%s' % srv.effective_port
+        wait = WebDriverWait(browser, 60, ignored_exceptions=[StaleElementReferenceException])
+        browser.get(url + '/migrations/login')
+        browser.find_element(By.ID, 'password').send_keys(PASSWORD)
+        browser.find_element(By.ID, 'login-button').click()
+        wait.until(expected_conditions.element_to_be_clickable((By.ID, 'migrate-chosen')))
+        rows = browser.find_elements(By.CSS_SELECTOR, '#targets tbody tr')
+        assert [r.get_attribute('id') for r in rows] == [
+            'target-db0', 'target-db1', 'target-tenant_0', 'target-tenant_1']
+        browser.save_screenshot(str(tmp_path / 'overview-wide.png'))
+        browser.find_element(By.CSS_SELECTOR, 'input[value="tenant_0"]').click()
+        browser.find_element(By.ID, 'migrate-chosen').click()
+        wait.until(expected_conditions.element_to_be_clickable((By.ID, 'confirm-fanout'))).click()
+        wait.until(lambda b: b.find_element(By.ID, 'fanout-state').text == 'done')
+        row = browser.find_element(By.ID, 'fanout-tenant_0').text
+        assert row.startswith('tenant_0 ok 1 migration in')
+        browser.save_screenshot(str(tmp_path / 'fanout-done.png'))
+        assert f.versions('tenant_0') == ['20200101000000'] and f.versions('db0') == []
+        browser.set_window_size(390, 844)
+        browser.get(url + '/migrations')
+        browser.save_screenshot(str(tmp_path / 'overview-narrow.png'))
+        assert (tmp_path / 'overview-narrow.png').stat().st_size > 1000
+    finally:
+        srv.close()
