@@ -301,3 +301,33 @@ def test_list_shows_a_drift_matrix(fleet):
     db2 = next(t for t in document['targets'] if t['target'] == 'db2')
     assert (db2['pending'], db2['newest_applied'], db2['drift']) == (
         1, '20200101000000', ['applied set differs'])
+
+
+def test_only_lock_waits_failing_exits_3(fleet):
+    f = fleet(databases=2, schemas=0)
+    f.add('20200101000000', 'sleepy', SLEEPY % 6)
+    assert f.run('init', '--targets', 'all', '--version=0').returncode == 0
+    holder = f.start('migrate', '--targets', 'db0')
+    deadline = time.monotonic() + 30
+    while not f.query(f.databases[0], "SELECT count(*) FROM pg_stat_activity WHERE query "
+                      "LIKE 'SELECT pg_sleep%%' AND datname = %s", (f.databases[0],))[0][0]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    waited = f.run('migrate', '--targets', 'db0', '--lock-wait', '0', '--format', 'json')
+    holder.communicate(timeout=60)
+    assert waited.returncode == 3, waited.stdout + waited.stderr
+    target = json.loads(waited.stdout)['targets'][0]
+    assert target['outcome'] == 'failed' and 'lock' in target['error']
+
+
+def test_no_password_in_the_report(fleet, db):
+    from tests.conftest import SECRET_PASSWORD, SECRET_USER
+    f = fleet(databases=0, schemas=0)
+    f.add('20200101000000', 'broken', "def up(cursor):\n    cursor.execute('SELEC 1')\n")
+    f.ini.write_text(f.ini.read_text().replace('targets =', 'targets =\n    secret %s'
+                                               % db.dsn_for(SECRET_USER, SECRET_PASSWORD)))
+    for output in ('text', 'json'):
+        done = f.run('migrate', '--targets', 'secret', '--format', output)
+        assert done.returncode == 1
+        assert 'secret: FAILED' in done.stdout or '"failed"' in done.stdout
+        assert SECRET_PASSWORD not in done.stdout + done.stderr
