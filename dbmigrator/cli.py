@@ -568,8 +568,12 @@ def _fanout(args, settings):
         if plain_migrate and fanout.up_to_date(settings, target, migrations):
             return fanout.Outcome(target, fanout.OK, exit_code=0,
                                   document={'changed': False, 'steps': []})
-        return fanout.run_child(target, argv)
+        return fanout.run_child(target, argv, document=documents)
 
+    # The report reads each target's JSON document where it needs one (a JSON
+    # report, the steps of migrate and rollback, list's matrix); otherwise
+    # each target's own text output is shown as it is.
+    documents = args.format == 'json' or args.command in ('migrate', 'rollback', 'list')
     counting = args.format == 'text' and terminal.wanted(sys.stdout)
     matrix = args.command == 'list' and args.format == 'text'
 

@@ -331,3 +331,19 @@ def test_no_password_in_the_report(fleet, db):
         assert done.returncode == 1
         assert 'secret: FAILED' in done.stdout or '"failed"' in done.stdout
         assert SECRET_PASSWORD not in done.stdout + done.stderr
+
+
+def test_history_over_targets_shows_each_targets_own_table(fleet):
+    f = fleet(databases=2, schemas=1)
+    f.add('20200101000000', 'log', LOG)
+    assert f.run('init', '--targets', 'all', '--version=0').returncode == 0
+    assert f.run('migrate', '--targets', 'db1').returncode == 0
+    done = f.run('history', '--targets', 'db1,tenant_0', '--limit', '5')
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    db1 = lines.index('db1: done')
+    assert lines[db1 + 1].split() == ['when', '|', 'action', '|', 'version', '|', 'name', '|',
+                                      'outcome', '|', 'duration', '|', 'who']
+    assert any('20200101000000' in line and 'log' in line for line in lines[db1:])
+    tenant = lines.index('tenant_0: done')
+    assert tenant < db1 or not any('20200101000000' in line for line in lines[tenant:db1])

@@ -95,19 +95,26 @@ def up_to_date(settings, target, migrations):
         conn.close()
 
 
-def run_child(target, argv):
-    """Run the command on one target, in a child process: its :class:`Outcome`."""
-    command = [sys.executable, '-m', 'dbmigrator'] + argv + ['--format', 'json']
+def run_child(target, argv, document=True):
+    """Run the command on one target, in a child process: its :class:`Outcome`.
+
+    With ``document`` the child prints its JSON document (read for the
+    report) and its messages on stderr (its output); without, the child's
+    text output is all there is, as a single run would print it.
+    """
+    command = [sys.executable, '-m', 'dbmigrator'] + argv + (
+        ['--format', 'json'] if document else [])
     if target.schema:
         command += ['--schema', target.schema]
     env = dict(os.environ, **{ENVIRONMENT_DSN: target.dsn})
     started = time.monotonic()
     done = subprocess.run(command, env=env, capture_output=True, text=True,
                           stdin=subprocess.DEVNULL)
-    outcome = Outcome(target, exit_code=done.returncode, output=done.stderr,
+    outcome = Outcome(target, exit_code=done.returncode,
+                      output=done.stderr if document else done.stdout + done.stderr,
                       seconds=time.monotonic() - started)
     try:
-        outcome.document = json.loads(done.stdout) if done.stdout.strip() else None
+        outcome.document = json.loads(done.stdout) if document and done.stdout.strip() else None
     except ValueError:
         outcome.document = None
     if done.returncode in ANSWERS:
