@@ -215,7 +215,8 @@ UNION ALL
 SELECT 'pg_namespace', n.oid, 'SCHEMA', '-', n.nspname FROM pg_namespace n
  WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
 UNION ALL
-SELECT 'pg_type', t.oid, CASE t.typtype WHEN 'e' THEN 'TYPE' ELSE 'OTHER' END, n.nspname,
+SELECT 'pg_type', t.oid, CASE t.typtype WHEN 'e' THEN 'TYPE' WHEN 'd' THEN 'DOMAIN'
+                                          ELSE 'OTHER' END, n.nspname,
        t.typname
   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
  WHERE t.typtype <> 'c' AND t.typrelid = 0 AND NOT (t.typcategory = 'A' AND t.typelem <> 0)
@@ -1036,7 +1037,7 @@ def touched(before, after):
 
 def unsupported(delta):
     """Why catalog writes like these are pg_dump's to show, or None."""
-    others = sorted(name for name in delta if name not in WRITABLE or name == DOMAIN_CONSTRAINTS)
+    others = sorted(name for name in delta if name not in WRITABLE)
     if others:
         return 'it wrote to %s, which this path does not render' % ', '.join(others)
     deleted = sorted(name for name, (_, _, dele) in delta.items()
@@ -1303,7 +1304,24 @@ def render(reader, cursor, snapshot, delta):
                 return None
             objects.append((('pg_type', oid), enum, ()))
             found['pg_type'] = found.get('pg_type', 0) + types_written
-    changed = _locate(reader, cursor, delta, found)
+    changed = _locate(reader, cursor, delta, dict(found))
+    domains = 0
+    if changed is None and 'pg_type' in delta:
+        # Types no relation stands for: new domains, found by a pass over pg_type.
+        for (oid,) in reader.execute(cursor, OURS_DOMAINS):
+            domain, types_written, constraints = _domain(reader.execute(cursor, DOMAIN, oid)[0])
+            if domain is None:
+                snapshot.why = 'it made a domain this path does not render'
+                return None
+            objects.append((('pg_type', oid), domain, ()))
+            found['pg_type'] = found.get('pg_type', 0) + types_written
+            found['pg_constraint'] = found.get('pg_constraint', 0) + constraints
+            domains += constraints
+        if domains or objects:
+            changed = _locate(reader, cursor, delta, dict(found))
+    if delta.get(DOMAIN_CONSTRAINTS, (0, 0, 0))[0] != domains:
+        snapshot.why = 'it changed the constraints of a domain'
+        return None
     if changed is None and 'pg_description' in delta:
         snapshot.why = 'it commented on something other than a table or its columns'
         return None
@@ -1436,6 +1454,67 @@ def _schema(row):
 GONE_SCHEMAS = '''
 SELECT o FROM unnest(%s::oid[]) AS o WHERE NOT EXISTS (SELECT 1 FROM pg_namespace WHERE oid = o)
 '''
+
+
+OURS_DOMAINS = "SELECT oid FROM pg_type WHERE typtype = 'd' AND age(xmin) <= 0 ORDER BY oid"
+
+# A domain as pg_dump writes it, whether it writes nothing more (no grant,
+# comment, label, not an extension's, a built-in base type, constraints that
+# call no function of the schema), and how many of its pg_type rows (itself,
+# its array type) and constraints this transaction wrote.
+DOMAIN = '''
+SELECT n.nspname, t.typname, quote_ident(n.nspname) || '.' || quote_ident(t.typname),
+       pg_get_userbyid(t.typowner), quote_ident(pg_get_userbyid(t.typowner)),
+       format_type(t.typbasetype, t.typtypmod),
+       CASE WHEN t.typcollation <> b.typcollation THEN
+            quote_ident(cn.nspname) || '.' || quote_ident(co.collname) END,
+       t.typnotnull, t.typdefault,
+       (SELECT json_agg(json_build_array(k.conname, quote_ident(k.conname), k.contype,
+                                         pg_get_constraintdef(k.oid), k.convalidated)
+                        ORDER BY k.conname)
+          FROM pg_constraint k WHERE k.contypid = t.oid),
+       (SELECT count(*) FROM pg_type a WHERE a.oid IN (t.oid, t.typarray) AND age(a.xmin) <= 0),
+       (SELECT count(*) FROM pg_constraint k WHERE k.contypid = t.oid AND age(k.xmin) <= 0),
+       t.typacl IS NULL AND b.typnamespace = 'pg_catalog'::regnamespace
+       AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = t.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = t.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_type'::regclass
+                          AND objid = t.oid AND deptype = 'e')
+       AND NOT EXISTS (SELECT 1 FROM pg_constraint k JOIN pg_depend d
+                         ON d.classid = 'pg_constraint'::regclass AND d.objid = k.oid
+                        WHERE k.contypid = t.oid AND d.refclassid = 'pg_proc'::regclass
+                          AND d.refobjid >= 16384)
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+  JOIN pg_type b ON b.oid = t.typbasetype
+  LEFT JOIN pg_collation co ON co.oid = t.typcollation
+  LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
+ WHERE t.oid = %s::oid
+'''
+
+
+def _domain(row):
+    """(the DOMAIN section, pg_type rows and constraints it explains); None first if not
+    plain."""
+    (schema, name, qualified, owner, quoted_owner, base, collation, not_null, default,
+     constraints, types_written, constraints_written, plain) = row
+    if not plain:
+        return None, 0, 0
+    head = 'CREATE DOMAIN %s AS %s' % (qualified, base)
+    head += ' COLLATE %s' % collation if collation else ''
+    checks = []
+    for conname, quoted, contype, definition, validated in constraints or ():
+        if contype == 'n' and conname == '%s_not_null' % name and not_null:
+            continue
+        if contype != 'c' or not validated:
+            return None, 0, 0
+        checks.append('\tCONSTRAINT %s %s' % (quoted, definition))
+    head += ' NOT NULL' if not_null else ''
+    head += ' DEFAULT %s' % default if default is not None else ''
+    lines = [head] + checks
+    lines[-1] += ';'
+    return _section('DOMAIN', schema, name, owner, lines + [
+        '', '', 'ALTER DOMAIN %s OWNER TO %s;' % (qualified, quoted_owner), '']), \
+        types_written, constraints_written
 
 
 # The enum types whose labels this transaction wrote.

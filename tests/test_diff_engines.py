@@ -199,7 +199,15 @@ CASES = [
     ('trigger', '''CREATE FUNCTION tf() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
                    CREATE TRIGGER t BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION tf()''', True),
     ('enum', "CREATE TYPE mood AS ENUM ('sad', 'happy')", True),
-    ('domain', 'CREATE DOMAIN positive AS INT CHECK (VALUE > 0)', False),
+    ('domain', 'CREATE DOMAIN positive AS INT CHECK (VALUE > 0)', True),
+    ('domain with a default and not null', "CREATE DOMAIN code AS TEXT DEFAULT 'x' NOT NULL", True),
+    ('domain with a collation and two checks', '''CREATE DOMAIN short AS VARCHAR(10) COLLATE "C"
+                                                  CONSTRAINT named CHECK (VALUE <> '') CHECK (length(VALUE) > 1)''', True),
+    ('plain domain', 'CREATE DOMAIN amount AS NUMERIC(10, 2)', True),
+    ('domain and a table using it', 'CREATE DOMAIN cents AS BIGINT CHECK (VALUE >= 0); CREATE TABLE prices2 (c cents)', True),
+    ('domain check calling a function', 'CREATE DOMAIN totals AS NUMERIC CHECK (order_total(1) > 0)', False),
+    ('add a domain constraint', 'ALTER DOMAIN positive_int ADD CONSTRAINT small CHECK (VALUE < 100)', False),
+    ('domain not valid', 'CREATE DOMAIN nv AS INT; ALTER DOMAIN nv ADD CONSTRAINT c CHECK (VALUE > 0) NOT VALID', False),
     ('composite', 'CREATE TYPE pair3 AS (a INT, b INT)', True),
     ('schema', 'CREATE SCHEMA reporting', True),
     ('schema and a table in it', 'CREATE SCHEMA zz_app; CREATE TABLE zz_app.things (id SERIAL PRIMARY KEY)', True),
