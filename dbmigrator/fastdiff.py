@@ -43,7 +43,7 @@ DOMAIN_CONSTRAINTS = 'domain constraints'
 WRITABLE = {'pg_class', 'pg_attribute', 'pg_type', 'pg_depend', 'pg_shdepend', 'pg_proc',
             'pg_constraint', 'pg_index', 'pg_attrdef', 'pg_sequence', 'pg_trigger',
             'pg_description', 'pg_rewrite', 'pg_enum', 'pg_statistic', 'pg_namespace',
-            DOMAIN_CONSTRAINTS}
+            'pg_policy', DOMAIN_CONSTRAINTS}
 # Deleting one of these rows takes a lock on the table it belongs to, or goes
 # with a relation, routine or type that is gone (each checked against the
 # snapshot's), or, for comments, is counted against the COMMENT sections
@@ -51,17 +51,18 @@ WRITABLE = {'pg_class', 'pg_attribute', 'pg_type', 'pg_depend', 'pg_shdepend', '
 # the dump.
 DELETABLE = {'pg_depend', 'pg_shdepend', 'pg_constraint', 'pg_trigger', 'pg_attrdef',
              'pg_description', 'pg_index', 'pg_attribute', 'pg_class', 'pg_proc', 'pg_type',
-             'pg_enum', 'pg_rewrite', 'pg_sequence', 'pg_statistic', 'pg_namespace'}
+             'pg_enum', 'pg_rewrite', 'pg_sequence', 'pg_statistic', 'pg_namespace',
+             'pg_policy'}
 # Sections that may name a dropped object and that this module does not take
 # out with it: such a drop is left to pg_dump.
-TIED = {'SECURITY LABEL', 'POLICY', 'ROW SECURITY', 'RULE', 'STATISTICS',
+TIED = {'SECURITY LABEL', 'RULE', 'STATISTICS',
         'TABLE ATTACH', 'INDEX ATTACH', 'PUBLICATION TABLE'}
 # Catalogs that also hold objects no relation lock stands for (types, domain
 # constraints): every row written there must be one found through a lock.
 # In the others a row written twice counts twice but is found once.
 EXACT = {'pg_type', 'pg_constraint', 'pg_description'}
 FOUND = ('pg_class', 'pg_attribute', 'pg_constraint', 'pg_attrdef', 'pg_index', 'pg_type',
-         'pg_description', 'pg_trigger', 'pg_rewrite')
+         'pg_description', 'pg_trigger', 'pg_rewrite', 'pg_policy')
 
 # pg_dump's sort priorities (pg_dump_sort.c), for the section types seen in
 # dumps this module can edit, in its order.  Types not listed make it give up.
@@ -74,7 +75,7 @@ RELATIONS = {'TABLE', 'SEQUENCE', 'VIEW', 'MATERIALIZED VIEW', 'FOREIGN TABLE'}
 GONE = 'GONE'
 ATTACHED = {'COMMENT', 'SEQUENCE OWNED BY', GONE}
 # Sections named ``<table> <name>``, sorted by their own name.
-NAMED_ON_TABLE = ('CONSTRAINT', 'FK CONSTRAINT', 'TRIGGER')
+NAMED_ON_TABLE = ('CONSTRAINT', 'FK CONSTRAINT', 'TRIGGER', 'POLICY')
 # pg_dump sets the tablespace and access method right before the first of these.
 TAKES_SETS = {'TABLE', 'MATERIALIZED VIEW'}
 RANKS = {'DEFAULT': 3, 'CONSTRAINT': 4, 'INDEX': 5, 'TRIGGER': 7, 'FK CONSTRAINT': 8,
@@ -492,7 +493,8 @@ class Snapshot:
         indexes = [self._by_name.get(('INDEX', schema, n))
                    for _, n in self.relations.indexes.get(oid, ())]
         parts = list(self._comments.get(where, ())) + list(self._constraints.get(where, ())) + list(
-            self._defaults.get(where, ())) + indexes + owned + acls
+            self._defaults.get(where, ())) + indexes + owned + acls + [
+            self._by_name.get(('ROW SECURITY', schema, name))]
         for section in [s for s in parts if s is not None] + [table]:
             if not self._drop(section):
                 return self._refuse('cannot take table %s out of the dump' % name)
@@ -614,7 +616,8 @@ class Snapshot:
         old_sequences = self.relations.sequences.get(table.oid, frozenset())
         if not old_sequences <= table.sequence_names:
             return self._refuse('a sequence of %s.%s was renamed' % where)
-        existing = [self._by_name.get(('TABLE',) + where)] + list(
+        existing = [self._by_name.get(('TABLE',) + where),
+                    self._by_name.get(('ROW SECURITY',) + where)] + list(
             self._constraints.get(where, ())) + list(self._defaults.get(where, ())) + list(
             self._comments.get(where, ())) + [
             self._by_name.get(('INDEX', table.schema, name)) for _, name in old_indexes] + [
@@ -1051,8 +1054,8 @@ def unsupported(delta):
 # index stands for its table; a view, a materialized view or a composite type
 # for itself), and what each of those owns; for each, its kind and how many
 # of its catalog rows this transaction wrote, in the catalogs it wrote to
-# ($1..$8: pg_attribute, pg_constraint, pg_attrdef, pg_index, pg_type,
-# pg_description, pg_trigger, pg_rewrite).  Every lookup goes through a
+# ($1..$9: pg_attribute, pg_constraint, pg_attrdef, pg_index, pg_type,
+# pg_description, pg_trigger, pg_rewrite, pg_policy).  Every lookup goes through a
 # catalog index: the cost follows the locks, not the schema.
 LOCATE = '''
 WITH locked AS (
@@ -1106,7 +1109,9 @@ SELECT r.owner, (SELECT relkind FROM pg_class WHERE oid = r.owner), (age(c.xmin)
        CASE WHEN %s THEN (SELECT count(*) FROM pg_trigger g
                            WHERE g.tgrelid = r.oid AND age(g.xmin) <= 0) ELSE 0 END,
        CASE WHEN %s THEN (SELECT count(*) FROM pg_rewrite w
-                           WHERE w.ev_class = r.oid AND age(w.xmin) <= 0) ELSE 0 END
+                           WHERE w.ev_class = r.oid AND age(w.xmin) <= 0) ELSE 0 END,
+       CASE WHEN %s THEN (SELECT count(*) FROM pg_policy p
+                           WHERE p.polrelid = r.oid AND age(p.xmin) <= 0) ELSE 0 END
   FROM rels r CROSS JOIN LATERAL (SELECT reltype, xmin FROM pg_class WHERE oid = r.oid) c
 '''
 
@@ -1146,7 +1151,7 @@ TABLE = '''
 SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.relname),
        pg_get_userbyid(c.relowner), quote_ident(pg_get_userbyid(c.relowner)),
        c.relkind = 'r' AND NOT c.relispartition
-       AND NOT c.relhassubclass AND NOT c.relrowsecurity AND NOT c.relhasrules AND c.relpersistence = 'p' AND c.reloptions IS NULL
+       AND NOT c.relhassubclass AND NOT c.relhasrules AND c.relpersistence = 'p' AND c.reloptions IS NULL
        AND c.reltablespace = 0 AND c.reloftype = 0
        AND c.relreplident = 'd'
        AND NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = c.oid)
@@ -1214,7 +1219,18 @@ SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.reln
                 ORDER BY g.tgname)
           FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal),
        ''' + acl_items('c.relacl', 'c.relowner') + ''',
-       ''' + acl_items("acldefault('r', c.relowner)", 'c.relowner') + '''
+       ''' + acl_items("acldefault('r', c.relowner)", 'c.relowner') + ''',
+       c.relrowsecurity, c.relforcerowsecurity,
+       (SELECT json_agg(json_build_array(
+                p.polname, quote_ident(p.polname), p.polpermissive, p.polcmd,
+                CASE WHEN p.polroles <> '{0}' THEN array_to_string(ARRAY(
+                     SELECT quote_ident(rolname) FROM pg_roles WHERE oid = ANY(p.polroles)
+                      ORDER BY oid), ', ') END,
+                pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid),
+                NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = p.oid
+                               AND classoid = 'pg_policy'::regclass))
+                ORDER BY p.polname)
+          FROM pg_policy p WHERE p.polrelid = c.oid)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.oid = %s::oid
 '''
@@ -1828,14 +1844,31 @@ def _sequence(qualified, row):
             qualified, column, _literal(seq_qualified)), '', '']
 
 
+POLICY_COMMANDS = {'*': None, 'r': 'SELECT', 'a': 'INSERT', 'w': 'UPDATE', 'd': 'DELETE'}
+
+
+def _policy(qualified, row):
+    """A row-level security policy's CREATE POLICY line, as pg_dump writes it."""
+    name, quoted, permissive, command, roles, using, check, plain = row
+    if not plain or command not in POLICY_COMMANDS:
+        return None
+    line = 'CREATE POLICY %s ON %s' % (quoted, qualified)
+    line += '' if permissive else ' AS RESTRICTIVE'
+    line += ' FOR %s' % POLICY_COMMANDS[command] if POLICY_COMMANDS[command] else ''
+    line += ' TO %s' % roles if roles else ''
+    line += ' USING (%s)' % using if using is not None else ''
+    line += ' WITH CHECK (%s)' % check if check is not None else ''
+    return line + ';'
+
+
 def _literal(text):
     return "'%s'" % text.replace("'", "''")
 
 
 def _render_table(reader, cursor, oid):
     [(schema, name, qualified, owner, quoted_owner, plain, columns, constraints,
-      indexes, sequences, comment, quoted_name, members, triggers, acl, base_acl)] = \
-        reader.execute(cursor, TABLE, oid)
+      indexes, sequences, comment, quoted_name, members, triggers, acl, base_acl,
+      row_security, force_row_security, policies)] = reader.execute(cursor, TABLE, oid)
     if not plain:
         return None
     owned, serial = [], {}
@@ -1892,8 +1925,10 @@ def _render_table(reader, cursor, oid):
     body += checks
     create = ['CREATE TABLE %s (' % qualified] + [
         line + (',' if i < len(body) - 1 else '') for i, line in enumerate(body)]
-    sections = [_section('TABLE', schema, name, owner, create + [
-        ');', '', '', 'ALTER TABLE %s OWNER TO %s;' % (qualified, quoted_owner), ''])] + [
+    ending = [');', ''] + (['ALTER TABLE ONLY %s FORCE ROW LEVEL SECURITY;' % qualified, '', '']
+                           if force_row_security else [''])
+    sections = [_section('TABLE', schema, name, owner, create + ending + [
+        'ALTER TABLE %s OWNER TO %s;' % (qualified, quoted_owner), ''])] + [
         _section('COMMENT', schema, tag, owner, ('COMMENT ON %s IS %s;' % (
             target, _literal(text))).split('\n') + ['', '']) for tag, target, text in comments
     ] + keyed
@@ -1911,6 +1946,15 @@ def _render_table(reader, cursor, oid):
     if grants:
         sections.append(_section('ACL', schema, 'TABLE %s' % quoted_name, owner,
                                  grants + ['', '']))
+    for row in policies or ():
+        policy = _policy(qualified, row)
+        if policy is None:
+            return None
+        sections.append(_section('POLICY', schema, '%s %s' % (name, row[0]), owner,
+                                 [policy, '', ''], sort_name=row[0]))
+    if row_security:
+        sections.append(_section('ROW SECURITY', schema, name, owner, [
+            'ALTER TABLE %s ENABLE ROW LEVEL SECURITY;' % qualified, '']))
     for trigger_name, definition, plain_trigger in triggers or ():
         if not plain_trigger:
             return None

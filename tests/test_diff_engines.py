@@ -45,6 +45,9 @@ REVOKE ALL ON FUNCTION granted_f() FROM PUBLIC;
 CREATE SCHEMA kept_schema;
 CREATE SCHEMA filled_schema;
 CREATE TABLE filled_schema.inside (id SERIAL PRIMARY KEY, note TEXT);
+CREATE TABLE secured (id INT, who TEXT);
+ALTER TABLE secured ENABLE ROW LEVEL SECURITY;
+CREATE POLICY only_mine ON secured USING (who = current_user);
 '''
 
 # (name, DDL, True when the fast path must render it itself)
@@ -315,7 +318,19 @@ CASES = [
     ('drop a function with a grant', 'DROP FUNCTION granted_f()', True),
     ('owner', 'ALTER TABLE users OWNER TO diff_owner', True),
     ('deferrable unique (an internal trigger)', 'CREATE TABLE d (id INT, CONSTRAINT d_key UNIQUE (id) DEFERRABLE INITIALLY DEFERRED)', True),
-    ('row level security', 'ALTER TABLE users ENABLE ROW LEVEL SECURITY; CREATE POLICY mine ON users USING (true)', False),
+    ('row level security', 'ALTER TABLE users ENABLE ROW LEVEL SECURITY; CREATE POLICY mine ON users USING (true)', True),
+    ('policies of every kind', '''ALTER TABLE orders ENABLE ROW LEVEL SECURITY;
+                                  CREATE POLICY own ON orders USING (user_id = 1);
+                                  CREATE POLICY r2 ON orders AS RESTRICTIVE FOR UPDATE TO diff_owner
+                                  USING (true) WITH CHECK (total > 0);
+                                  CREATE POLICY ins ON orders FOR INSERT WITH CHECK (total >= 0)''', True),
+    ('force row level security', 'ALTER TABLE users ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', True),
+    ('a policy on a secured table', "CREATE POLICY more ON secured FOR SELECT USING (id > 0)", True),
+    ('drop a policy', 'DROP POLICY only_mine ON secured', True),
+    ('disable row level security', 'ALTER TABLE secured DISABLE ROW LEVEL SECURITY', True),
+    ('alter a secured table', 'ALTER TABLE secured ADD COLUMN note TEXT', True),
+    ('drop a secured table', 'DROP TABLE secured', True),
+    ('comment on a policy', "COMMENT ON POLICY only_mine ON secured IS 'x'", False),
     ('partitioned', '''CREATE TABLE events (at DATE, n INT) PARTITION BY RANGE (at);
                        CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')''', False),
     ('inheritance', 'CREATE TABLE admins (level INT) INHERITS (users)', False),
