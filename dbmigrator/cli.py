@@ -556,24 +556,14 @@ def _fanout(args, settings):
         if getattr(args, option) < 1:
             raise SettingsError('--%s must be 1 or more' % option.replace('_', '-'))
     selected = config.select(config.resolve(settings), args.targets)
-    argv = fanout.child_arguments(args.argv)
-    migrations = None
-    plain_migrate = args.command == 'migrate' and not (
-        args.version or args.target or args.run_deferred or args.dry_run or args.check)
-    if plain_migrate:
-        from .discovery import discover
-        migrations = discover(settings.require_directories())
-
-    def run_one(target):
-        if plain_migrate and fanout.up_to_date(settings, target, migrations):
-            return fanout.Outcome(target, fanout.OK, exit_code=0,
-                                  document={'changed': False, 'steps': []})
-        return fanout.run_child(target, argv, document=documents)
-
     # The report reads each target's JSON document where it needs one (a JSON
     # report, the steps of migrate and rollback, list's matrix); otherwise
     # each target's own text output is shown as it is.
-    documents = args.format == 'json' or args.command in ('migrate', 'rollback', 'list')
+    run_one = fanout.runner(
+        settings, fanout.child_arguments(args.argv),
+        document=args.format == 'json' or args.command in ('migrate', 'rollback', 'list'),
+        plain_migrate=args.command == 'migrate' and not (
+            args.version or args.target or args.run_deferred or args.dry_run or args.check))
     counting = args.format == 'text' and terminal.wanted(sys.stdout)
     matrix = args.command == 'list' and args.format == 'text'
 

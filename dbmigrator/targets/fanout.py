@@ -95,6 +95,22 @@ def up_to_date(settings, target, migrations):
         conn.close()
 
 
+def runner(settings, argv, document=True, plain_migrate=False):
+    """``run_one(target) -> Outcome`` for :class:`Fanout`: the command line ``argv`` in
+    a child process per target; with ``plain_migrate`` (a plain ``migrate``), a
+    target with nothing pending is reported up to date after one read instead."""
+    migrations = None
+    if plain_migrate:
+        from ..discovery import discover
+        migrations = discover(settings.require_directories())
+
+    def run_one(target):
+        if plain_migrate and up_to_date(settings, target, migrations):
+            return Outcome(target, OK, exit_code=0, document={'changed': False, 'steps': []})
+        return run_child(target, argv, document=document)
+    return run_one
+
+
 def run_child(target, argv, document=True):
     """Run the command on one target, in a child process: its :class:`Outcome`.
 

@@ -60,7 +60,8 @@ def start(registry, settings, targets, who):
         run.outcomes[outcome.target.name] = outcome
 
     def work():
-        fanout.Fanout(lambda t: fanout.run_child(t, argv), finished).run(run.targets)
+        fanout.Fanout(fanout.runner(settings, argv, plain_migrate=True), finished).run(
+            run.targets)
         run.finished = datetime.datetime.now(datetime.timezone.utc)
     threading.Thread(target=work, name='dbmigrator-fanout-%s' % run.fanout_id[:8],
                      daemon=True).start()
