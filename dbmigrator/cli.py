@@ -18,7 +18,8 @@ VALUE_OPTIONS = ('--config', '--db-connection-string', '--db-config-ini-key',
                  '--migrations-directory', '--context', '--super-user',
                  '--connect-timeout', '--lock-wait', '--format', '--lock-timeout',
                  '--lock-retries', '--statement-timeout', '--max-blocking', '--pooler',
-                 '--diff-engine', '--schema')
+                 '--diff-engine', '--schema', '--targets', '--jobs', '--per-server',
+                 '--on-error', '--canary')
 # The commands that run over --targets.
 FANOUT_COMMANDS = ('list', 'migrate', 'rollback', 'mark', 'init', 'history', 'verify', 'lint')
 
@@ -147,22 +148,30 @@ def _global_options(parser, suppress):
                        help='print errors only')
 
 
-def _fanout_options(parser):
+FANOUT_DEFAULTS = {'targets': None, 'jobs': 4, 'per_server': 2, 'on_error': 'stop', 'canary': 0}
+
+
+def _fanout_options(parser, suppress):
+    """Accepted before the command (the main parser's) and after it (the command's:
+    there they default to nothing, so that they do not undo the ones before)."""
     group = parser.add_argument_group('many targets (targets and targets-query in the ini file)')
-    group.add_argument('--targets', metavar='SPEC',
-                       help='run on these targets instead of db-connection-string: all, or '
-                            'names and globs separated by commas (eu,us-*)')
-    group.add_argument('--jobs', type=int, default=4, metavar='N',
-                       help='targets run at once (default: 4)')
-    group.add_argument('--per-server', type=int, default=2, metavar='N',
-                       help='targets run at once on one server, host and port (default: 2)')
-    group.add_argument('--on-error', choices=('stop', 'continue'), default='stop',
-                       help='stop (default): start no target after one failed, let the '
-                            'running ones finish, report the rest as not started; continue: '
-                            'run them all')
-    group.add_argument('--canary', type=int, default=0, metavar='N',
-                       help='run the first N selected targets alone, one after another, and '
-                            'the rest only if all of them succeeded')
+
+    def add(*names, **options):
+        dest = names[0].lstrip('-').replace('-', '_')
+        options['default'] = argparse.SUPPRESS if suppress else FANOUT_DEFAULTS[dest]
+        group.add_argument(*names, **options)
+    add('--targets', metavar='SPEC',
+        help='run on these targets instead of db-connection-string: all, or names and globs '
+             'separated by commas (eu,us-*); with %s' % ', '.join(FANOUT_COMMANDS))
+    add('--jobs', type=int, metavar='N', help='targets run at once (default: 4)')
+    add('--per-server', type=int, metavar='N',
+        help='targets run at once on one server, host and port (default: 2)')
+    add('--on-error', choices=('stop', 'continue'),
+        help='stop (default): start no target after one failed, let the running ones finish, '
+             'report the rest as not started; continue: run them all')
+    add('--canary', type=int, metavar='N',
+        help='run the first N selected targets alone, one after another, and the rest only '
+             'if all of them succeeded')
 
 
 def build_parser():
@@ -172,6 +181,7 @@ def build_parser():
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('-V', '--version', action='version', version=__version__)
     _global_options(parser, suppress=False)
+    _fanout_options(parser, suppress=False)
     sub = parser.add_subparsers(dest='command', metavar='COMMAND', parser_class=ArgumentParser)
 
     def command(name, help):
@@ -183,7 +193,7 @@ def build_parser():
                                   '--help; they go before or after the command.')
         _global_options(p, suppress=True)
         if name in FANOUT_COMMANDS:
-            _fanout_options(p)
+            _fanout_options(p, suppress=True)
         return p
 
     p = command('generate', 'write a new migration file <UTC timestamp>_NAME.py')
@@ -475,7 +485,10 @@ def _dispatch(args, log):
         lock_retries=args.lock_retries, statement_timeout=args.statement_timeout,
         pooler=args.pooler, diff_engine=args.diff_engine, max_blocking=args.max_blocking,
         big_table_rows=getattr(args, 'big_table_rows', None), schema=args.schema)
-    if getattr(args, 'targets', None):
+    if args.targets:
+        if args.command not in FANOUT_COMMANDS:
+            raise SettingsError('--targets works with %s, not %s' % (
+                ', '.join(FANOUT_COMMANDS), args.command))
         return _fanout(args, settings)
     if settings.schema:
         from .targets import schema

@@ -175,6 +175,11 @@ def test_selection_by_names_and_globs(fleet):
     assert f.versions('db1') == f.versions('tenant_0') == f.versions('tenant_1') == [
         '20200101000000']
     assert f.versions('db0') == f.versions('db2') == []
+    before = f.run('--targets', 'db2', '--jobs', '1', 'migrate')  # before the command too
+    assert before.returncode == 0 and f.versions('db2') == ['20200101000000'], before.stderr
+    not_here = f.run('--targets', 'all', 'generate', 'x')
+    assert not_here.returncode == 2
+    assert not_here.stderr.strip().endswith('lint, not generate')
     wrong = f.run('migrate', '--targets', 'db1,nope')
     assert wrong.returncode == 2
     assert wrong.stderr.strip() == ('dbmigrator: error: --targets db1,nope: no target is '
