@@ -25,6 +25,7 @@ from .versions import MAX_DIGITS, is_version
 log = logging.getLogger(__name__)
 
 APPLIED, PENDING, DEFERRED = 'applied', 'pending', 'deferred'
+RUN_ID_ENVIRONMENT, RUN_WHO_ENVIRONMENT = 'DBMIGRATOR_RUN_ID', 'DBMIGRATOR_RUN_WHO'
 PLANNED = 'planned'
 NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')
 
@@ -121,7 +122,10 @@ class Origin:
     run_id: str = None
 
     def resolved(self):
-        return Origin(self.who or lock.whoami(), self.run_id or uuid.uuid4().hex)
+        """Who and which run; a run over targets names both for each target's process
+        (:mod:`dbmigrator.targets.fanout`), so that its page can link that run."""
+        return Origin(self.who or os.environ.get(RUN_WHO_ENVIRONMENT) or lock.whoami(),
+                      self.run_id or os.environ.get(RUN_ID_ENVIRONMENT) or uuid.uuid4().hex)
 
 
 @contextlib.contextmanager

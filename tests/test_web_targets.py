@@ -80,6 +80,12 @@ def test_migrate_chosen_targets_from_the_overview(fleet):  # noqa: F811
     assert rows['fanout-tenant_1'].startswith('tenant_1 ok 1 migration in')
     assert f.versions('db0') == f.versions('tenant_1') == ['20200101000000']
     assert f.versions('db1') == f.versions('tenant_0') == []
+    # Each target's row links that target's own run page, which shows its step.
+    link = run.html.select('#fanout-tenant_1 a')[0]['href']
+    assert link.startswith('/migrations/targets/tenant_1/runs/')
+    own = app.get(link, headers=ADMIN)
+    assert 'log' in own.html.find('main').get_text()
+    assert 'schema tenant_1' in own.html.find(class_='database').get_text()
     overview = app.get('/migrations', headers=ADMIN)
     assert overview.html.select('#fanouts li a')[0]['href'] == started.location.replace(
         'http://localhost', '')

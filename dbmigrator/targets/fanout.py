@@ -24,6 +24,7 @@ import psycopg2
 from .. import store
 from ..database import connect
 from ..errors import EXIT_LOCK_TIMEOUT
+from ..commands import RUN_ID_ENVIRONMENT, RUN_WHO_ENVIRONMENT
 from ..settings import ENVIRONMENT_DSN
 
 OK, FAILED, NOT_STARTED = 'ok', 'failed', 'not started'
@@ -46,6 +47,7 @@ class Outcome:
     output: str = ''
     seconds: float = 0.0
     error: str = None
+    ran: bool = False  # a process of its own ran the command (and recorded its run)
 
     @property
     def changed(self):
@@ -95,10 +97,11 @@ def up_to_date(settings, target, migrations):
         conn.close()
 
 
-def runner(settings, argv, document=True, plain_migrate=False):
+def runner(settings, argv, document=True, plain_migrate=False, runs=None):
     """``run_one(target) -> Outcome`` for :class:`Fanout`: the command line ``argv`` in
     a child process per target; with ``plain_migrate`` (a plain ``migrate``), a
-    target with nothing pending is reported up to date after one read instead."""
+    target with nothing pending is reported up to date after one read instead.
+    ``runs`` (target name -> run id and who) names each target's run."""
     migrations = None
     if plain_migrate:
         from ..discovery import discover
@@ -107,11 +110,11 @@ def runner(settings, argv, document=True, plain_migrate=False):
     def run_one(target):
         if plain_migrate and up_to_date(settings, target, migrations):
             return Outcome(target, OK, exit_code=0, document={'changed': False, 'steps': []})
-        return run_child(target, argv, document=document)
+        return run_child(target, argv, document=document, run=(runs or {}).get(target.name))
     return run_one
 
 
-def run_child(target, argv, document=True):
+def run_child(target, argv, document=True, run=None):
     """Run the command on one target, in a child process: its :class:`Outcome`.
 
     With ``document`` the child prints its JSON document (read for the
@@ -123,10 +126,12 @@ def run_child(target, argv, document=True):
     if target.schema:
         command += ['--schema', target.schema]
     env = dict(os.environ, **{ENVIRONMENT_DSN: target.dsn})
+    if run is not None:
+        env[RUN_ID_ENVIRONMENT], env[RUN_WHO_ENVIRONMENT] = run
     started = time.monotonic()
     done = subprocess.run(command, env=env, capture_output=True, text=True,
                           stdin=subprocess.DEVNULL)
-    outcome = Outcome(target, exit_code=done.returncode,
+    outcome = Outcome(target, exit_code=done.returncode, ran=True,
                       output=done.stderr if document else done.stdout + done.stderr,
                       seconds=time.monotonic() - started)
     try:

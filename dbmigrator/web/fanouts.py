@@ -24,6 +24,7 @@ class FanoutRun:
     targets: list
     outcomes: dict = dataclasses.field(default_factory=dict)  # name -> Outcome, as they end
     finished: datetime.datetime = None
+    run_ids: dict = dataclasses.field(default_factory=dict)  # name -> its target's run id
 
     @property
     def rows(self):
@@ -50,7 +51,7 @@ def _child_arguments(settings):
 def start(registry, settings, targets, who):
     runs = registry.setdefault('dbmigrator.fanouts', {})
     run = FanoutRun(uuid.uuid4().hex, who, datetime.datetime.now(datetime.timezone.utc),
-                    list(targets))
+                    list(targets), run_ids={t.name: uuid.uuid4().hex for t in targets})
     runs[run.fanout_id] = run
     for old in sorted(runs.values(), key=lambda r: r.started)[:-KEPT]:
         del runs[old.fanout_id]
@@ -60,8 +61,9 @@ def start(registry, settings, targets, who):
         run.outcomes[outcome.target.name] = outcome
 
     def work():
-        fanout.Fanout(fanout.runner(settings, argv, plain_migrate=True), finished).run(
-            run.targets)
+        runs = {name: (run_id, who) for name, run_id in run.run_ids.items()}
+        fanout.Fanout(fanout.runner(settings, argv, plain_migrate=True, runs=runs),
+                      finished).run(run.targets)
         run.finished = datetime.datetime.now(datetime.timezone.utc)
     threading.Thread(target=work, name='dbmigrator-fanout-%s' % run.fanout_id[:8],
                      daemon=True).start()
