@@ -1323,17 +1323,26 @@ def render(reader, cursor, snapshot, delta):
     changed = _locate(reader, cursor, delta, dict(found))
     domains = 0
     if changed is None and 'pg_type' in delta:
-        # Types no relation stands for: new domains, found by a pass over pg_type.
-        for (oid,) in reader.execute(cursor, OURS_DOMAINS):
-            domain, types_written, constraints = _domain(reader.execute(cursor, DOMAIN, oid)[0])
-            if domain is None:
-                snapshot.why = 'it made a domain this path does not render'
+        # Types no relation stands for: new domains, and enums written without
+        # labels (a new owner), found by a pass over pg_type.
+        done = {ident for ident, *_ in objects}
+        for oid, kind in reader.execute(cursor, OURS_TYPES):
+            if ('pg_type', oid) in done:
+                continue
+            if kind == 'e':
+                section, types_written = _enum(reader.execute(cursor, ENUM, oid)[0])
+                constraints = 0
+            else:
+                section, types_written, constraints = _domain(
+                    reader.execute(cursor, DOMAIN, oid)[0])
+            if section is None:
+                snapshot.why = 'it changed a type this path does not render'
                 return None
-            objects.append((('pg_type', oid), domain, ()))
+            objects.append((('pg_type', oid), section, ()))
             found['pg_type'] = found.get('pg_type', 0) + types_written
             found['pg_constraint'] = found.get('pg_constraint', 0) + constraints
             domains += constraints
-        if domains or objects:
+        if domains or len(objects) > len(done):
             changed = _locate(reader, cursor, delta, dict(found))
     if delta.get(DOMAIN_CONSTRAINTS, (0, 0, 0))[0] != domains:
         snapshot.why = 'it changed the constraints of a domain'
@@ -1472,7 +1481,11 @@ SELECT o FROM unnest(%s::oid[]) AS o WHERE NOT EXISTS (SELECT 1 FROM pg_namespac
 '''
 
 
-OURS_DOMAINS = "SELECT oid FROM pg_type WHERE typtype = 'd' AND age(xmin) <= 0 ORDER BY oid"
+# Domains and enums whose pg_type rows this transaction wrote (CREATE DOMAIN,
+# ALTER TYPE ... OWNER TO).
+OURS_TYPES = '''
+SELECT oid, typtype FROM pg_type WHERE typtype IN ('d', 'e') AND age(xmin) <= 0 ORDER BY oid
+'''
 
 # A domain as pg_dump writes it, whether it writes nothing more (no grant,
 # comment, label, not an extension's, a built-in base type, constraints that
