@@ -410,11 +410,12 @@ class Snapshot:
             if not self._put(table):
                 self.undo(log)
                 return None
-        for oid, section, acl in routines:
+        for oid, section, acl, comment, _ in routines:
             key = (section.schema, acl[0][2].partition(' ')[2])
             self._remember(self.relations.acl_names, key)
             self.relations.acl_names[key] = section.name
-            if not self._put_routine(oid, section) or not self._sync_acl(*acl):
+            if not self._put_routine(oid, section) or not self._sync_acl(*acl) or (
+                    not self._sync_comment(section, comment)):
                 self.undo(log)
                 return None
         for ident, section, needs, *acl in objects:
@@ -575,6 +576,20 @@ class Snapshot:
             return self._refuse('cannot tell where pg_dump puts %s %s' % (new.type, new.name))
         self._remember(self.relations.routines, oid)
         self.relations.routines[oid] = where
+        return True
+
+    def _sync_comment(self, owner, new):
+        """Put, replace or take out the COMMENT section that follows ``owner``."""
+        section = self._by_name.get((owner.type, owner.schema, owner.name))
+        place = self.sections.index(section) + 1
+        existing = self.sections[place] if place < len(self.sections) and (
+            self.sections[place].type == 'COMMENT') else None
+        if new is None:
+            return existing is None or self._drop(existing)
+        if existing is None:
+            return self._attach(new, section)
+        if existing.lines != new.lines:
+            self._swap(existing, new)
         return True
 
     def _sync_acl(self, key, new):
@@ -1305,6 +1320,7 @@ def render(reader, cursor, snapshot, delta):
             snapshot.why = 'it made a function or procedure this path does not render'
             return None
     objects, found = [], {}
+    found['pg_description'] = sum(r[4] for r in routines)
     if any(delta.get('pg_namespace', (0, 0, 0))[:2]):
         for (oid,) in reader.execute(cursor, OURS_SCHEMAS):
             schema = _schema(reader.execute(cursor, SCHEMA, oid)[0])
@@ -1343,6 +1359,19 @@ def render(reader, cursor, snapshot, delta):
             found['pg_constraint'] = found.get('pg_constraint', 0) + constraints
             domains += constraints
         if domains or len(objects) > len(done):
+            changed = _locate(reader, cursor, delta, dict(found))
+    if changed is None and 'pg_description' in delta:
+        # Comments on functions and procedures the migration did not otherwise touch.
+        rendered_oids = {r[0] for r in routines}
+        more = [oid for (oid,) in reader.execute(cursor, OURS_ROUTINE_COMMENTS)
+                if oid not in rendered_oids]
+        if more:
+            extra = _render_routines(reader, cursor, more)
+            if extra is None:
+                snapshot.why = 'it commented on a function this path does not render'
+                return None
+            routines = routines + extra
+            found['pg_description'] += sum(r[4] for r in extra)
             changed = _locate(reader, cursor, delta, dict(found))
     if delta.get(DOMAIN_CONSTRAINTS, (0, 0, 0))[0] != domains:
         snapshot.why = 'it changed the constraints of a domain'
@@ -1681,7 +1710,6 @@ SELECT n.nspname, ''' + ROUTINE_TAG + ''',
        p.prokind IN ('f', 'p') AND p.proconfig IS NULL AND p.prosupport = 0
        AND p.protrftypes IS NULL AND p.prosqlbody IS NULL
        AND l.lanname NOT IN ('c', 'internal')
-       AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = p.oid)
        AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = p.oid)
        AND NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_proc'::regclass
                           AND objid = p.oid AND deptype = 'e')
@@ -1690,23 +1718,38 @@ SELECT n.nspname, ''' + ROUTINE_TAG + ''',
                               coalesce(p.proallargtypes, p.proargtypes::oid[]), p.prorettype))
                           AND t.typnamespace <> 'pg_catalog'::regnamespace),
        quote_ident(p.proname), ''' + acl_items('p.proacl', 'p.proowner') + ''',
-       ''' + acl_items("acldefault('f', p.proowner)", 'p.proowner') + '''
+       ''' + acl_items("acldefault('f', p.proowner)", 'p.proowner') + ''',
+       (SELECT description FROM pg_description WHERE objoid = p.oid
+           AND classoid = 'pg_proc'::regclass AND objsubid = 0),
+       (SELECT count(*) FROM pg_description WHERE objoid = p.oid
+           AND classoid = 'pg_proc'::regclass AND age(xmin) <= 0)
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
   JOIN pg_language l ON l.oid = p.prolang
  WHERE p.oid = %s::oid
 '''
 
 OURS_ROUTINES = 'SELECT oid FROM pg_proc WHERE age(xmin) <= 0 ORDER BY oid'
+OURS_ROUTINE_COMMENTS = '''
+SELECT DISTINCT objoid FROM pg_description
+ WHERE classoid = 'pg_proc'::regclass AND age(xmin) <= 0 ORDER BY 1
+'''
 
 
 def _routines(reader, cursor, counts):
-    """(oid, section) of the routines the migration wrote; None if one is not plain."""
+    """The rendered routines the migration wrote (see :func:`_render_routines`); None if
+    one is not plain."""
     inserted, updated, _ = counts
     if not inserted + updated:
         return []
     oids = [oid for (oid,) in reader.execute(cursor, OURS_ROUTINES)]
     if not oids or len(oids) > inserted + updated:
         return None
+    return _render_routines(reader, cursor, oids)
+
+
+def _render_routines(reader, cursor, oids):
+    """(oid, section, ACL, comment, comments written) of each routine; None if one is
+    not plain."""
     found = []
     for oid in oids:
         rendered = _routine(reader.execute(cursor, ROUTINE, oid)[0])
@@ -1725,11 +1768,11 @@ def _dollar_quoted(text):
 
 
 def _routine(row):
-    """(section, (ACL key, ACL section or None)) of a function or procedure; None if
-    pg_dump would write more."""
+    """(section, (ACL key, ACL section or None), its COMMENT section or None, comments
+    written) of a function or procedure; None if pg_dump would write more."""
     (schema, tag, kind, qualified, arguments, identity, result, language, volatility, strict,
      definer, leakproof, cost, rows, returns_set, parallel, source, owner, quoted_owner,
-     plain, quoted_name, acl, base_acl) = row
+     plain, quoted_name, acl, base_acl, comment, comments_written) = row
     keyword = 'PROCEDURE' if kind == 'p' else 'FUNCTION'
     grants = _acl(keyword, '%s(%s)' % (qualified, identity), quoted_owner, acl, base_acl)
     if not plain or grants is None:
@@ -1748,9 +1791,13 @@ def _routine(row):
     options += ' ROWS %s' % rows if returns_set and rows not in ('0', '1000') else ''
     options += {'s': ' PARALLEL SAFE', 'r': ' PARALLEL RESTRICTED'}.get(parallel, '')
     body = '%s\n%s\n    AS %s;' % (head, options, _dollar_quoted(source))
+    signature = '%s %s(%s)' % (keyword, quoted_name, identity)
+    remark = None if comment is None else _section('COMMENT', schema, signature, owner, (
+        'COMMENT ON %s %s(%s) IS %s;' % (keyword, qualified, identity, _literal(comment))
+    ).split('\n') + ['', ''])
     return _section(keyword, schema, tag, owner, body.split('\n') + [
         '', '', 'ALTER %s %s(%s) OWNER TO %s;' % (keyword, qualified, identity, quoted_owner),
-        '']), (('ACL', schema, acl_name), granted)
+        '']), (('ACL', schema, acl_name), granted), remark, comments_written
 
 
 def _name(cursor, oid):

@@ -134,7 +134,15 @@ CASES = [
     ('rename a function', 'ALTER FUNCTION order_total(INT) RENAME TO total_of', False),
     ('function of a table type', 'CREATE FUNCTION all_users() RETURNS SETOF users LANGUAGE sql AS $$ SELECT * FROM users $$', False),
     ('function with a setting', "CREATE FUNCTION safe() RETURNS INT LANGUAGE sql SET search_path = '' AS $$ SELECT 1 $$", False),
-    ('function comment', "COMMENT ON FUNCTION order_total(INT) IS 'sum'", False),
+    ('function comment', "COMMENT ON FUNCTION order_total(INT) IS 'sum'", True),
+    ('new function with a comment', '''CREATE FUNCTION zz_c(a INT) RETURNS INT LANGUAGE sql AS $$ SELECT a $$;
+                                       COMMENT ON FUNCTION zz_c(INT) IS E'it''s\\na comment' ''', True),
+    ('change a function comment', "COMMENT ON FUNCTION touch_all() IS 'for all triggers'", True),
+    ('replace a commented function', '''CREATE OR REPLACE FUNCTION touch_all() RETURNS trigger LANGUAGE plpgsql
+                                        AS $$ BEGIN RETURN NEW; END $$''', True),
+    ('comment on a procedure and a table', '''CREATE PROCEDURE zz_p() LANGUAGE sql AS $$ SELECT 1 $$;
+                                              COMMENT ON PROCEDURE zz_p() IS 'p';
+                                              COMMENT ON TABLE users IS 'people' ''', True),
     ('sql-standard body', 'CREATE FUNCTION std(a INT) RETURNS INT LANGUAGE sql RETURN a + 1', False),
     ('rename a column a view reads', 'ALTER TABLE users RENAME COLUMN name TO full_name', False),
     ('rename a column a foreign key references', 'ALTER TABLE orders RENAME COLUMN id TO order_id', False),
