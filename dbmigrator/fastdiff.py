@@ -266,7 +266,9 @@ class Snapshot:
     snapshot is only good for :meth:`objects` and :meth:`lines`.
     """
 
-    def __init__(self, lines, relations=None):
+    def __init__(self, lines, relations=None, only_schema=None):
+        # A schema target's dump holds its schema alone (pg_dump --schema).
+        self.only_schema = only_schema
         self.preamble, self.sections, self.trailer = [], [], []
         i, n = 0, len(lines)
         while i < n and not self._starts_section(lines, i):
@@ -398,6 +400,9 @@ class Snapshot:
         """
         self._this_edit, self._undo = [], []
         log = self._undo
+        if self.only_schema and not self._within(tables, routines, objects, dropped,
+                                                 dropped_routines):
+            return None
         for oid in dropped_routines:
             if not self._drop_routine(oid):
                 self.undo(log)
@@ -519,6 +524,18 @@ class Snapshot:
             return False
         self._remember(self.relations.routines, oid)
         del self.relations.routines[oid]
+        return True
+
+    def _within(self, tables, routines, objects, dropped, dropped_routines):
+        """Whether every object of an edit is in the schema a schema target's dump holds."""
+        schemas = [t.schema for t in tables] + [r[1].schema for r in routines] + [
+            self.relations.routines[oid][0] for oid in dropped_routines] + [
+            o[1].name if o[1].type == 'SCHEMA' else o[1].schema for o in objects] + [
+            (self.relations.tables.get(key) or self.relations.objects.get(key) or
+             ('', '', ''))[-2 if kind == 'table' else 1] for kind, key in dropped]
+        if any(schema != self.only_schema for schema in schemas):
+            return self._refuse('it changed objects outside schema %s, which pg_dump '
+                                '--schema leaves out' % self.only_schema)
         return True
 
     def removed(self, kind):

@@ -180,7 +180,8 @@ class Runner:
         if not (self.fast and dump):
             return None
         with self.conn.cursor() as cursor:
-            snapshot = fastdiff.Snapshot(dump, fastdiff.relations(cursor))
+            snapshot = fastdiff.Snapshot(dump, fastdiff.relations(cursor),
+                                         only_schema=self.settings.schema)
         self.conn.rollback()
         return snapshot
 

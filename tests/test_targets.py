@@ -352,3 +352,18 @@ def test_history_over_targets_shows_each_targets_own_table(fleet):
     assert any('20200101000000' in line and 'log' in line for line in lines[db1:])
     tenant = lines.index('tenant_0: done')
     assert tenant < db1 or not any('20200101000000' in line for line in lines[tenant:db1])
+
+
+def test_a_schema_targets_diff_shows_its_schema_only(fleet):
+    f = fleet(databases=0, schemas=2)
+    f.add('20200101000000', 'own', "def up(cursor):\n    cursor.execute('CREATE TABLE mine (id SERIAL PRIMARY KEY)')\n")
+    f.add('20200102000000', 'elsewhere', "def up(cursor):\n    cursor.execute('CREATE TABLE public.shared_elsewhere (id INT)')\n")
+    assert f.run('init', '--targets', 'all', '--version=0').returncode == 0
+    done = f.run('-v', 'migrate', '--targets', 'tenant_0')
+    assert done.returncode == 0, done.stderr
+    assert '+CREATE TABLE tenant_0.mine (' in done.stdout
+    assert 'tenant_1' not in done.stdout.replace('targets', '')
+    # The table made outside the schema is not in the schema's diff: pg_dump
+    # --schema leaves it out, and the fast path hands that step to pg_dump.
+    assert 'shared_elsewhere' not in done.stdout.split('20200102000000 elsewhere')[1]
+    assert 'outside schema tenant_0' in done.stdout
