@@ -1,0 +1,352 @@
+"""What a migration wrote to the catalogs: its pending write counts, the
+relations its locks lead to, and what it dropped, checked against the counts.
+"""
+import logging
+
+from ..prepared import Statements
+
+
+log = logging.getLogger(__name__)
+
+
+# Not a catalog: the number of constraints that belong to no table (domain
+# checks).  A deleted constraint leaves no row to look at; when this count
+# did not change, it was a table's, and that table's own rows changed too.
+DOMAIN_CONSTRAINTS = 'domain constraints'
+
+
+# Catalogs whose rows a supported migration may write; deletions are only
+# allowed in the dependency catalogs.
+WRITABLE = {'pg_class', 'pg_attribute', 'pg_type', 'pg_depend', 'pg_shdepend', 'pg_proc',
+            'pg_constraint', 'pg_index', 'pg_attrdef', 'pg_sequence', 'pg_trigger',
+            'pg_description', 'pg_rewrite', 'pg_enum', 'pg_statistic', 'pg_namespace',
+            'pg_policy', DOMAIN_CONSTRAINTS}
+
+
+# Deleting one of these rows takes a lock on the table it belongs to, or goes
+# with a relation, routine or type that is gone (each checked against the
+# snapshot's), or, for comments, is counted against the COMMENT sections
+# taken out: every locked table is rendered again, and what is gone leaves
+# the dump.
+DELETABLE = {'pg_depend', 'pg_shdepend', 'pg_constraint', 'pg_trigger', 'pg_attrdef',
+             'pg_description', 'pg_index', 'pg_attribute', 'pg_class', 'pg_proc', 'pg_type',
+             'pg_enum', 'pg_rewrite', 'pg_sequence', 'pg_statistic', 'pg_namespace',
+             'pg_policy'}
+
+
+# Catalogs that also hold objects no relation lock stands for (types, domain
+# constraints): every row written there must be one found through a lock.
+# In the others a row written twice counts twice but is found once.
+EXACT = {'pg_type', 'pg_constraint', 'pg_description'}
+FOUND = ('pg_class', 'pg_attribute', 'pg_constraint', 'pg_attrdef', 'pg_index', 'pg_type',
+         'pg_description', 'pg_trigger', 'pg_rewrite', 'pg_policy')
+
+
+# ``age(xmin) <= 0``: written by this transaction or one of its
+# subtransactions (their ids are never older than the top one's).
+OURS = 'age({0}.xmin) <= 0'
+CATALOGS = '''
+SELECT oid, relname FROM pg_class
+ WHERE relnamespace = 'pg_catalog'::regnamespace AND relkind = 'r'
+'''
+COUNTS = '''
+SELECT o, pg_stat_get_xact_tuples_inserted(o), pg_stat_get_xact_tuples_updated(o),
+       pg_stat_get_xact_tuples_deleted(o)
+  FROM unnest(ARRAY[%s]::oid[]) AS o
+UNION ALL SELECT NULL, count(*), 0, 0 FROM pg_constraint WHERE conrelid = 0
+'''
+
+
+class CatalogReader:
+    """Reads the catalogs for the fast path over one connection, for one run.
+
+    Its statements are prepared once: planning them cost more than running
+    them.  The fast path only runs where pg_dump may, never behind a
+    transaction pooler, so the session that prepared them runs them.
+    """
+
+    def __init__(self, cursor, statements=None):
+        cursor.execute(CATALOGS)
+        self.names = dict(cursor.fetchall())
+        self.statements = statements or Statements()
+        self.counts_query = COUNTS % ', '.join(str(int(oid)) for oid in self.names)
+        # The counts' plan is made now, inside a savepoint that undoes the setting.
+        cursor.execute('SAVEPOINT dbmigrator_plans')
+        self.plan_with_indexes(cursor)
+        self.counts(cursor)
+        cursor.execute('ROLLBACK TO SAVEPOINT dbmigrator_plans')
+
+    @staticmethod
+    def plan_with_indexes(cursor):
+        """Plans made once, that reach catalog rows through the catalogs' indexes.
+
+        A prepared statement keeps the plan of its first run, often made
+        while the schema is still small and a sequential scan looks cheaper;
+        that plan would walk every catalog row of every later migration.
+        The settings are transaction-local, and the caller undoes them by
+        rolling back to a savepoint taken before (the fast path only reads).
+        An empty ``search_path``, as pg_dump sets, has the catalog functions
+        name every object with its schema, as pg_dump prints them.
+        """
+        cursor.execute("SELECT set_config('enable_seqscan', 'off', true),"
+                       " set_config('plan_cache_mode', 'force_generic_plan', true),"
+                       " set_config('search_path', '', true)")
+
+    def execute(self, cursor, sql, *params):
+        self.statements.execute(cursor.execute, sql, params)
+        return cursor.fetchall()
+
+    def counts(self, cursor):
+        """Pending writes of this backend: catalog name -> (inserted, updated, deleted).
+
+        The numbers of ``pg_stat_xact_sys_tables``, without that view's walk
+        over every user table's toast table.
+        """
+        return {self.names.get(oid, DOMAIN_CONSTRAINTS): (ins, upd, dele)
+                for oid, ins, upd, dele in self.execute(cursor, self.counts_query)
+                if oid is None or ins or upd or dele}
+
+
+def touched(before, after):
+    """Catalog name -> (inserted, updated, deleted) by the migration."""
+    delta = {}
+    for name, counts in after.items():
+        old = before.get(name, (0, 0, 0))
+        change = tuple(a - b for a, b in zip(counts, old))
+        if any(change):
+            delta[name] = change
+    return delta
+
+
+def unsupported(delta):
+    """Why catalog writes like these are pg_dump's to show, or None."""
+    others = sorted(name for name in delta if name not in WRITABLE)
+    if others:
+        return 'it wrote to %s, which this path does not render' % ', '.join(others)
+    deleted = sorted(name for name, (_, _, dele) in delta.items()
+                     if dele and name not in DELETABLE)
+    if deleted:
+        return 'it deleted rows of %s (a DROP, or a table rewrite)' % ', '.join(deleted)
+    return None
+
+
+# The relations this transaction holds locks on, the tables among them (an
+# index stands for its table; a view, a materialized view or a composite type
+# for itself), and what each of those owns; for each, its kind and how many
+# of its catalog rows this transaction wrote, in the catalogs it wrote to
+# ($1..$9: pg_attribute, pg_constraint, pg_attrdef, pg_index, pg_type,
+# pg_description, pg_trigger, pg_rewrite, pg_policy).  Every lookup goes through a
+# catalog index: the cost follows the locks, not the schema.
+LOCATE = '''
+WITH locked AS (
+       SELECT DISTINCT relation AS oid FROM pg_locks
+        WHERE pid = pg_backend_pid() AND locktype = 'relation' AND relation >= 16384
+          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())),
+     kinds AS (
+       SELECT l.oid, c.relkind, i.indrelid, t.relkind AS table_kind FROM locked l
+        CROSS JOIN LATERAL (SELECT relkind FROM pg_class WHERE oid = l.oid) c
+        LEFT JOIN LATERAL (SELECT indrelid FROM pg_index WHERE indexrelid = l.oid) i ON true
+        LEFT JOIN LATERAL (SELECT relkind FROM pg_class WHERE oid = i.indrelid) t ON true),
+     tables AS (
+       SELECT oid FROM kinds WHERE relkind IN ('r', 'p', 'm')
+       UNION SELECT indrelid FROM kinds WHERE table_kind IN ('r', 'p', 'm')),
+     toast AS (
+       SELECT c.reltoastrelid AS oid, t.oid AS owner FROM tables t
+        CROSS JOIN LATERAL (SELECT reltoastrelid FROM pg_class WHERE oid = t.oid) c
+        WHERE c.reltoastrelid <> 0),
+     rels (oid, owner) AS (
+       SELECT oid, oid FROM tables
+       UNION ALL SELECT oid, owner FROM toast
+       UNION ALL SELECT i.indexrelid, t.oid FROM tables t
+        CROSS JOIN LATERAL (SELECT indexrelid FROM pg_index WHERE indrelid = t.oid) i
+       UNION ALL SELECT i.indexrelid, t.owner FROM toast t
+        CROSS JOIN LATERAL (SELECT indexrelid FROM pg_index WHERE indrelid = t.oid) i
+       UNION ALL SELECT k.oid, (SELECT d.refobjid FROM pg_depend d
+                                 WHERE d.classid = 'pg_class'::regclass AND d.objid = k.oid
+                                   AND d.refclassid = 'pg_class'::regclass
+                                   AND d.deptype IN ('a', 'i') LIMIT 1)
+         FROM kinds k WHERE k.relkind = 'S'
+       UNION ALL SELECT oid, oid FROM kinds WHERE relkind IN ('v', 'c')
+       UNION ALL SELECT oid, NULL FROM kinds
+        WHERE relkind NOT IN ('r', 'p', 'm', 'v', 'c', 'i', 'I', 't', 'S')
+           OR table_kind NOT IN ('r', 'p', 'm', 't'))
+SELECT r.owner, (SELECT relkind FROM pg_class WHERE oid = r.owner), (age(c.xmin) <= 0)::int,
+       CASE WHEN %s THEN (SELECT count(*) FROM pg_attribute a
+                           WHERE a.attrelid = r.oid AND age(a.xmin) <= 0) ELSE 0 END,
+       CASE WHEN %s THEN (SELECT count(*) FROM pg_constraint k
+                           WHERE k.conrelid = r.oid AND age(k.xmin) <= 0) ELSE 0 END,
+       CASE WHEN %s THEN (SELECT count(*) FROM pg_attrdef d
+                           WHERE d.adrelid = r.oid AND age(d.xmin) <= 0) ELSE 0 END,
+       CASE WHEN %s THEN (SELECT count(*) FROM pg_index i
+                           WHERE i.indexrelid = r.oid AND age(i.xmin) <= 0) ELSE 0 END,
+       CASE WHEN %s THEN (SELECT count(*) FROM pg_type t
+                           WHERE c.reltype <> 0 AND age(t.xmin) <= 0 AND t.oid IN (
+                                 c.reltype, (SELECT typarray FROM pg_type WHERE oid = c.reltype)))
+            ELSE 0 END,
+       CASE WHEN %s THEN (SELECT count(*) FROM pg_description d
+                           WHERE d.objoid = r.oid AND d.classoid = 'pg_class'::regclass
+                             AND age(d.xmin) <= 0) ELSE 0 END,
+       CASE WHEN %s THEN (SELECT count(*) FROM pg_trigger g
+                           WHERE g.tgrelid = r.oid AND age(g.xmin) <= 0) ELSE 0 END,
+       CASE WHEN %s THEN (SELECT count(*) FROM pg_rewrite w
+                           WHERE w.ev_class = r.oid AND age(w.xmin) <= 0) ELSE 0 END,
+       CASE WHEN %s THEN (SELECT count(*) FROM pg_policy p
+                           WHERE p.polrelid = r.oid AND age(p.xmin) <= 0) ELSE 0 END
+  FROM rels r CROSS JOIN LATERAL (SELECT reltype, xmin FROM pg_class WHERE oid = r.oid) c
+'''
+
+
+# The fallback when the locks do not explain every row written: one pass
+# over each catalog the migration touched, for the rows it wrote.  The
+# tables it changed, and how many of its rows belong to anything but a
+# plain table (any makes it pg_dump's job).
+SCAN = '''
+WITH cls AS MATERIALIZED (
+       SELECT oid, relkind FROM pg_class WHERE age(xmin) <= 0),
+     touched AS (
+       SELECT oid FROM cls WHERE relkind IN ('r', 'p')
+       UNION SELECT attrelid FROM pg_attribute WHERE %(attribute)s AND age(xmin) <= 0
+       UNION SELECT conrelid FROM pg_constraint WHERE %(constraint)s AND age(xmin) <= 0
+       UNION SELECT adrelid FROM pg_attrdef WHERE %(attrdef)s AND age(xmin) <= 0
+       UNION SELECT indrelid FROM pg_index WHERE %(index)s AND age(xmin) <= 0
+       UNION SELECT tgrelid FROM pg_trigger WHERE %(trigger)s AND age(xmin) <= 0
+       UNION SELECT i.indrelid FROM cls JOIN pg_index i ON i.indexrelid = cls.oid
+       UNION SELECT t.oid FROM cls JOIN pg_class t ON t.reltoastrelid = cls.oid)
+SELECT t.oid, NULL FROM pg_class t
+ WHERE t.oid IN (SELECT oid FROM touched) AND t.relkind IN ('r', 'p')
+   AND t.relnamespace <> 'pg_catalog'::regnamespace AND t.relnamespace <> 'pg_toast'::regnamespace
+UNION ALL
+SELECT NULL, (SELECT count(*) FROM cls WHERE relkind NOT IN ('r', 'i', 't'))
+     + (SELECT count(*) FROM cls JOIN pg_index i ON i.indexrelid = cls.oid
+          JOIN pg_class t ON t.oid = i.indrelid WHERE t.relkind NOT IN ('r', 'p', 't'))
+     + (SELECT count(*) FROM pg_type t
+         WHERE %(type)s AND age(t.xmin) <= 0 AND t.typrelid = 0
+           AND NOT EXISTS (SELECT 1 FROM pg_type e WHERE e.oid = t.typelem AND e.typrelid <> 0))
+     + (SELECT count(*) FROM pg_constraint c
+         WHERE %(constraint)s AND age(c.xmin) <= 0 AND c.conrelid = 0)
+'''
+
+
+# The relations this transaction dropped: it holds a lock on each.
+GONE_RELATIONS = '''
+SELECT DISTINCT relation FROM pg_locks
+ WHERE pid = pg_backend_pid() AND locktype = 'relation' AND relation >= 16384
+   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = relation)
+'''
+
+
+# Which of the dump's functions and procedures are gone.
+GONE_ROUTINES = '''
+SELECT o FROM unnest(%s::oid[]) AS o WHERE NOT EXISTS (SELECT 1 FROM pg_proc WHERE oid = o)
+'''
+
+
+# Which of the dump's types are gone.
+GONE_TYPES = '''
+SELECT o FROM unnest(%s::oid[]) AS o WHERE NOT EXISTS (SELECT 1 FROM pg_type WHERE oid = o)
+'''
+
+
+def _dropped(reader, cursor, relations, delta, changed):
+    """The tables (``('table', oid)``) and views, sequences and types (``('object',
+    ident)``) the migration dropped; None when a deleted relation or type is one
+    the snapshot knows but does not render (a domain, a materialized view's
+    index).  A relation that is not known at all was made and dropped by the
+    migration itself (the transient table of a rewrite): it leaves no trace."""
+    dropped, covered = [], set()
+    for table in changed:
+        covered.update(oid for oid, _ in relations.indexes.get(table, ()))
+        covered.update(relations.members.get(table, ()))  # a rewrite's old toast table
+    if delta.get('pg_class', (0, 0, 0))[2]:
+        gone = [oid for (oid,) in reader.execute(cursor, GONE_RELATIONS)]
+        if len(gone) != delta['pg_class'][2]:
+            return None
+        for oid in gone:
+            if oid in relations.tables:
+                dropped.append(('table', oid))
+                covered.add(oid)
+                covered.update(relations.members.get(oid, ()))
+                covered.update(index for index, _ in relations.indexes.get(oid, ()))
+            elif ('pg_class', oid) in relations.objects:
+                dropped.append(('object', ('pg_class', oid)))
+                covered.add(oid)
+        if (set(gone) - covered) & relations.known:
+            return None
+    if delta.get('pg_namespace', (0, 0, 0))[2]:
+        known = sorted(oid for catalog, oid in relations.objects if catalog == 'pg_namespace')
+        dropped += [('object', ('pg_namespace', oid))
+                    for (oid,) in reader.execute(cursor, GONE_SCHEMAS, known)]
+    if delta.get('pg_type', (0, 0, 0))[2]:
+        known = sorted(oid for catalog, oid in relations.objects if catalog == 'pg_type')
+        for (oid,) in reader.execute(cursor, GONE_TYPES, known) if known else ():
+            if relations.objects[('pg_type', oid)][0] != 'TYPE':
+                return None
+            dropped.append(('object', ('pg_type', oid)))
+    return dropped
+
+
+# Which of the dump's schemas are gone.
+GONE_SCHEMAS = '''
+SELECT o FROM unnest(%s::oid[]) AS o WHERE NOT EXISTS (SELECT 1 FROM pg_namespace WHERE oid = o)
+'''
+
+
+def _locate(reader, cursor, delta, found):
+    """The relations changed (oid -> relkind), found through the locks; None when the
+    counts are not explained.
+
+    ``found`` holds the rows already explained by other objects (enum
+    types).  A relation of another kind (a sequence of its own) that was
+    written counts as not explained too: the scan then hands it to pg_dump.
+    When the migration deleted rows, every table it locked is rendered
+    again: a deleted row has nothing left to count.
+    """
+    deleted = any(dele for _, _, dele in delta.values())
+    changed = {}
+    written = [name in delta for name in FOUND[1:]]
+    for owner, kind, *counts in reader.execute(cursor, LOCATE, *written):
+        if any(counts) or (deleted and kind in ('r', 'p')):
+            if owner is None:
+                return None
+            changed[owner] = kind
+        for name, count in zip(FOUND, counts):
+            found[name] = found.get(name, 0) + count
+    # Rows written and then deleted by the migration (a dropped table's
+    # columns, the transient table of a rewrite) are nowhere to be found:
+    # then every row of the migration's still there must be.
+    dropping = delta.get('pg_class', (0, 0, 0))[2] > 0
+    for name, count in found.items():
+        ins, upd, _ = delta.get(name, (0, 0, 0))
+        if count > ins + upd or bool(count) != bool(ins + upd) or (
+                name in EXACT and count != ins + upd):
+            if dropping and count < ins + upd and count == _ours(cursor, name):
+                continue
+            log.debug('schema diff: %d of %d rows written to %s found through locks; scanning',
+                      count, ins + upd, name)
+            return None
+    return changed
+
+
+def _ours(cursor, catalog):
+    """How many rows of ``catalog`` (one of FOUND) this transaction wrote that are
+    still there: one pass over the catalog."""
+    cursor.execute('SELECT count(*) FROM pg_catalog.%s WHERE age(xmin) <= 0' % catalog)
+    return cursor.fetchone()[0]
+
+
+def _scan(cursor, delta):
+    """The tables changed, by a scan of the catalogs touched; None if anything else changed."""
+    params = {key: 'true' if catalog in delta else 'false'
+              for key, catalog in (('constraint', 'pg_constraint'), ('attrdef', 'pg_attrdef'),
+                                   ('index', 'pg_index'), ('type', 'pg_type'),
+                                   ('trigger', 'pg_trigger'))}
+    # New pg_attribute rows come with a new or updated pg_class row (a new
+    # relation, ADD COLUMN), which names the table already; only updates
+    # (RENAME COLUMN, DROP COLUMN, DROP NOT NULL...) need the big scan.
+    params['attribute'] = 'true' if any(delta.get('pg_attribute', (0, 0, 0))[1:]) else 'false'
+    cursor.execute(SCAN % params)
+    rows = cursor.fetchall()
+    if any(others for oid, others in rows if oid is None):
+        return None
+    return {oid: 'r' for oid, _ in rows if oid is not None}

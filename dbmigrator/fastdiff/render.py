@@ -1,0 +1,134 @@
+"""The fast path's entry: edit the snapshot to what one migration changed, or say
+why pg_dump must show it.
+"""
+from .catalogs import DOMAIN_CONSTRAINTS, GONE_ROUTINES, _dropped, _locate, _scan, unsupported
+from .routines import OURS_ROUTINE_COMMENTS, _render_routines, _routines
+from .tables import _render_table
+from .types import (DOMAIN, ENUM, OURS_ENUMS, OURS_SCHEMAS, OURS_TYPES, RELATION, SCHEMA,
+                  _domain, _enum, _render_relation, _schema)
+
+
+def render(reader, cursor, snapshot, delta):
+    """Edit the snapshot to the migration whose catalog writes are ``delta``: the undo
+    log of :meth:`Snapshot.edit`, or None for pg_dump.
+
+    Runs on the migration's own cursor, inside its transaction, after its
+    code and after :meth:`CatalogReader.plan_with_indexes`: it sees exactly
+    what the migration changed.  It only reads; the caller rolls back to a
+    savepoint taken before, which also undoes the settings.
+    """
+    snapshot.why = unsupported(delta) or (
+        None if snapshot.editable else 'the first dump has a section this path cannot place')
+    if snapshot.why:
+        return None
+    routines = []
+    if 'pg_proc' in delta:
+        routines = _routines(reader, cursor, delta['pg_proc'])
+        if routines is None:
+            snapshot.why = 'it made a function or procedure this path does not render'
+            return None
+    objects, found = [], {}
+    found['pg_description'] = sum(r[4] for r in routines)
+    if any(delta.get('pg_namespace', (0, 0, 0))[:2]):
+        for (oid,) in reader.execute(cursor, OURS_SCHEMAS):
+            schema = _schema(reader.execute(cursor, SCHEMA, oid)[0])
+            if schema is None:
+                snapshot.why = 'it changed a schema this path does not render'
+                return None
+            objects.append((('pg_namespace', oid), schema, ()))
+    if 'pg_enum' in delta:
+        for oid in [oid for (oid,) in reader.execute(cursor, OURS_ENUMS)]:
+            enum, types_written = _enum(reader.execute(cursor, ENUM, oid)[0])
+            if enum is None:
+                snapshot.why = 'it changed an enum type this path does not render'
+                return None
+            objects.append((('pg_type', oid), enum, ()))
+            found['pg_type'] = found.get('pg_type', 0) + types_written
+    changed = _locate(reader, cursor, delta, dict(found))
+    domains = 0
+    if changed is None and 'pg_type' in delta:
+        # Types no relation stands for: new domains, and enums written without
+        # labels (a new owner), found by a pass over pg_type.
+        done = {ident for ident, *_ in objects}
+        for oid, kind in reader.execute(cursor, OURS_TYPES):
+            if ('pg_type', oid) in done:
+                continue
+            if kind == 'e':
+                section, types_written = _enum(reader.execute(cursor, ENUM, oid)[0])
+                constraints = 0
+            else:
+                section, types_written, constraints = _domain(
+                    reader.execute(cursor, DOMAIN, oid)[0])
+            if section is None:
+                snapshot.why = 'it changed a type this path does not render'
+                return None
+            objects.append((('pg_type', oid), section, ()))
+            found['pg_type'] = found.get('pg_type', 0) + types_written
+            found['pg_constraint'] = found.get('pg_constraint', 0) + constraints
+            domains += constraints
+        if domains or len(objects) > len(done):
+            changed = _locate(reader, cursor, delta, dict(found))
+    if changed is None and 'pg_description' in delta:
+        # Comments on functions and procedures the migration did not otherwise touch.
+        rendered_oids = {r[0] for r in routines}
+        more = [oid for (oid,) in reader.execute(cursor, OURS_ROUTINE_COMMENTS)
+                if oid not in rendered_oids]
+        if more:
+            extra = _render_routines(reader, cursor, more)
+            if extra is None:
+                snapshot.why = 'it commented on a function this path does not render'
+                return None
+            routines = routines + extra
+            found['pg_description'] += sum(r[4] for r in extra)
+            changed = _locate(reader, cursor, delta, dict(found))
+    if delta.get(DOMAIN_CONSTRAINTS, (0, 0, 0))[0] != domains:
+        snapshot.why = 'it changed the constraints of a domain'
+        return None
+    if changed is None and 'pg_description' in delta:
+        snapshot.why = 'it commented on something other than a table or its columns'
+        return None
+    if changed is None:
+        changed = _scan(cursor, delta)
+        if changed is None:
+            snapshot.why = 'it changed more than tables and their own sequences'
+            return None
+    rendered = []
+    for oid, kind in sorted(changed.items()):
+        if kind in ('r', 'p'):
+            table = _render_table(reader, cursor, oid)
+            if table is not None:
+                rendered.append(table)
+                continue
+        else:
+            made = _render_relation(reader.execute(cursor, RELATION, oid)[0])
+            if made is not None:
+                objects.append((('pg_class', oid),) + made)
+                continue
+        snapshot.why = '%s has features not rendered here' % _name(cursor, oid)
+        return None
+    dropped_routines = []
+    if delta.get('pg_proc', (0, 0, 0))[2]:
+        known = sorted(snapshot.relations.routines)
+        dropped_routines = [oid for (oid,) in reader.execute(cursor, GONE_ROUTINES, known)
+                            ] if known else []
+        if len(dropped_routines) != delta['pg_proc'][2]:
+            snapshot.why = 'it dropped a function this path does not know'
+            return None
+    dropped = _dropped(reader, cursor, snapshot.relations, delta, changed)
+    if dropped is None:
+        snapshot.why = 'it dropped a relation or a type this path does not know, or rewrote a table'
+        return None
+    log = snapshot.edit(rendered, routines, objects, dropped_routines, dropped)
+    # Comments written were all found on what was rendered; the deleted ones
+    # must be the COMMENT sections that went, net of those that came.
+    inserted, _, deleted = delta.get('pg_description', (0, 0, 0))
+    if log is not None and deleted - inserted != snapshot.removed('COMMENT'):
+        snapshot.undo(log)
+        snapshot.why = 'it took away a comment on something other than a table or its columns'
+        return None
+    return log
+
+
+def _name(cursor, oid):
+    cursor.execute('SELECT %s::oid::regclass::text', (oid,))
+    return cursor.fetchone()[0]

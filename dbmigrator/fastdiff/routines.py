@@ -1,0 +1,108 @@
+"""Functions and procedures, with their comments and grants, as pg_dump writes them.
+"""
+from .grants import _acl, acl_items
+from .snapshot import ROUTINE_TAG, _literal, _section
+
+
+# A function or procedure as pg_dump writes it, and whether it writes nothing
+# more than this renders: no options (SET, SUPPORT, TRANSFORM), no ACL, no
+# comment, no SQL-standard body, not C or internal, not an extension's, and
+# only built-in types, so that no dependency moves it in pg_dump's order.
+ROUTINE = '''
+SELECT n.nspname, ''' + ROUTINE_TAG + ''',
+       p.prokind, quote_ident(n.nspname) || '.' || quote_ident(p.proname),
+       pg_get_function_arguments(p.oid), pg_get_function_identity_arguments(p.oid),
+       pg_get_function_result(p.oid), quote_ident(l.lanname), p.provolatile, p.proisstrict,
+       p.prosecdef, p.proleakproof, p.procost::text, p.prorows::text, p.proretset,
+       p.proparallel, p.prosrc, pg_get_userbyid(p.proowner),
+       quote_ident(pg_get_userbyid(p.proowner)),
+       p.prokind IN ('f', 'p') AND p.proconfig IS NULL AND p.prosupport = 0
+       AND p.protrftypes IS NULL AND p.prosqlbody IS NULL
+       AND l.lanname NOT IN ('c', 'internal')
+       AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = p.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_proc'::regclass
+                          AND objid = p.oid AND deptype = 'e')
+       AND NOT EXISTS (SELECT 1 FROM pg_type t
+                        WHERE t.oid = ANY (array_append(
+                              coalesce(p.proallargtypes, p.proargtypes::oid[]), p.prorettype))
+                          AND t.typnamespace <> 'pg_catalog'::regnamespace),
+       quote_ident(p.proname), ''' + acl_items('p.proacl', 'p.proowner') + ''',
+       ''' + acl_items("acldefault('f', p.proowner)", 'p.proowner') + ''',
+       (SELECT description FROM pg_description WHERE objoid = p.oid
+           AND classoid = 'pg_proc'::regclass AND objsubid = 0),
+       (SELECT count(*) FROM pg_description WHERE objoid = p.oid
+           AND classoid = 'pg_proc'::regclass AND age(xmin) <= 0)
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+  JOIN pg_language l ON l.oid = p.prolang
+ WHERE p.oid = %s::oid
+'''
+OURS_ROUTINES = 'SELECT oid FROM pg_proc WHERE age(xmin) <= 0 ORDER BY oid'
+OURS_ROUTINE_COMMENTS = '''
+SELECT DISTINCT objoid FROM pg_description
+ WHERE classoid = 'pg_proc'::regclass AND age(xmin) <= 0 ORDER BY 1
+'''
+
+
+def _routines(reader, cursor, counts):
+    """The rendered routines the migration wrote (see :func:`_render_routines`); None if
+    one is not plain."""
+    inserted, updated, _ = counts
+    if not inserted + updated:
+        return []
+    oids = [oid for (oid,) in reader.execute(cursor, OURS_ROUTINES)]
+    if not oids or len(oids) > inserted + updated:
+        return None
+    return _render_routines(reader, cursor, oids)
+
+
+def _render_routines(reader, cursor, oids):
+    """(oid, section, ACL, comment, comments written) of each routine; None if one is
+    not plain."""
+    found = []
+    for oid in oids:
+        rendered = _routine(reader.execute(cursor, ROUTINE, oid)[0])
+        if rendered is None:
+            return None
+        found.append((oid,) + rendered)
+    return found
+
+
+def _dollar_quoted(text):
+    """pg_dump's dollar quoting: the shortest $_..$ tag that is not in the text."""
+    tag = '$'
+    while tag in text:
+        tag += '_'
+    return tag + '$' + text + tag + '$'
+
+
+def _routine(row):
+    """(section, (ACL key, ACL section or None), its COMMENT section or None, comments
+    written) of a function or procedure; None if pg_dump would write more."""
+    (schema, tag, kind, qualified, arguments, identity, result, language, volatility, strict,
+     definer, leakproof, cost, rows, returns_set, parallel, source, owner, quoted_owner,
+     plain, quoted_name, acl, base_acl, comment, comments_written) = row
+    keyword = 'PROCEDURE' if kind == 'p' else 'FUNCTION'
+    grants = _acl(keyword, '%s(%s)' % (qualified, identity), quoted_owner, acl, base_acl)
+    if not plain or grants is None:
+        return None
+    acl_name = '%s %s(%s)' % (keyword, quoted_name, identity)
+    granted = _section('ACL', schema, acl_name, owner, grants + ['', '']) if grants else None
+    head = 'CREATE %s %s(%s)' % (keyword, qualified, arguments)
+    if kind != 'p':
+        head += ' RETURNS %s' % result
+    options = '    LANGUAGE %s' % language
+    options += {'i': ' IMMUTABLE', 's': ' STABLE'}.get(volatility, '')
+    options += ' STRICT' if strict else ''
+    options += ' SECURITY DEFINER' if definer else ''
+    options += ' LEAKPROOF' if leakproof else ''
+    options += ' COST %s' % cost if cost not in ('0', '100') else ''
+    options += ' ROWS %s' % rows if returns_set and rows not in ('0', '1000') else ''
+    options += {'s': ' PARALLEL SAFE', 'r': ' PARALLEL RESTRICTED'}.get(parallel, '')
+    body = '%s\n%s\n    AS %s;' % (head, options, _dollar_quoted(source))
+    signature = '%s %s(%s)' % (keyword, quoted_name, identity)
+    remark = None if comment is None else _section('COMMENT', schema, signature, owner, (
+        'COMMENT ON %s %s(%s) IS %s;' % (keyword, qualified, identity, _literal(comment))
+    ).split('\n') + ['', ''])
+    return _section(keyword, schema, tag, owner, body.split('\n') + [
+        '', '', 'ALTER %s %s(%s) OWNER TO %s;' % (keyword, qualified, identity, quoted_owner),
+        '']), (('ACL', schema, acl_name), granted), remark, comments_written

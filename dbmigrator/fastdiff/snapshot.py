@@ -1,0 +1,943 @@
+"""The run's first dump as objects, indexed by name and pg_dump's sort key, and
+edited in place to each migration; and what the dump stands for (relations).
+"""
+import bisect
+import dataclasses
+import re
+
+from ..schemadiff import DUMP_END, Lines
+
+
+HEADER = re.compile(r'^-- Name: (.*); Type: (.*); Schema: (.*); Owner: (.*)$')
+END = DUMP_END
+
+
+# Sections that may name a dropped object and that this module does not take
+# out with it: such a drop is left to pg_dump.
+TIED = {'SECURITY LABEL', 'RULE', 'STATISTICS',
+        'TABLE ATTACH', 'INDEX ATTACH', 'PUBLICATION TABLE'}
+
+
+# pg_dump's sort priorities (pg_dump_sort.c), for the section types seen in
+# dumps this module can edit, in its order.  Types not listed make it give up.
+BEFORE_RELATIONS = {'SCHEMA': 1.01, 'PROCEDURAL LANGUAGE': 1.02, 'COLLATION': 1.03,
+                    'EXTENSION': 1.05, 'TYPE': 1.06, 'DOMAIN': 1.06, 'SHELL TYPE': 1.06,
+                    'CAST': 1.07, 'FUNCTION': 1.08, 'PROCEDURE': 1.08, 'AGGREGATE': 1.09,
+                    'OPERATOR': 1.11}
+RELATIONS = {'TABLE', 'SEQUENCE', 'VIEW', 'MATERIALIZED VIEW', 'FOREIGN TABLE'}
+
+
+# What stands in for a section taken out of the dump: no lines, no place of its own.
+GONE = 'GONE'
+ATTACHED = {'COMMENT', 'SEQUENCE OWNED BY', GONE}
+
+
+# Sections named ``<table> <name>``, sorted by their own name.
+NAMED_ON_TABLE = ('CONSTRAINT', 'FK CONSTRAINT', 'TRIGGER', 'POLICY')
+
+
+# pg_dump sets the tablespace and access method right before the first of these.
+TAKES_SETS = {'TABLE', 'MATERIALIZED VIEW'}
+RANKS = {'DEFAULT': 3, 'CONSTRAINT': 4, 'INDEX': 5, 'TRIGGER': 7, 'FK CONSTRAINT': 8,
+         'POLICY': 9, 'ROW SECURITY': 9, 'ACL': 20, 'DEFAULT ACL': 20}
+LAST_RANK = 20
+ROUTINES = ('FUNCTION', 'PROCEDURE')
+
+
+def _rank(kind):
+    if kind in BEFORE_RELATIONS:
+        return BEFORE_RELATIONS[kind]
+    if kind in RELATIONS:
+        return 2
+    return RANKS.get(kind)
+
+
+def _on_table(tag):
+    """A COMMENT's tag that names a table or one of its columns (pg_dump writes
+    those right after the table, the table's first)."""
+    return tag.startswith(('TABLE ', 'COLUMN '))
+
+
+@dataclasses.dataclass(eq=False)
+class Section:
+    """One object of the dump; compared by identity, so that lists of them index fast."""
+
+    type: str
+    schema: str
+    name: str
+    lines: list
+    sort_name: str = None
+
+    def __post_init__(self):
+        self.rank = _rank(self.type)
+        self.key = None
+        if self.sort_name is not None:
+            self.sorted_by(self.sort_name)
+
+    def sorted_by(self, sort_name):
+        """What pg_dump sorts by: a constraint by its own name, not its table's; a
+        routine by its name, then (here) its signature."""
+        self.sort_name = sort_name
+        self.key = (self.rank, self.schema.encode(), sort_name.encode())
+        if self.type in ROUTINES:
+            self.key = (self.rank, self.schema.encode(), sort_name.split('(')[0].encode(),
+                        sort_name.encode())
+
+
+@dataclasses.dataclass
+class Relations:
+    """The tables of the database at the snapshot: who owns which name and index."""
+
+    tables: dict    # oid -> (schema, name)
+    indexes: dict   # table oid -> frozenset of (oid, name) of its indexes
+    names: set      # (schema, name) of every relation that can own a constraint, as dumped
+    sequences: dict = dataclasses.field(default_factory=dict)  # table oid -> its sequences
+    routines: dict = dataclasses.field(default_factory=dict)  # oid -> (schema, tag) as dumped
+    # (catalog, oid) -> (type, schema, name) of views, materialized views, sequences
+    # of their own, and types
+    objects: dict = dataclasses.field(default_factory=dict)
+    # table oid -> oids of the relations dropped with it: toast, owned sequences
+    members: dict = dataclasses.field(default_factory=dict)
+    # Every relation the dump stands for, and those edits put in: a relation
+    # dropped that is not one of them was made by the same migration.
+    known: set = dataclasses.field(default_factory=set)
+    # (schema, what a routine's ACL section names it: name(identity arguments)) -> its tag
+    acl_names: dict = dataclasses.field(default_factory=dict)
+
+    def constraint_table(self, schema, label):
+        """The table of a ``<table> <constraint>`` header name; None if not certain."""
+        found = [label[:i] for i, char in enumerate(label)
+                 if char == ' ' and (schema, label[:i]) in self.names]
+        return found[0] if len(found) == 1 else None
+
+
+# The relations that go with table c: its toast table and index, its sequences.
+MEMBERS = '''ARRAY(SELECT c.reltoastrelid::bigint WHERE c.reltoastrelid <> 0
+             UNION ALL SELECT ti.indexrelid::bigint FROM pg_index ti
+              WHERE c.reltoastrelid <> 0 AND ti.indrelid = c.reltoastrelid
+             UNION ALL SELECT md.objid::bigint FROM pg_depend md
+              WHERE md.classid = 'pg_class'::regclass AND md.refclassid = 'pg_class'::regclass
+                AND md.refobjid = c.oid AND md.deptype IN ('a', 'i')
+                AND EXISTS (SELECT 1 FROM pg_class ms WHERE ms.oid = md.objid AND ms.relkind = 'S'))'''
+RELATIONS_QUERY = '''
+SELECT c.oid, n.nspname, c.relname, c.relkind IN ('r', 'p'), ''' + MEMBERS + ''',
+       (SELECT json_agg(json_build_array(ic.oid::bigint, ic.relname)) FROM pg_index i
+          JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid),
+       (SELECT json_agg(json_build_array(sn.nspname, s.relname))
+          FROM pg_depend d JOIN pg_class s ON s.oid = d.objid
+          JOIN pg_namespace sn ON sn.oid = s.relnamespace
+         WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+           AND d.refobjid = c.oid AND d.deptype IN ('a', 'i') AND s.relkind = 'S')
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'f') AND n.nspname <> 'pg_catalog'
+   AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_toast'
+'''
+
+
+# The tag pg_dump gives a function or procedure: name(argument types).
+ROUTINE_TAG = """p.proname || '(' || coalesce((
+         SELECT string_agg(format_type(t, NULL), ', ' ORDER BY i)
+           FROM unnest(p.proargtypes) WITH ORDINALITY AS a(t, i)), '') || ')'"""
+
+
+# The functions and procedures a dump shows, by oid, with their tags.
+ROUTINES_QUERY = '''
+SELECT p.oid, n.nspname, ''' + ROUTINE_TAG + ''',
+       quote_ident(p.proname) || '(' || pg_get_function_identity_arguments(p.oid) || ')'
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname <> 'pg_catalog' AND n.nspname <> 'information_schema'
+'''
+
+
+# Views, materialized views, sequences of their own, composite types, and the
+# types of their own (enums are TYPE; what this module does not render, such
+# as domains and ranges, is OTHER), by what identifies them.
+OBJECTS_QUERY = '''
+SELECT 'pg_class', c.oid, CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                          WHEN 'S' THEN 'SEQUENCE' ELSE 'TYPE' END, n.nspname, c.relname
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('v', 'm', 'c', 'S') AND n.nspname <> 'pg_catalog'
+   AND n.nspname <> 'information_schema'
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                      AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass
+                      AND d.deptype IN ('a', 'i') AND c.relkind = 'S')
+UNION ALL
+SELECT 'pg_namespace', n.oid, 'SCHEMA', '-', n.nspname FROM pg_namespace n
+ WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+UNION ALL
+SELECT 'pg_type', t.oid, CASE t.typtype WHEN 'e' THEN 'TYPE' WHEN 'd' THEN 'DOMAIN'
+                                          ELSE 'OTHER' END, n.nspname,
+       t.typname
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE t.typtype <> 'c' AND t.typrelid = 0 AND NOT (t.typcategory = 'A' AND t.typelem <> 0)
+   AND n.nspname <> 'pg_catalog' AND n.nspname <> 'information_schema'
+'''
+KNOWN_QUERY = '''
+SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname <> 'pg_catalog' AND n.nspname <> 'information_schema'
+'''
+
+
+def relations(cursor):
+    """The tables as the snapshot's dump saw them (read right after it)."""
+    cursor.execute("SELECT set_config('search_path', '', true)")
+    cursor.execute(ROUTINES_QUERY)
+    rows = cursor.fetchall()
+    routines = {oid: (schema, tag) for oid, schema, tag, _ in rows}
+    acl_names = {(schema, acl_name): tag for _, schema, tag, acl_name in rows}
+    cursor.execute(OBJECTS_QUERY)
+    objects = {(catalog, oid): (kind, schema, name)
+               for catalog, oid, kind, schema, name in cursor.fetchall()}
+    cursor.execute(RELATIONS_QUERY)
+    tables, indexes, names, sequences = {}, {}, set(), {}
+    members = {}
+    for oid, schema, name, is_table, table_members, index_names, owned in cursor.fetchall():
+        names.add((schema, name))
+        if is_table:
+            tables[oid] = (schema, name)
+            members[oid] = frozenset(table_members)
+            indexes[oid] = frozenset(tuple(pair) for pair in index_names or ())
+            sequences[oid] = frozenset(tuple(pair) for pair in owned or ())
+    cursor.execute(KNOWN_QUERY)
+    known = {oid for (oid,) in cursor.fetchall()}
+    return Relations(tables, indexes, names, sequences, routines, objects, members, known,
+                     acl_names)
+
+
+class Snapshot:
+    """A schema dump as objects: preamble, sections in pg_dump's order, trailer.
+
+    Indexed by name and by sort key, so that putting a table's sections in
+    costs what the table costs, not what the dump costs.  ``relations``
+    comes from :func:`relations` of the same moment; without it the
+    snapshot is only good for :meth:`objects` and :meth:`lines`.
+    """
+
+    def __init__(self, lines, relations=None, only_schema=None):
+        # A schema target's dump holds its schema alone (pg_dump --schema).
+        self.only_schema = only_schema
+        self.preamble, self.sections, self.trailer = [], [], []
+        i, n = 0, len(lines)
+        while i < n and not self._starts_section(lines, i):
+            if lines[i] == '--' and i + 1 < n and lines[i + 1] == END:
+                break
+            self.preamble.append(lines[i])
+            i += 1
+        current = None
+        while i < n:
+            if lines[i] == '--' and i + 1 < n and lines[i + 1] == END:
+                self.trailer = lines[i:]
+                break
+            if self._starts_section(lines, i):
+                match = HEADER.match(lines[i + 1])
+                current = Section(match.group(2), match.group(3), match.group(1), [])
+                self.sections.append(current)
+            current.lines.append(lines[i])
+            i += 1
+        self.relations = relations
+        self.why = None  # why the last render was left to pg_dump
+        self.editable = relations is not None and self._index()
+        # The sections the step's edits put in: section -> whether it replaced one.
+        self._edits, self._this_edit, self._undo, self._objects = {}, [], [], None
+        self.step_before = None
+        # What objects() returns, kept up to date by the edits.
+        self._lines = [self.preamble] + [section.lines for section in self.sections] + [
+            self.trailer]
+
+    @staticmethod
+    def _starts_section(lines, i):
+        return lines[i] == '--' and i + 1 < len(lines) and bool(HEADER.match(lines[i + 1]))
+
+    def _index(self):
+        """Name and order indexes; False when some section's place or owner is unknown."""
+        if self.sections and self.sections[0].type in ATTACHED:
+            return False
+        self._by_name, self._constraints, self._defaults, self._comments = {}, {}, {}, {}
+        owner = None
+        for section in self.sections:
+            if section.type == 'SEQUENCE OWNED BY' or (
+                    section.type == 'COMMENT' and owner is not None and _on_table(section.name)):
+                self._by_name[section.type, section.schema, section.name] = section
+                if section.type == 'COMMENT':
+                    self._comments.setdefault((owner.schema, owner.name), []).append(section)
+            if section.type in ATTACHED:
+                continue
+            owner = section if section.type == 'TABLE' else None
+            if section.rank is None:
+                return False
+            self._by_name[section.type, section.schema, section.name] = section
+            sort_name = section.name
+            if section.type in NAMED_ON_TABLE + ('DEFAULT',):
+                table = self.relations.constraint_table(section.schema, section.name)
+                if table is None:
+                    return False
+                if section.type != 'DEFAULT':
+                    sort_name = section.name[len(table) + 1:]
+                    self._constraints.setdefault((section.schema, table), []).append(section)
+                else:
+                    self._defaults.setdefault((section.schema, table), []).append(section)
+            section.sorted_by(sort_name)
+        self._reorder()
+        return True
+
+    def _reorder(self):
+        """The sort-key list of the sections before the ACLs, and whether it is sorted."""
+        self._ordered = [s for s in self.sections if s.type not in ATTACHED]
+        head = 0
+        while head < len(self._ordered) and self._ordered[head].rank < LAST_RANK:
+            head += 1
+        self._keys = [s.key for s in self._ordered[:head]]
+        self._sorted = all(s.rank >= LAST_RANK for s in self._ordered[head:]) and all(
+            a < b for a, b in zip(self._keys, self._keys[1:]))
+
+    def objects(self):
+        """The dump as objects, for :func:`dbmigrator.schemadiff.unified_objects`.
+
+        Made once: a snapshot is diffed as the new one, then as the old.
+        """
+        if self._objects is None:
+            self._objects = Lines(list(self._lines))
+        return self._objects
+
+    def begin_step(self):
+        """A migration begins: :meth:`opcodes` will cover every edit from here on
+        (``super_user()``'s, then the migration's own), against ``step_before``."""
+        self._edits = {}
+        self.step_before = self.objects()
+
+    def opcodes(self):
+        """How :meth:`objects` differs from ``step_before``.
+
+        difflib-style opcodes over objects, known from the edit itself (each
+        section put in either replaced the one at its place or is new), so
+        that the diff never compares the thousands of sections left alone.
+        """
+        codes, i, j = [], 0, 0
+        for place, replaced in sorted((self.sections.index(section) + 1, replaced)
+                                      for section, replaced in self._edits.items()):
+            if place > j:
+                codes.append(['equal', i, i + place - j, j, place])
+                i, j = i + place - j, place
+            width = 1 if replaced else 0
+            if codes and codes[-1][0] != 'equal':
+                codes[-1][2:] = [codes[-1][2] + width, codes[-1][3], codes[-1][4] + 1]
+            else:
+                codes.append([None, i, i + width, j, j + 1])
+            codes[-1][0] = 'insert' if codes[-1][1] == codes[-1][2] else 'replace'
+            i, j = i + width, j + 1
+        total = len(self.sections) + 2
+        if j < total:
+            codes.append(['equal', i, i + total - j, j, total])
+        return [tuple(code) for code in codes]
+
+    def lines(self):
+        out = list(self.preamble)
+        for section in self.sections:
+            out.extend(section.lines)
+        return out + self.trailer
+
+    def edit(self, tables, routines=(), objects=(), dropped_routines=(), dropped=()):
+        """Put these rendered tables, routines, views and types in place; the undo log,
+        or None if that is not certain.
+
+        The snapshot is edited in place: copying a large schema's indexes
+        would cost more than the edit.  On failure it is left as it was.
+        The caller keeps the log until the migration has committed, to
+        :meth:`undo` an edit whose migration did not.
+        """
+        self._this_edit, self._undo = [], []
+        log = self._undo
+        if self.only_schema and not self._within(tables, routines, objects, dropped,
+                                                 dropped_routines):
+            return None
+        for oid in dropped_routines:
+            if not self._drop_routine(oid):
+                self.undo(log)
+                return None
+        for kind, key in dropped:
+            if not (self._drop_table(key) if kind == 'table' else self._drop_object(key)):
+                self.undo(log)
+                return None
+        for table in tables:
+            if not self._put(table):
+                self.undo(log)
+                return None
+        for oid, section, acl, comment, _ in routines:
+            key = (section.schema, acl[0][2].partition(' ')[2])
+            self._remember(self.relations.acl_names, key)
+            self.relations.acl_names[key] = section.name
+            if not self._put_routine(oid, section) or not self._sync_acl(*acl) or (
+                    not self._sync_comment(section, comment)):
+                self.undo(log)
+                return None
+        for ident, section, needs, *acl in objects:
+            if not self._put_object(ident, section, needs) or (
+                    acl and not self._sync_acl(*acl[0])):
+                self.undo(log)
+                return None
+        self._objects = None
+        return log
+
+    def _know(self, oids):
+        new = oids - self.relations.known
+        if new:
+            self.relations.known |= new
+            self._undo.append(lambda: self.relations.known.difference_update(new))
+
+    def _tied(self, section, name, acls=()):
+        """Whether a section this module does not take out (other than ``acls``) may
+        name ``name``."""
+        return any(s.type in TIED and s.schema == section.schema and name in s.name
+                   and s not in acls for s in self.sections)
+
+    def _acls_of(self, sections):
+        """The ACL sections of these sections' objects."""
+        names = {(s.schema, s.name) for s in sections}
+        return [s for s in self.sections if s.type == 'ACL' and (
+            s.schema, self._acl_object(s)) in names]
+
+    def _acl_object(self, acl):
+        """The name of the section an ACL section is for."""
+        name = acl.name.partition(' ')[2]
+        return self.relations.acl_names.get((acl.schema, name)) or _unquoted(name)
+
+    def _take_out(self, section, name):
+        """Drop ``section``, its grants and the comments that follow it; False if
+        something else in the dump may still name it."""
+        acls = self._acls_of([section])
+        if self._tied(section, name, acls):
+            return self._refuse('%s had a policy or a label' % name)
+        for acl in acls:
+            if not self._drop(acl):
+                return False
+        position = self.sections.index(section) + 1
+        comments = []
+        while position < len(self.sections) and self.sections[position].type in ATTACHED:
+            if self.sections[position].type == 'COMMENT':
+                comments.append(self.sections[position])
+            position += 1
+        for dropped in comments + [section]:
+            if not self._drop(dropped):
+                return self._refuse('cannot take %s out of the dump' % name)
+        return True
+
+    def _drop_object(self, ident):
+        """Take out a dropped view, sequence of its own or type."""
+        kind, schema, name = self.relations.objects[ident]
+        section = self._by_name.get((kind, schema, name))
+        if section is None:
+            return self._refuse('dropped %s %s is not one this path renders' % (kind, name))
+        if not self._take_out(section, name):
+            return False
+        self._remember(self.relations.objects, ident)
+        del self.relations.objects[ident]
+        return True
+
+    def _drop_table(self, oid):
+        """Take out a dropped table with its constraints, triggers, defaults, comments,
+        indexes and sequences."""
+        schema, name = where = self.relations.tables[oid]
+        table = self._by_name.get(('TABLE', schema, name))
+        owned = [self._by_name.get((kind, s, n)) for s, n in self.relations.sequences.get(oid, ())
+                 for kind in ('SEQUENCE OWNED BY', 'SEQUENCE')]
+        acls = self._acls_of([table] + [s for s in owned if s is not None]) if table else []
+        if table is None or self._tied(table, name, acls):
+            return self._refuse('cannot take table %s out of the dump' % name)
+        indexes = [self._by_name.get(('INDEX', schema, n))
+                   for _, n in self.relations.indexes.get(oid, ())]
+        parts = list(self._comments.get(where, ())) + list(self._constraints.get(where, ())) + list(
+            self._defaults.get(where, ())) + indexes + owned + acls + [
+            self._by_name.get(('ROW SECURITY', schema, name))]
+        for section in [s for s in parts if s is not None] + [table]:
+            if not self._drop(section):
+                return self._refuse('cannot take table %s out of the dump' % name)
+        for mapping, key in ((self.relations.tables, oid), (self.relations.indexes, oid),
+                             (self.relations.sequences, oid), (self.relations.members, oid),
+                             (self._constraints, where), (self._defaults, where),
+                             (self._comments, where)):
+            self._remember(mapping, key)
+            mapping.pop(key, None)
+        return True
+
+    def _drop_routine(self, oid):
+        """Take a dropped function or procedure out, with its comment; False if it had
+        more in the dump (a grant, a security label)."""
+        schema, tag = self.relations.routines[oid]
+        found = [self._by_name.get((kind, schema, tag)) for kind in ROUTINES]
+        section = next((s for s in found if s is not None), None)
+        if section is None:
+            return self._refuse('cannot find %s in the dump' % tag)
+        if not self._take_out(section, tag.split('(')[0]):
+            return False
+        self._remember(self.relations.routines, oid)
+        del self.relations.routines[oid]
+        return True
+
+    def _within(self, tables, routines, objects, dropped, dropped_routines):
+        """Whether every object of an edit is in the schema a schema target's dump holds."""
+        schemas = [t.schema for t in tables] + [r[1].schema for r in routines] + [
+            self.relations.routines[oid][0] for oid in dropped_routines] + [
+            o[1].name if o[1].type == 'SCHEMA' else o[1].schema for o in objects] + [
+            (self.relations.tables.get(key) or self.relations.objects.get(key) or
+             ('', '', ''))[-2 if kind == 'table' else 1] for kind, key in dropped]
+        if any(schema != self.only_schema for schema in schemas):
+            return self._refuse('it changed objects outside schema %s, which pg_dump '
+                                '--schema leaves out' % self.only_schema)
+        return True
+
+    def removed(self, kind):
+        """How many more sections of ``kind`` the last :meth:`edit` took out than it put in."""
+        return sum(1 if section.type == GONE and section.was == kind else
+                   -1 if section.type == kind and not replaced else 0
+                   for section, replaced in self._this_edit)
+
+    def _put_object(self, ident, new, needs):
+        """Put a view, a materialized view or a type where pg_dump would; False if not
+        certain.  ``needs`` are the (type, schema, name) of the sections it depends on."""
+        where = (new.type, new.schema, new.name)
+        old = self.relations.objects.get(ident)
+        if old is not None and old != where:
+            return self._refuse('%s %s.%s was renamed' % old)
+        existing = self._by_name.get(where)
+        if existing is not None:
+            if existing.lines != new.lines:
+                position = self.sections.index(existing)
+                if self._place_by_sort(new.key, existing) != position or not self._after(
+                        needs, position):
+                    return self._refuse('%s %s now depends on what pg_dump puts after it' % (
+                        new.type, new.name))
+                self._swap(existing, new)
+        elif not self._insert(new, needs):
+            return self._refuse('cannot tell where pg_dump puts %s %s' % (new.type, new.name))
+        self._remember(self.relations.objects, ident)
+        self.relations.objects[ident] = where
+        if ident[0] == 'pg_class':
+            self._know({ident[1]})
+        return True
+
+    def _after(self, needs, position):
+        """Whether every section in ``needs`` comes before ``position``."""
+        for key in needs:
+            section = self._by_name.get(key[:3])
+            if section is None or self.sections.index(section) >= position:
+                return False
+        return True
+
+    def _put_routine(self, oid, new):
+        """Put a function or procedure where pg_dump would; False if not certain."""
+        where = (new.schema, new.name)
+        old = self.relations.routines.get(oid)
+        if old is not None and old != where:
+            return self._refuse('%s.%s was renamed, or its arguments changed' % old)
+        existing = self._by_name.get((new.type,) + where)
+        if existing is not None:
+            if existing.lines != new.lines:
+                self._swap(existing, new)
+        elif any(key[:3] == new.key[:3] for key in self._keys):
+            return self._refuse('%s has an overload, which pg_dump orders by its argument '
+                                'types' % new.name)
+        elif not self._insert(new):
+            return self._refuse('cannot tell where pg_dump puts %s %s' % (new.type, new.name))
+        self._remember(self.relations.routines, oid)
+        self.relations.routines[oid] = where
+        return True
+
+    def _sync_comment(self, owner, new):
+        """Put, replace or take out the COMMENT section that follows ``owner``."""
+        section = self._by_name.get((owner.type, owner.schema, owner.name))
+        place = self.sections.index(section) + 1
+        existing = self.sections[place] if place < len(self.sections) and (
+            self.sections[place].type == 'COMMENT') else None
+        if new is None:
+            return existing is None or self._drop(existing)
+        if existing is None:
+            return self._attach(new, section)
+        if existing.lines != new.lines:
+            self._swap(existing, new)
+        return True
+
+    def _sync_acl(self, key, new):
+        """Put, replace or take out the ACL section ``key`` of an object rendered again."""
+        existing = self._by_name.get(key)
+        if new is None:
+            return existing is None or self._drop(existing)
+        if existing is None:
+            return self._insert_acl(new) or self._refuse('cannot place %s' % new.name)
+        if existing.lines != new.lines:
+            self._swap(existing, new)
+        return True
+
+    def undo(self, log):
+        for step in reversed(log):
+            step()
+        log.clear()
+        self._objects = None
+
+    def _remember(self, mapping, key):
+        """Note how to put ``mapping[key]`` back as it is now."""
+        if key in mapping:
+            value = mapping[key]
+            self._undo.append(lambda: mapping.__setitem__(key, value))
+        else:
+            self._undo.append(lambda: mapping.pop(key, None))
+
+    def _put(self, table):
+        """Put a table's sections (its constraints', its indexes') where pg_dump would."""
+        where = (table.schema, table.name)
+        old = self.relations.tables.get(table.oid)
+        if old is not None and old != where:
+            return self._refuse('%s.%s was renamed' % where)
+        old_indexes = self.relations.indexes.get(table.oid, frozenset())
+        now = dict(table.indexes)
+        if any(now.get(oid, name) != name for oid, name in old_indexes):
+            return self._refuse('an index of %s.%s was renamed' % where)
+        dropped = {name for oid, name in old_indexes if oid not in now}
+        old_sequences = self.relations.sequences.get(table.oid, frozenset())
+        if not old_sequences <= table.sequence_names:
+            return self._refuse('a sequence of %s.%s was renamed' % where)
+        existing = [self._by_name.get(('TABLE',) + where),
+                    self._by_name.get(('ROW SECURITY',) + where)] + list(
+            self._constraints.get(where, ())) + list(self._defaults.get(where, ())) + list(
+            self._comments.get(where, ())) + [
+            self._by_name.get(('INDEX', table.schema, name)) for _, name in old_indexes] + [
+            self._by_name.get((kind, schema, name)) for schema, name in old_sequences
+            for kind in ('SEQUENCE', 'SEQUENCE OWNED BY')] + [
+            self._by_name.get(key) for key in table.acl_keys]
+        wanted = {(s.type, s.name): s for s in table.sections}
+        for section in existing:
+            if section is None:
+                continue
+            replacement = wanted.pop((section.type, section.name), None)
+            if replacement is None:
+                if section.type == 'TABLE' or (
+                        section.type == 'INDEX' and section.name not in dropped) or (
+                        not self._drop(section)):
+                    return self._refuse('%s %s went away' % (section.type, section.name))
+                continue
+            if replacement.lines != section.lines:
+                self._swap(section, replacement)
+        previous = {}
+        for before, section in zip(table.sections, table.sections[1:]):
+            if section.type == 'COMMENT':
+                previous[section.name] = before
+        for section in wanted.values():
+            if section.type == 'COMMENT':
+                before = previous[section.name]
+                placed = self._attach(section, self._by_name.get(
+                    (before.type, before.schema, before.name)))
+                if not placed:
+                    return self._refuse('cannot place COMMENT %s' % section.name)
+                continue
+            if not self._insert(section):
+                return self._refuse('cannot tell where pg_dump puts %s %s' % (
+                    section.type, section.name))
+        for mapping, key in ((self.relations.tables, table.oid),
+                             (self.relations.indexes, table.oid),
+                             (self.relations.sequences, table.oid),
+                             (self.relations.members, table.oid), (self._constraints, where),
+                             (self._defaults, where), (self._comments, where)):
+            self._remember(mapping, key)
+        self._know({table.oid} | table.members | {oid for oid, _ in table.indexes})
+        self.relations.tables[table.oid] = where
+        self.relations.indexes[table.oid] = table.indexes
+        self.relations.sequences[table.oid] = table.sequence_names
+        self.relations.members[table.oid] = table.members
+        for kinds, mapping in ((NAMED_ON_TABLE, self._constraints),
+                               (('DEFAULT',), self._defaults), (('COMMENT',), self._comments)):
+            mapping[where] = [self._by_name[s.type, s.schema, s.name]
+                              for s in table.sections if s.type in kinds]
+        return True
+
+    def _refuse(self, why):
+        self.why = why
+        return False
+
+    def _drop(self, old):
+        """Take ``old`` out of the dump; False for the first table, which pg_dump's SET
+        lines go with.
+
+        An empty section stands in its place (keeping the SET lines that
+        followed it), so that the places of the others, and the undo log,
+        stay as they are.
+        """
+        i = self.sections.index(old)
+        if old.type in TAKES_SETS and i and _trailing_sets(self.sections[i - 1].lines):
+            following = next((s for s in self.sections[i + 1:] if s.type not in ATTACHED), None)
+            if following is None or following.type not in TAKES_SETS:
+                return False
+        gone = Section(GONE, old.schema, old.name, [])
+        gone.was = old.type
+        j = None if old.type in ATTACHED else self._ordered.index(old)
+        self._swap(old, gone)
+        if j is not None:
+            keyed = j < len(self._keys)
+            key = self._keys[j] if keyed else None
+            del self._ordered[j]
+            if keyed:
+                del self._keys[j]
+
+            def undo():
+                self._ordered.insert(j, gone)
+                if keyed:
+                    self._keys.insert(j, key)
+            self._undo.append(undo)
+        self._remember(self._by_name, (old.type, old.schema, old.name))
+        self._by_name.pop((old.type, old.schema, old.name), None)
+        return True
+
+    def _swap(self, old, new, carry=True):
+        sets = _trailing_sets(old.lines) if carry else None
+        if sets and not _trailing_sets(new.lines):
+            new.lines = new.lines + sets  # they belong to what follows, not to this object
+        self._note_edit(new, True, old)
+        i = self.sections.index(old)
+        j = None if old.type in ATTACHED else self._ordered.index(old)
+        self._remember(self._by_name, (new.type, new.schema, new.name))
+        self.sections[i] = new
+        if j is not None:
+            self._ordered[j] = new
+        self._lines[i + 1] = new.lines
+        self._by_name[new.type, new.schema, new.name] = new
+
+        def undo():
+            self.sections[i] = old
+            if j is not None:
+                self._ordered[j] = old
+            self._lines[i + 1] = old.lines
+        self._undo.append(undo)
+
+    def _place_by_sort(self, key, leaving=None):
+        """Where pg_dump's sort puts an object of sort key ``key`` that nothing depends
+        on, ``leaving`` aside; None when another has the same key.
+
+        pg_dump fills its output from the end with the highest-sorting object
+        whose dependents are all out: such an object lands right after the
+        last object that sorts before it, wherever dependencies moved that
+        one, and the others keep their order.
+        """
+        if self._sorted:
+            place = bisect.bisect_left(self._keys, key)
+            if place < len(self._keys) and self._keys[place] == key and (
+                    self._ordered[place] is not leaving):
+                return None
+            after = place - 1
+        else:
+            after = -1
+            for i, section in enumerate(self._ordered):
+                if section is leaving or section.type in ATTACHED or section.rank >= LAST_RANK:
+                    continue
+                if section.key == key:
+                    return None
+                if section.key < key:
+                    after = i
+        if after < 0:
+            position = 0
+            while position < len(self.sections) and self.sections[position].type in ATTACHED:
+                position += 1
+            return position
+        position = self.sections.index(self._ordered[after]) + 1
+        while position < len(self.sections) and self.sections[position].type in ATTACHED and (
+                self.sections[position] is not leaving):
+            position += 1
+        return position
+
+    def _insert(self, new, needs=()):
+        """Insert ``new`` by pg_dump's sort; False when its place is not certain."""
+        if new.type == 'SEQUENCE OWNED BY':
+            return self._attach(new, self._by_name.get(('SEQUENCE', new.schema, new.name)))
+        if new.type == 'ACL':
+            return self._insert_acl(new)
+        position = self._place_by_sort(new.key)
+        if position is not None and not self._after(needs, position):
+            position = self._pull_up(needs, position)
+        if position is None:
+            return False
+        if self._sorted:
+            place = bisect.bisect_left(self._keys, new.key)
+        previous = self.sections[position - 1] if position else None
+        if new.type not in TAKES_SETS and previous is not None and _trailing_sets(
+                previous.lines):
+            # pg_dump's SETs for the tables that follow move below the new object.
+            sets = _trailing_sets(previous.lines)
+            self._swap(previous, Section(previous.type, previous.schema, previous.name,
+                                         previous.lines[:-len(sets)], previous.sort_name),
+                       carry=False)
+            new.lines = new.lines + sets
+        self._place(new, position)
+        if self._sorted:
+            self._ordered.insert(place, new)
+            self._keys.insert(place, new.key)
+        else:
+            self._reorder()
+
+        def undo():
+            if self._sorted:
+                del self._ordered[place]
+                del self._keys[place]
+            else:
+                self._reorder()
+        self._undo.append(undo)
+        return True
+
+    def _pull_up(self, needs, position):
+        """pg_dump puts a new view that sorts before a table it reads right after that
+        table, which moves up to the view's place (with its comments), before
+        everything the view sorts before: the view's place then, or None when
+        what it reads is not such a table."""
+        places = {id(section): i for i, section in enumerate(self.sections)}
+        late = []
+        for kind, schema, name, movable in needs:
+            section = self._by_name.get((kind, schema, name))
+            if section is None:
+                return None
+            if places[id(section)] >= position:
+                if kind != 'TABLE' or not movable:
+                    return None
+                late.append(section)
+        groups = []
+        for section in sorted(late, key=lambda s: s.key):
+            i = places[id(section)]
+            if any(_trailing_sets(s.lines) for s in self.sections[max(position - 1, 0):i]):
+                return None  # pg_dump's SET lines would move too
+            group = [section]
+            while i + len(group) < len(self.sections) and (
+                    self.sections[i + len(group)].type in ATTACHED - {GONE}):
+                group.append(self.sections[i + len(group)])
+            groups.append(group)
+        self._undo.append(self._reorder)
+        for group in groups:
+            for section in group:
+                if not self._drop(section):
+                    return None
+        for group in groups:
+            for section in group:
+                self._place(section, position)
+                position += 1
+        self._reorder()
+        return position
+
+    def _acl_owner(self, acl, places):
+        """The place in the dump of what an ACL section is for: -1 for a schema
+        (schemas come first), None when not known."""
+        keyword, _, name = acl.name.partition(' ')
+        if keyword == 'SCHEMA':
+            return -1
+        kinds = {'TABLE': ('TABLE', 'VIEW', 'MATERIALIZED VIEW', 'FOREIGN TABLE'),
+                 'SEQUENCE': ('SEQUENCE',), 'FUNCTION': ('FUNCTION',),
+                 'PROCEDURE': ('PROCEDURE',)}.get(keyword, ())
+        name = self._acl_object(acl)
+        for kind in kinds:
+            section = self._by_name.get((kind, acl.schema, name))
+            if section is not None:
+                return places.get(id(section))
+        return None
+
+    def _insert_acl(self, new):
+        """ACLs come last, in the order of what they are for (pg_dump writes them in a
+        pass of their own): after the ACLs of everything before this one's object."""
+        places = {id(section): i for i, section in enumerate(self.sections)}
+        mine = self._acl_owner(new, places)
+        if mine is None:
+            return False
+        position = len(self.sections)
+        for i, section in enumerate(self.sections):
+            if section.type == 'ACL':
+                theirs = self._acl_owner(section, places)
+                if theirs is None:
+                    return False
+                if theirs > mine:
+                    position = i
+                    break
+            elif section.rank is not None and section.rank >= LAST_RANK:
+                return False
+        self._undo.append(self._reorder)
+        self._place(new, position)
+        self._reorder()
+        return True
+
+    def _attach(self, new, owner):
+        """Put ``new`` right after the section it belongs to, as pg_dump writes it."""
+        if owner is None:
+            return False
+        self._place(new, self.sections.index(owner) + 1)
+        return True
+
+    def _note_edit(self, new, replaced, old=None):
+        """Count ``new`` among the step's edits; one that replaces a section this
+        step put in takes its place there (an insert stays an insert)."""
+        self._this_edit.append((new, replaced))
+        self._remember(self._edits, new)
+        if old is not None and old in self._edits:
+            self._remember(self._edits, old)
+            replaced = self._edits.pop(old)
+        self._edits[new] = replaced
+
+    def _place(self, new, position):
+        """Insert ``new`` into the dump's sections at ``position``, undoably."""
+        self._remember(self._by_name, (new.type, new.schema, new.name))
+        self.sections.insert(position, new)
+        self._lines.insert(position + 1, new.lines)
+        self._note_edit(new, False)
+        self._by_name[new.type, new.schema, new.name] = new
+
+        def undo():
+            del self.sections[position]
+            del self._lines[position + 1]
+        self._undo.append(undo)
+
+
+def _unquoted(name):
+    """An ACL section's object name as its own section names it: a quoted leading
+    identifier unquoted ("Odd T" -> Odd T; "AAA"() -> AAA())."""
+    if not name.startswith('"'):
+        return name
+    i, out = 1, []
+    while i < len(name):
+        if name[i] == '"':
+            if name[i + 1:i + 2] == '"':
+                out.append('"')
+                i += 2
+                continue
+            return ''.join(out) + name[i + 1:]
+        out.append(name[i])
+        i += 1
+    return name
+
+
+SETTING = re.compile(r"^SET [a-z_]+ = .*;$")
+
+
+def _trailing_sets(lines):
+    """The ``SET default_tablespace = ...`` lines pg_dump writes at the end of the
+    object before the first one they apply to, with their blank lines."""
+    i = len(lines)
+    while i and (lines[i - 1] == '' or SETTING.match(lines[i - 1])):
+        i -= 1
+    tail = lines[i:]
+    while tail and not SETTING.match(tail[0]):
+        tail = tail[1:]
+    return tail
+
+
+def _section(kind, schema, name, owner, body, sort_name=None):
+    return Section(kind, schema, name,
+                   ['--', '-- Name: %s; Type: %s; Schema: %s; Owner: %s' % (name, kind, schema, owner),
+                    '--', ''] + body, sort_name or name)
+
+
+@dataclasses.dataclass
+class Table:
+    """A table rendered from the catalogs: its TABLE, CONSTRAINT and INDEX sections."""
+
+    oid: int
+    schema: str
+    name: str
+    indexes: frozenset  # (oid, name) of its indexes
+    sections: list
+    sequence_names: frozenset = frozenset()
+    members: frozenset = frozenset()  # oids of its toast table and index, its sequences
+    acl_keys: frozenset = frozenset()  # the ACL sections it and its sequences may have
+
+
+def _literal(text):
+    return "'%s'" % text.replace("'", "''")

@@ -1,0 +1,262 @@
+"""A table with its constraints, indexes, sequences, triggers, policies, comments
+and grants, as pg_dump writes them.
+"""
+from .grants import _acl, acl_items
+from .snapshot import MEMBERS, Table, _literal, _section
+
+
+# One table as pg_dump would write it: its own flags, then its columns,
+# constraints and indexes as JSON arrays, in one round trip.
+TABLE = '''
+SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.relname),
+       pg_get_userbyid(c.relowner), quote_ident(pg_get_userbyid(c.relowner)),
+       c.relkind = 'r' AND NOT c.relispartition
+       AND NOT c.relhassubclass AND NOT c.relhasrules AND c.relpersistence = 'p' AND c.reloptions IS NULL
+       AND c.reltablespace = 0 AND c.reloftype = 0
+       AND c.relreplident = 'd'
+       AND NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = c.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = c.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_class tc
+                        WHERE tc.oid = c.reltoastrelid AND tc.reloptions IS NOT NULL),
+       (SELECT json_agg(json_build_array(
+                quote_ident(a.attname), format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                pg_get_expr(d.adbin, d.adrelid),
+                a.attgenerated = '' AND a.attacl IS NULL
+                AND a.attoptions IS NULL AND a.attfdwoptions IS NULL AND a.attstattarget IS NULL
+                AND a.attcompression = '' AND a.attstorage = t.typstorage AND a.attislocal
+                AND a.attcollation = t.typcollation, a.attname,
+                (SELECT description FROM pg_description WHERE objoid = c.oid
+                    AND classoid = 'pg_class'::regclass AND objsubid = a.attnum))
+                ORDER BY a.attnum)
+          FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+          LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+       (SELECT json_agg(json_build_array(
+                k.conname, quote_ident(k.conname), k.contype, pg_get_constraintdef(k.oid),
+                k.convalidated AND k.conislocal AND (k.contype NOT IN ('c', 'n') OR NOT k.connoinherit),
+                (SELECT array_agg(a.attname ORDER BY a.attnum) FROM pg_attribute a
+                  WHERE a.attrelid = k.conrelid AND a.attnum = ANY(k.conkey))) ORDER BY k.conname)
+          FROM pg_constraint k WHERE k.conrelid = c.oid),
+       (SELECT json_agg(json_build_array(
+                ic.relname, pg_get_indexdef(i.indexrelid),
+                NOT i.indisclustered AND i.indisvalid AND ic.reltablespace = 0
+                AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = ic.oid),
+                EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = i.indrelid
+                        AND conindid = i.indexrelid AND contype IN ('p', 'u', 'x')),
+                i.indexrelid::bigint))
+          FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid),
+       (SELECT json_agg(json_build_array(
+                sn.nspname, s.relname, quote_ident(sn.nspname) || '.' || quote_ident(s.relname),
+                pg_get_userbyid(s.relowner), quote_ident(pg_get_userbyid(s.relowner)),
+                a.attname, quote_ident(a.attname), d.deptype, a.attidentity,
+                format_type(q.seqtypid, NULL), q.seqstart::text, q.seqincrement::text,
+                q.seqmin::text, q.seqmax::text, q.seqcache::text, q.seqcycle,
+                s.relpersistence = 'p'
+                AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = s.oid)
+                AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = s.oid),
+                pg_get_expr(ad.adbin, ad.adrelid) IN (
+                    format('nextval(%%L::regclass)', s.oid::regclass::text),
+                    format('nextval(%%L::regclass)',
+                           quote_ident(sn.nspname) || '.' || quote_ident(s.relname))),
+                quote_ident(s.relname), ''' + acl_items('s.relacl', 's.relowner') + ''',
+                ''' + acl_items("acldefault('s', s.relowner)", 's.relowner') + ''')
+                ORDER BY a.attnum)
+          FROM pg_depend d JOIN pg_class s ON s.oid = d.objid
+          JOIN pg_namespace sn ON sn.oid = s.relnamespace
+          JOIN pg_sequence q ON q.seqrelid = s.oid
+          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.refobjsubid
+          LEFT JOIN pg_attrdef ad ON ad.adrelid = c.oid AND ad.adnum = a.attnum
+         WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+           AND d.refobjid = c.oid AND d.deptype IN ('a', 'i')),
+       (SELECT description FROM pg_description WHERE objoid = c.oid
+           AND classoid = 'pg_class'::regclass AND objsubid = 0),
+       quote_ident(c.relname), ''' + MEMBERS + ''',
+       (SELECT json_agg(json_build_array(
+                g.tgname, pg_get_triggerdef(g.oid, false),
+                g.tgenabled = 'O' AND g.tgparentid = 0
+                AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = g.oid
+                                   AND classoid = 'pg_trigger'::regclass))
+                ORDER BY g.tgname)
+          FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal),
+       ''' + acl_items('c.relacl', 'c.relowner') + ''',
+       ''' + acl_items("acldefault('r', c.relowner)", 'c.relowner') + ''',
+       c.relrowsecurity, c.relforcerowsecurity,
+       (SELECT json_agg(json_build_array(
+                p.polname, quote_ident(p.polname), p.polpermissive, p.polcmd,
+                CASE WHEN p.polroles <> '{0}' THEN array_to_string(ARRAY(
+                     SELECT quote_ident(rolname) FROM pg_roles WHERE oid = ANY(p.polroles)
+                      ORDER BY oid), ', ') END,
+                pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid),
+                NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = p.oid
+                               AND classoid = 'pg_policy'::regclass))
+                ORDER BY p.polname)
+          FROM pg_policy p WHERE p.polrelid = c.oid)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.oid = %s::oid
+'''
+
+
+# pg_dump leaves out the limits a sequence of this type has by default.
+LIMITS = {'smallint': (-2 ** 15, 2 ** 15 - 1), 'integer': (-2 ** 31, 2 ** 31 - 1),
+          'bigint': (-2 ** 63, 2 ** 63 - 1)}
+
+
+def _sequence(qualified, row):
+    """The sections of a serial or identity column's sequence as pg_dump writes them,
+    and a serial column's DEFAULT line; None when pg_dump would write otherwise."""
+    (schema, name, seq_qualified, owner, quoted_owner, _, column, deptype, identity, type_name,
+     start, increment, minimum, maximum, cache, cycle, plain, is_nextval, quoted_name, acl,
+     base_acl) = row
+    grants = _acl('SEQUENCE', seq_qualified, quoted_owner, acl, base_acl)
+    if not plain or grants is None or type_name not in LIMITS or (deptype == 'i') != (
+            identity in ('a', 'd')):
+        return None, None
+    granted = [_section('ACL', schema, 'SEQUENCE %s' % quoted_name, owner,
+                        grants + ['', ''])] if grants else []
+    low, high = LIMITS[type_name]
+    ascending = not increment.startswith('-')
+    options = ['    START WITH %s' % start, '    INCREMENT BY %s' % increment,
+               '    NO MINVALUE' if int(minimum) == (1 if ascending else low)
+               else '    MINVALUE %s' % minimum,
+               '    NO MAXVALUE' if int(maximum) == (high if ascending else -1)
+               else '    MAXVALUE %s' % maximum,
+               '    CACHE %s' % cache] + (['    CYCLE'] if cycle else [])
+    if deptype == 'i':
+        return [_section('SEQUENCE', schema, name, owner, [
+            'ALTER TABLE %s ALTER COLUMN %s ADD GENERATED %s AS IDENTITY (' % (
+                qualified, column, 'ALWAYS' if identity == 'a' else 'BY DEFAULT'),
+            '    SEQUENCE NAME %s' % seq_qualified] + options + [');', '', ''])] + granted, None
+    if not is_nextval:
+        return None, None
+    options[-1] += ';'
+    return [
+        _section('SEQUENCE', schema, name, owner, ['CREATE SEQUENCE %s' % seq_qualified] + (
+            ['    AS %s' % type_name] if type_name != 'bigint' else []) + options + [
+            '', '', 'ALTER SEQUENCE %s OWNER TO %s;' % (seq_qualified, quoted_owner), '']),
+        _section('SEQUENCE OWNED BY', schema, name, owner, [
+            'ALTER SEQUENCE %s OWNED BY %s.%s;' % (seq_qualified, qualified, column), '', ''])
+    ] + granted, [
+        'ALTER TABLE ONLY %s ALTER COLUMN %s SET DEFAULT nextval(%s::regclass);' % (
+            qualified, column, _literal(seq_qualified)), '', '']
+
+
+POLICY_COMMANDS = {'*': None, 'r': 'SELECT', 'a': 'INSERT', 'w': 'UPDATE', 'd': 'DELETE'}
+
+
+def _policy(qualified, row):
+    """A row-level security policy's CREATE POLICY line, as pg_dump writes it."""
+    name, quoted, permissive, command, roles, using, check, plain = row
+    if not plain or command not in POLICY_COMMANDS:
+        return None
+    line = 'CREATE POLICY %s ON %s' % (quoted, qualified)
+    line += '' if permissive else ' AS RESTRICTIVE'
+    line += ' FOR %s' % POLICY_COMMANDS[command] if POLICY_COMMANDS[command] else ''
+    line += ' TO %s' % roles if roles else ''
+    line += ' USING (%s)' % using if using is not None else ''
+    line += ' WITH CHECK (%s)' % check if check is not None else ''
+    return line + ';'
+
+
+def _render_table(reader, cursor, oid):
+    [(schema, name, qualified, owner, quoted_owner, plain, columns, constraints,
+      indexes, sequences, comment, quoted_name, members, triggers, acl, base_acl,
+      row_security, force_row_security, policies)] = reader.execute(cursor, TABLE, oid)
+    if not plain:
+        return None
+    owned, serial = [], {}
+    for row in sequences or ():
+        rendered = _sequence(qualified, row)
+        if rendered[0] is None:
+            return None
+        attname = row[5]
+        if rendered[1] is not None:
+            if attname in serial:
+                return None
+            serial[attname] = _section('DEFAULT', schema, '%s %s' % (name, attname), owner,
+                                       rendered[1])
+        owned.append(rendered[0])
+    if len(serial) > 1:
+        return None  # pg_dump orders a table's defaults by column number, not by name
+    not_null = set()
+    checks, keyed = [], []
+    for conname, quoted, contype, definition, plain_constraint, attnames in constraints or ():
+        if not plain_constraint:
+            return None
+        if contype == 'n':
+            if len(attnames or []) != 1 or conname != '%s_%s_not_null' % (name, attnames[0]):
+                return None
+            not_null.add(attnames[0])
+        elif contype == 'c':
+            checks.append('    CONSTRAINT %s %s' % (quoted, definition))
+        elif contype in ('p', 'u', 'f'):
+            keyed.append(_section('FK CONSTRAINT' if contype == 'f' else 'CONSTRAINT', schema,
+                                  '%s %s' % (name, conname), owner, [
+                'ALTER TABLE ONLY %s' % qualified,
+                '    ADD CONSTRAINT %s %s;' % (quoted, definition), '', ''], sort_name=conname))
+        else:
+            return None
+    body = []
+    comments = [] if comment is None else [('TABLE %s' % quoted_name, 'TABLE %s' % qualified,
+                                            comment)]
+    for quoted, type_name, attnotnull, default, plain_column, attname, remark in columns or ():
+        if remark is not None:
+            comments.append(('COLUMN %s.%s' % (quoted_name, quoted),
+                             'COLUMN %s.%s' % (qualified, quoted), remark))
+        if attname in serial:
+            default = None
+        if not plain_column or (default and 'nextval(' in default):
+            return None
+        if attnotnull and cursor.connection.server_version >= 180000 and attname not in not_null:
+            return None
+        line = '    %s %s' % (quoted, type_name)
+        if default is not None:
+            line += ' DEFAULT %s' % default
+        if attnotnull:
+            line += ' NOT NULL'
+        body.append(line)
+    body += checks
+    create = ['CREATE TABLE %s (' % qualified] + [
+        line + (',' if i < len(body) - 1 else '') for i, line in enumerate(body)]
+    ending = [');', ''] + (['ALTER TABLE ONLY %s FORCE ROW LEVEL SECURITY;' % qualified, '', '']
+                           if force_row_security else [''])
+    sections = [_section('TABLE', schema, name, owner, create + ending + [
+        'ALTER TABLE %s OWNER TO %s;' % (qualified, quoted_owner), ''])] + [
+        _section('COMMENT', schema, tag, owner, ('COMMENT ON %s IS %s;' % (
+            target, _literal(text))).split('\n') + ['', '']) for tag, target, text in comments
+    ] + keyed
+    names = set()
+    for index_name, definition, plain_index, for_constraint, index_oid in indexes or ():
+        names.add((index_oid, index_name))
+        if not plain_index:
+            return None
+        if not for_constraint:
+            sections.append(_section('INDEX', schema, index_name, owner,
+                                     [definition + ';', '', '']))
+    grants = _acl('TABLE', qualified, quoted_owner, acl, base_acl)
+    if grants is None:
+        return None
+    if grants:
+        sections.append(_section('ACL', schema, 'TABLE %s' % quoted_name, owner,
+                                 grants + ['', '']))
+    for row in policies or ():
+        policy = _policy(qualified, row)
+        if policy is None:
+            return None
+        sections.append(_section('POLICY', schema, '%s %s' % (name, row[0]), owner,
+                                 [policy, '', ''], sort_name=row[0]))
+    if row_security:
+        sections.append(_section('ROW SECURITY', schema, name, owner, [
+            'ALTER TABLE %s ENABLE ROW LEVEL SECURITY;' % qualified, '']))
+    for trigger_name, definition, plain_trigger in triggers or ():
+        if not plain_trigger:
+            return None
+        sections.append(_section('TRIGGER', schema, '%s %s' % (name, trigger_name), owner,
+                                 [definition + ';', '', ''], sort_name=trigger_name))
+    for rendered in owned:
+        sections += rendered
+    sections += serial.values()
+    acl_keys = {('ACL', schema, 'TABLE %s' % quoted_name)} | {
+        ('ACL', row[0], 'SEQUENCE %s' % row[18]) for row in sequences or ()}
+    return Table(oid, schema, name, frozenset(names), sections,
+                 frozenset((s.schema, s.name) for rendered in owned for s in rendered[:1]),
+                 frozenset(members), frozenset(acl_keys))

@@ -1,0 +1,220 @@
+"""Schemas, domains, enum and composite types, views and materialized views, as
+pg_dump writes them.
+"""
+import json
+
+from .grants import _acl, acl_items
+from .snapshot import ROUTINE_TAG, _section
+
+
+# The schemas this transaction wrote.
+OURS_SCHEMAS = 'SELECT oid FROM pg_namespace WHERE age(xmin) <= 0 ORDER BY oid'
+
+
+# A schema as pg_dump writes it, and whether it writes nothing more: not
+# public (pg_dump leaves it out), no grants, comment, label, not an extension's.
+SCHEMA = '''
+SELECT n.nspname, quote_ident(n.nspname), pg_get_userbyid(n.nspowner),
+       quote_ident(pg_get_userbyid(n.nspowner)),
+       n.nspname <> 'public' AND n.nspacl IS NULL
+       AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = n.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = n.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_namespace'::regclass
+                          AND objid = n.oid AND deptype = 'e')
+  FROM pg_namespace n WHERE n.oid = %s::oid
+'''
+
+
+def _schema(row):
+    name, quoted, owner, quoted_owner, plain = row
+    if not plain:
+        return None
+    return _section('SCHEMA', '-', name, owner, [
+        'CREATE SCHEMA %s;' % quoted, '', '', 'ALTER SCHEMA %s OWNER TO %s;' % (quoted, quoted_owner),
+        ''])
+
+
+# Domains and enums whose pg_type rows this transaction wrote (CREATE DOMAIN,
+# ALTER TYPE ... OWNER TO).
+OURS_TYPES = '''
+SELECT oid, typtype FROM pg_type WHERE typtype IN ('d', 'e') AND age(xmin) <= 0 ORDER BY oid
+'''
+
+
+# A domain as pg_dump writes it, whether it writes nothing more (no grant,
+# comment, label, not an extension's, a built-in base type, constraints that
+# call no function of the schema), and how many of its pg_type rows (itself,
+# its array type) and constraints this transaction wrote.
+DOMAIN = '''
+SELECT n.nspname, t.typname, quote_ident(n.nspname) || '.' || quote_ident(t.typname),
+       pg_get_userbyid(t.typowner), quote_ident(pg_get_userbyid(t.typowner)),
+       format_type(t.typbasetype, t.typtypmod),
+       CASE WHEN t.typcollation <> b.typcollation THEN
+            quote_ident(cn.nspname) || '.' || quote_ident(co.collname) END,
+       t.typnotnull, t.typdefault,
+       (SELECT json_agg(json_build_array(k.conname, quote_ident(k.conname), k.contype,
+                                         pg_get_constraintdef(k.oid), k.convalidated)
+                        ORDER BY k.conname)
+          FROM pg_constraint k WHERE k.contypid = t.oid),
+       (SELECT count(*) FROM pg_type a WHERE a.oid IN (t.oid, t.typarray) AND age(a.xmin) <= 0),
+       (SELECT count(*) FROM pg_constraint k WHERE k.contypid = t.oid AND age(k.xmin) <= 0),
+       t.typacl IS NULL AND b.typnamespace = 'pg_catalog'::regnamespace
+       AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = t.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = t.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_type'::regclass
+                          AND objid = t.oid AND deptype = 'e')
+       AND NOT EXISTS (SELECT 1 FROM pg_constraint k JOIN pg_depend d
+                         ON d.classid = 'pg_constraint'::regclass AND d.objid = k.oid
+                        WHERE k.contypid = t.oid AND d.refclassid = 'pg_proc'::regclass
+                          AND d.refobjid >= 16384)
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+  JOIN pg_type b ON b.oid = t.typbasetype
+  LEFT JOIN pg_collation co ON co.oid = t.typcollation
+  LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
+ WHERE t.oid = %s::oid
+'''
+
+
+def _domain(row):
+    """(the DOMAIN section, pg_type rows and constraints it explains); None first if not
+    plain."""
+    (schema, name, qualified, owner, quoted_owner, base, collation, not_null, default,
+     constraints, types_written, constraints_written, plain) = row
+    if not plain:
+        return None, 0, 0
+    head = 'CREATE DOMAIN %s AS %s' % (qualified, base)
+    head += ' COLLATE %s' % collation if collation else ''
+    checks = []
+    for conname, quoted, contype, definition, validated in constraints or ():
+        if contype == 'n' and conname == '%s_not_null' % name and not_null:
+            continue
+        if contype != 'c' or not validated:
+            return None, 0, 0
+        checks.append('\tCONSTRAINT %s %s' % (quoted, definition))
+    head += ' NOT NULL' if not_null else ''
+    head += ' DEFAULT %s' % default if default is not None else ''
+    lines = [head] + checks
+    lines[-1] += ';'
+    return _section('DOMAIN', schema, name, owner, lines + [
+        '', '', 'ALTER DOMAIN %s OWNER TO %s;' % (qualified, quoted_owner), '']), \
+        types_written, constraints_written
+
+
+# The enum types whose labels this transaction wrote.
+OURS_ENUMS = 'SELECT DISTINCT enumtypid FROM pg_enum WHERE age(xmin) <= 0 ORDER BY 1'
+
+
+# An enum type as pg_dump writes it, whether it writes nothing more (no
+# comment, no ACL, not an extension's), and how many of its pg_type rows
+# (itself, its array type) this transaction wrote.
+ENUM = '''
+SELECT n.nspname, t.typname, quote_ident(n.nspname) || '.' || quote_ident(t.typname),
+       pg_get_userbyid(t.typowner), quote_ident(pg_get_userbyid(t.typowner)),
+       ARRAY(SELECT quote_literal(enumlabel) FROM pg_enum WHERE enumtypid = t.oid
+              ORDER BY enumsortorder),
+       t.typacl IS NULL
+       AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = t.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = t.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_type'::regclass
+                          AND objid = t.oid AND deptype = 'e'),
+       (SELECT count(*) FROM pg_type a WHERE a.oid IN (t.oid, t.typarray) AND age(a.xmin) <= 0)
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE t.oid = %s::oid AND t.typtype = 'e'
+'''
+
+
+def _enum(row):
+    """(the TYPE section of an enum type, pg_type rows it explains); (None, 0) if not plain."""
+    schema, name, qualified, owner, quoted_owner, labels, plain, types_written = row
+    if not plain:
+        return None, 0
+    return _section('TYPE', schema, name, owner, ['CREATE TYPE %s AS ENUM (' % qualified] + [
+        '    %s%s' % (label, ',' if i < len(labels) - 1 else '')
+        for i, label in enumerate(labels)] + [
+        ');', '', '', 'ALTER TYPE %s OWNER TO %s;' % (qualified, quoted_owner), '']), \
+        types_written
+
+
+# A view, a materialized view or a composite type as pg_dump writes it, with
+# the dumped objects it depends on, and whether pg_dump writes nothing more:
+# no options, comments, ACL, rules of its own, column defaults or indexes.
+RELATION = '''
+SELECT c.relkind, n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.relname),
+       pg_get_userbyid(c.relowner), quote_ident(pg_get_userbyid(c.relowner)),
+       CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END,
+       (SELECT json_agg(json_build_array(
+                quote_ident(a.attname), format_type(a.atttypid, a.atttypmod),
+                a.attcollation = t.typcollation) ORDER BY a.attnum)
+          FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+       (SELECT json_agg(DISTINCT json_build_array(
+                CASE d.refclassid WHEN 'pg_proc'::regclass THEN
+                     CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END
+                     ELSE CASE r.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                          WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE'
+                          ELSE 'TABLE' END END,
+                coalesce(pn.nspname, rn.nspname),
+                coalesce(''' + ROUTINE_TAG + ''', r.relname),
+                coalesce(r.relkind = 'r' AND NOT r.relispartition
+                         AND NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = r.oid), false)
+                )::text)
+          FROM pg_rewrite w JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass
+           AND d.objid = w.oid
+          LEFT JOIN pg_class r ON d.refclassid = 'pg_class'::regclass AND r.oid = d.refobjid
+          LEFT JOIN pg_namespace rn ON rn.oid = r.relnamespace
+          LEFT JOIN pg_proc p ON d.refclassid = 'pg_proc'::regclass AND p.oid = d.refobjid
+          LEFT JOIN pg_namespace pn ON pn.oid = p.pronamespace
+         WHERE w.ev_class = c.oid AND d.refobjid <> c.oid
+           AND coalesce(pn.nspname, rn.nspname) NOT IN ('pg_catalog', 'information_schema')),
+       c.reloptions IS NULL AND NOT c.relhasindex
+       AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = c.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = c.reltype)
+       AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = c.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_attrdef WHERE adrelid = c.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_class'::regclass
+                          AND objid = c.oid AND deptype = 'e')
+       AND (SELECT count(*) FROM pg_rewrite WHERE ev_class = c.oid) = (c.relkind IN ('v', 'm'))::int
+       AND NOT EXISTS (SELECT 1 FROM pg_type t WHERE t.oid = c.reltype AND t.typacl IS NOT NULL)
+       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid IN (
+                          SELECT w.oid FROM pg_rewrite w WHERE w.ev_class = c.oid)
+                         AND d.classid = 'pg_rewrite'::regclass
+                         AND d.refclassid NOT IN ('pg_class'::regclass, 'pg_proc'::regclass,
+                                                  'pg_type'::regclass, 'pg_namespace'::regclass,
+                                                  'pg_collation'::regclass))
+       AND NOT EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                        WHERE a.attrelid = c.oid AND a.attnum > 0
+                          AND t.typnamespace <> 'pg_catalog'::regnamespace),
+       quote_ident(c.relname), ''' + acl_items('c.relacl', 'c.relowner') + ''',
+       ''' + acl_items("acldefault('r', c.relowner)", 'c.relowner') + '''
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.oid = %s::oid
+'''
+VIEW_KINDS = {'v': 'VIEW', 'm': 'MATERIALIZED VIEW'}
+
+
+def _render_relation(row):
+    """(section, the sections it needs) of a view, materialized view or composite type;
+    None when pg_dump would write more than this does."""
+    (kind, schema, name, qualified, owner, quoted_owner, definition, columns, needs,
+     plain, quoted_name, acl, base_acl) = row
+    grants = _acl('TABLE', qualified, quoted_owner, acl, base_acl)
+    if not plain or grants is None or kind not in ('v', 'm', 'c') or (kind == 'c' and grants):
+        return None
+    acl = (('ACL', schema, 'TABLE %s' % quoted_name),
+           _section('ACL', schema, 'TABLE %s' % quoted_name, owner, grants + ['', ''])
+           if grants else None)
+    needs = [tuple(json_need) for json_need in map(json.loads, needs or ())]
+    if kind == 'c':
+        if not all(same_collation for _, _, same_collation in columns or ()):
+            return None
+        body = ['CREATE TYPE %s AS (' % qualified] + [
+            '\t%s %s%s' % (column, type_name, ',' if i < len(columns) - 1 else '')
+            for i, (column, type_name, _) in enumerate(columns or ())] + [');']
+        return _section('TYPE', schema, name, owner, body + [
+            '', '', 'ALTER TYPE %s OWNER TO %s;' % (qualified, quoted_owner), '']), needs
+    keyword = VIEW_KINDS[kind]
+    definition = definition.rstrip().rstrip(';')
+    body = ('CREATE %s %s AS\n%s%s;' % (
+        keyword, qualified, definition, '\n  WITH NO DATA' if kind == 'm' else '')).split('\n')
+    return _section(keyword, schema, name, owner, body + [
+        '', '', 'ALTER %s %s OWNER TO %s;' % (keyword, qualified, quoted_owner), '']), needs, acl
