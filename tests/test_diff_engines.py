@@ -486,6 +486,37 @@ def test_drops_and_creates_in_turn_diff_each_step_as_pg_dump_does(server, tmp_pa
     assert dumps == 1  # the run's snapshot: every step was rendered from the catalogs
 
 
+MIXED = [
+    'CREATE SCHEMA app',
+    'CREATE TABLE app.accounts (id SERIAL PRIMARY KEY, owner TEXT)',
+    "CREATE DOMAIN app.cents AS BIGINT CHECK (VALUE >= 0) DEFAULT 0",
+    'ALTER TABLE app.accounts ADD COLUMN balance app.cents',
+    'GRANT SELECT ON app.accounts TO PUBLIC',
+    'ALTER TABLE app.accounts ENABLE ROW LEVEL SECURITY',
+    'CREATE POLICY own ON app.accounts USING (owner = current_user)',
+    'CREATE VIEW app.a_balances AS SELECT id, balance FROM app.accounts',
+    'CREATE FUNCTION app.total() RETURNS BIGINT LANGUAGE sql AS $$ SELECT 1::bigint $$',
+    "COMMENT ON FUNCTION app.total() IS 'all of it'",
+    'REVOKE ALL ON FUNCTION app.total() FROM PUBLIC',
+    'CREATE TRIGGER stamp BEFORE UPDATE ON app.accounts FOR EACH ROW EXECUTE FUNCTION touch_all()',
+    'DROP POLICY own ON app.accounts',
+    'ALTER TABLE app.accounts ALTER COLUMN owner TYPE VARCHAR(100)',
+    'DROP VIEW app.a_balances',
+    'DROP FUNCTION app.total()',
+    'DROP TABLE app.accounts',
+]
+
+
+def test_a_run_of_mixed_ddl_diffs_each_step_as_pg_dump_does(server, tmp_path, diff_owner):
+    def run(engine):
+        steps, dumps = run_migrations(server, tmp_path / ('mixed_' + engine), MIXED, engine)
+        return [changed_lines(step.diff) for step in steps], dumps
+    expected, _ = run('pg_dump')
+    actual, dumps = run('auto')
+    assert actual == expected
+    assert dumps == 1  # every step rendered from the catalogs
+
+
 def test_verbose_names_the_path_of_each_steps_diff(dbm, migrations):
     steps = [('20200101000000', 'serial_table', 'CREATE TABLE t_i (id SERIAL PRIMARY KEY, v TEXT)'),
              ('20200102000000', 'data_only', "INSERT INTO t_i (v) VALUES ('x')"),

@@ -748,11 +748,14 @@ class Snapshot:
         if new.type == 'ACL':
             return self._insert_acl(new)
         position = self._place_by_sort(new.key)
-        if position is not None and not self._after(needs, position):
+        pulled = position is not None and not self._after(needs, position)
+        if pulled:
             position = self._pull_up(needs, position)
         if position is None:
             return False
-        if self._sorted:
+        # A view placed after the tables it pulled up is out of sort order.
+        by_sort = self._sorted and not pulled
+        if by_sort:
             place = bisect.bisect_left(self._keys, new.key)
         previous = self.sections[position - 1] if position else None
         if new.type not in TAKES_SETS and previous is not None and _trailing_sets(
@@ -763,19 +766,18 @@ class Snapshot:
                                          previous.lines[:-len(sets)], previous.sort_name),
                        carry=False)
             new.lines = new.lines + sets
+        if not by_sort:
+            self._undo.append(self._reorder)  # undone after the section is out again
         self._place(new, position)
-        if self._sorted:
-            self._ordered.insert(place, new)
-            self._keys.insert(place, new.key)
-        else:
+        if not by_sort:
             self._reorder()
+            return True
+        self._ordered.insert(place, new)
+        self._keys.insert(place, new.key)
 
         def undo():
-            if self._sorted:
-                del self._ordered[place]
-                del self._keys[place]
-            else:
-                self._reorder()
+            del self._ordered[place]
+            del self._keys[place]
         self._undo.append(undo)
         return True
 
@@ -797,13 +799,20 @@ class Snapshot:
         groups = []
         for section in sorted(late, key=lambda s: s.key):
             i = places[id(section)]
-            if any(_trailing_sets(s.lines) for s in self.sections[max(position - 1, 0):i]):
-                return None  # pg_dump's SET lines would move too
+            carriers = [k for k in range(max(position - 1, 0), i)
+                        if _trailing_sets(self.sections[k].lines)]
+            if carriers and carriers != [position - 1]:
+                return None  # pg_dump's SET lines would have to move too
             group = [section]
             while i + len(group) < len(self.sections) and (
                     self.sections[i + len(group)].type in ATTACHED - {GONE}):
                 group.append(self.sections[i + len(group)])
             groups.append(group)
+        # A table already at the view's place stays; the view goes after it.
+        while groups and self.sections.index(groups[0][0]) == position:
+            position += len(groups.pop(0))
+        if not groups:
+            return position
         self._undo.append(self._reorder)
         for group in groups:
             for section in group:

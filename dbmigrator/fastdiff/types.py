@@ -183,9 +183,17 @@ SELECT c.relkind, n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_i
                                                   'pg_collation'::regclass))
        AND NOT EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
                         WHERE a.attrelid = c.oid AND a.attnum > 0
-                          AND t.typnamespace <> 'pg_catalog'::regnamespace),
+                          AND t.typnamespace <> 'pg_catalog'::regnamespace
+                          AND t.typtype NOT IN ('d', 'e')),
        quote_ident(c.relname), ''' + acl_items('c.relacl', 'c.relowner') + ''',
-       ''' + acl_items("acldefault('r', c.relowner)", 'c.relowner') + '''
+       ''' + acl_items("acldefault('r', c.relowner)", 'c.relowner') + ''',
+       (SELECT json_agg(DISTINCT json_build_array(
+                CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, tn.nspname, t.typname,
+                false)::text)
+          FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+          JOIN pg_namespace tn ON tn.oid = t.typnamespace
+         WHERE a.attrelid = c.oid AND a.attnum > 0 AND t.typtype IN ('d', 'e')
+           AND t.typnamespace <> 'pg_catalog'::regnamespace)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.oid = %s::oid
 '''
@@ -196,14 +204,15 @@ def _render_relation(row):
     """(section, the sections it needs) of a view, materialized view or composite type;
     None when pg_dump would write more than this does."""
     (kind, schema, name, qualified, owner, quoted_owner, definition, columns, needs,
-     plain, quoted_name, acl, base_acl) = row
+     plain, quoted_name, acl, base_acl, types) = row
     grants = _acl('TABLE', qualified, quoted_owner, acl, base_acl)
     if not plain or grants is None or kind not in ('v', 'm', 'c') or (kind == 'c' and grants):
         return None
     acl = (('ACL', schema, 'TABLE %s' % quoted_name),
            _section('ACL', schema, 'TABLE %s' % quoted_name, owner, grants + ['', ''])
            if grants else None)
-    needs = [tuple(json_need) for json_need in map(json.loads, needs or ())]
+    # What it reads, and the domains and enums of its columns, come before it.
+    needs = [tuple(json_need) for json_need in map(json.loads, (needs or []) + (types or []))]
     if kind == 'c':
         if not all(same_collation for _, _, same_collation in columns or ()):
             return None
