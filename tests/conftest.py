@@ -63,10 +63,13 @@ class Database:
     def dsn_for(self, user, password):
         return 'postgresql://%s:%s@/%s?host=%s' % (user, password, self.name, self.socket_dir)
 
-    def query(self, sql, params=None):
+    def query(self, sql, params=None, schema=None):
+        """Run ``sql`` and commit; ``schema``: with that search path (a schema target)."""
         conn = psycopg2.connect(self.dsn)
         try:
             with conn.cursor() as cursor:
+                if schema:
+                    cursor.execute('SET search_path = %s' % schema)
                 cursor.execute(sql, params)
                 rows = cursor.fetchall() if cursor.description else None
             conn.commit()

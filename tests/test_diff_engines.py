@@ -443,8 +443,9 @@ SEQUENCE = [
 ]
 
 
-def run_sequence(server, tmp_path, engine):
-    steps, dumps = run_migrations(server, tmp_path / ('sequence_' + engine), SEQUENCE, engine)
+def run_sequence(server, tmp_path, engine, ddls=SEQUENCE, label='sequence'):
+    """Each step's changed lines, and the dumps run, of one run of ``ddls``."""
+    steps, dumps = run_migrations(server, tmp_path / ('%s_%s' % (label, engine)), ddls, engine)
     return [changed_lines(step.diff) for step in steps], dumps
 
 
@@ -477,11 +478,8 @@ DROPS = [
 
 
 def test_drops_and_creates_in_turn_diff_each_step_as_pg_dump_does(server, tmp_path):
-    def run(engine):
-        steps, dumps = run_migrations(server, tmp_path / ('drops_' + engine), DROPS, engine)
-        return [changed_lines(step.diff) for step in steps], dumps
-    expected, _ = run('pg_dump')
-    actual, dumps = run('auto')
+    expected, _ = run_sequence(server, tmp_path, 'pg_dump', DROPS, 'drops')
+    actual, dumps = run_sequence(server, tmp_path, 'auto', DROPS, 'drops')
     assert actual == expected
     assert dumps == 1  # the run's snapshot: every step was rendered from the catalogs
 
@@ -508,11 +506,8 @@ MIXED = [
 
 
 def test_a_run_of_mixed_ddl_diffs_each_step_as_pg_dump_does(server, tmp_path, diff_owner):
-    def run(engine):
-        steps, dumps = run_migrations(server, tmp_path / ('mixed_' + engine), MIXED, engine)
-        return [changed_lines(step.diff) for step in steps], dumps
-    expected, _ = run('pg_dump')
-    actual, dumps = run('auto')
+    expected, _ = run_sequence(server, tmp_path, 'pg_dump', MIXED, 'mixed')
+    actual, dumps = run_sequence(server, tmp_path, 'auto', MIXED, 'mixed')
     assert actual == expected
     assert dumps == 1  # every step rendered from the catalogs
 

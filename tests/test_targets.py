@@ -8,7 +8,7 @@ import uuid
 import psycopg2
 import pytest
 
-from tests.conftest import dbmigrator_command, subprocess_env
+from tests.conftest import Database, dbmigrator_command, subprocess_env
 
 ACCOUNTS = '''\
 def up(cursor):
@@ -76,17 +76,7 @@ class Fleet:
         (self.migrations / ('%s_%s.py' % (version, name))).write_text(body)
 
     def query(self, database, sql, params=None, schema=None):
-        conn = psycopg2.connect(self.server.get_uri(database))
-        try:
-            with conn.cursor() as cursor:
-                if schema:
-                    cursor.execute('SET search_path = %s' % schema)
-                cursor.execute(sql, params)
-                rows = cursor.fetchall() if cursor.description else None
-            conn.commit()
-            return rows
-        finally:
-            conn.close()
+        return Database(self.server, database).query(sql, params, schema)
 
     def where(self, name):
         """(database, schema) of a target."""

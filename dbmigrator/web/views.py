@@ -307,18 +307,14 @@ def register_views(config):
     change_perm = settings['dbmigrator.permission']
     add = config.add_view
 
-    def page(attr, route, template):
-        add(MigrationViews, attr=attr, route_name='dbmigrator.' + route, request_method='GET',
-            permission=view_perm, renderer='dbmigrator:web/templates/%s.jinja2' % template)
+    # Each page of one database, and the same under /targets/NAME (dbmigrator.t.*).
     for prefix in ('dbmigrator.', 'dbmigrator.t.'):
-        def page(attr, route, template):
+        for attr, route, template in (('page', 'status', 'status'), ('run', 'run', 'run'),
+                                      ('history', 'history', 'history'),
+                                      ('source', 'source', 'source'),
+                                      ('check_page', 'check_page', 'check')):
             add(MigrationViews, attr=attr, route_name=prefix + route, request_method='GET',
                 permission=view_perm, renderer='dbmigrator:web/templates/%s.jinja2' % template)
-        page('page', 'status', 'status')
-        page('run', 'run', 'run')
-        page('history', 'history', 'history')
-        page('source', 'source', 'source')
-        page('check_page', 'check_page', 'check')
         for attr, route in (('json', 'status_json'), ('run_data', 'run_json')):
             add(MigrationViews, attr=attr, route_name=prefix + route, request_method='GET',
                 permission=view_perm, renderer='json')
