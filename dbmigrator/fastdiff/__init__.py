@@ -13,14 +13,16 @@ calls (``format_type``, ``pg_get_expr``, ``pg_get_constraintdef``,
 ``pg_get_indexdef``), and put where pg_dump's sort would put them.  The
 cost follows the objects changed, not the size of the schema.
 
-Anything else -- a catalog it does not know, a deletion, a feature of a
-table it does not render, a rename, a place in the dump it cannot be sure
-of -- makes :func:`render` return None, and the caller runs pg_dump for
-that migration.  The output is never different from pg_dump's; at worst it
+A table with what it does not render (a rule, inheritance, a NOT VALID
+constraint...) is left to ``pg_dump --table`` after the migration commits
+(:mod:`.partial`).  Anything else -- a catalog it does not know, a rename,
+a place in the dump it cannot be sure of -- makes :func:`render` return
+None, and the caller runs pg_dump for that migration.  The output is never different from pg_dump's; at worst it
 is as slow.
 """
 from .catalogs import CatalogReader, touched
+from .partial import fill, patterns
 from .render import render
 from .snapshot import Snapshot, relations
 
-__all__ = ['CatalogReader', 'Snapshot', 'relations', 'render', 'touched']
+__all__ = ['CatalogReader', 'Snapshot', 'fill', 'patterns', 'relations', 'render', 'touched']

@@ -20,7 +20,7 @@ DOMAIN_CONSTRAINTS = 'domain constraints'
 WRITABLE = {'pg_class', 'pg_attribute', 'pg_type', 'pg_depend', 'pg_shdepend', 'pg_proc',
             'pg_constraint', 'pg_index', 'pg_attrdef', 'pg_sequence', 'pg_trigger',
             'pg_description', 'pg_rewrite', 'pg_enum', 'pg_statistic', 'pg_namespace',
-            'pg_policy', DOMAIN_CONSTRAINTS}
+            'pg_policy', 'pg_inherits', 'pg_partitioned_table', DOMAIN_CONSTRAINTS}
 
 
 # Deleting one of these rows takes a lock on the table it belongs to, or goes
@@ -31,7 +31,7 @@ WRITABLE = {'pg_class', 'pg_attribute', 'pg_type', 'pg_depend', 'pg_shdepend', '
 DELETABLE = {'pg_depend', 'pg_shdepend', 'pg_constraint', 'pg_trigger', 'pg_attrdef',
              'pg_description', 'pg_index', 'pg_attribute', 'pg_class', 'pg_proc', 'pg_type',
              'pg_enum', 'pg_rewrite', 'pg_sequence', 'pg_statistic', 'pg_namespace',
-             'pg_policy'}
+             'pg_policy', 'pg_inherits', 'pg_partitioned_table'}
 
 
 # Catalogs that also hold objects no relation lock stands for (types, domain
@@ -135,7 +135,8 @@ def unsupported(delta):
 # for itself), and what each of those owns; for each, its kind and how many
 # of its catalog rows this transaction wrote, in the catalogs it wrote to
 # ($1..$9: pg_attribute, pg_constraint, pg_attrdef, pg_index, pg_type,
-# pg_description, pg_trigger, pg_rewrite, pg_policy).  Every lookup goes through a
+# pg_description (comments on it, its columns, constraints, triggers and
+# policies), pg_trigger, pg_rewrite, pg_policy).  Every lookup goes through a
 # catalog index: the cost follows the locks, not the schema.
 LOCATE = '''
 WITH locked AS (
@@ -185,7 +186,16 @@ SELECT r.owner, (SELECT relkind FROM pg_class WHERE oid = r.owner), (age(c.xmin)
             ELSE 0 END,
        CASE WHEN %s THEN (SELECT count(*) FROM pg_description d
                            WHERE d.objoid = r.oid AND d.classoid = 'pg_class'::regclass
-                             AND age(d.xmin) <= 0) ELSE 0 END,
+                             AND age(d.xmin) <= 0)
+                       + (SELECT count(*) FROM pg_constraint k JOIN pg_description d
+                              ON d.objoid = k.oid AND d.classoid = 'pg_constraint'::regclass
+                           WHERE k.conrelid = r.oid AND age(d.xmin) <= 0)
+                       + (SELECT count(*) FROM pg_trigger g JOIN pg_description d
+                              ON d.objoid = g.oid AND d.classoid = 'pg_trigger'::regclass
+                           WHERE g.tgrelid = r.oid AND age(d.xmin) <= 0)
+                       + (SELECT count(*) FROM pg_policy p JOIN pg_description d
+                              ON d.objoid = p.oid AND d.classoid = 'pg_policy'::regclass
+                           WHERE p.polrelid = r.oid AND age(d.xmin) <= 0) ELSE 0 END,
        CASE WHEN %s THEN (SELECT count(*) FROM pg_trigger g
                            WHERE g.tgrelid = r.oid AND age(g.xmin) <= 0) ELSE 0 END,
        CASE WHEN %s THEN (SELECT count(*) FROM pg_rewrite w
@@ -234,6 +244,39 @@ SELECT DISTINCT relation FROM pg_locks
    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
    AND NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = relation)
 '''
+
+
+# Columns of these tables the migration changed (a rename among them) that
+# something outside the table reads: a view or rule, another table's foreign
+# key, trigger or policy, a function body.  Renamed, their new name shows in
+# the text of those with no catalog row of theirs written.
+READ_ELSEWHERE = '''
+SELECT a.attrelid, quote_ident(a.attname),
+       (SELECT count(*) FROM pg_attribute b WHERE b.attrelid = a.attrelid AND b.attnum > 0
+           AND NOT b.attisdropped AND b.attnum <= a.attnum)
+  FROM pg_attribute a
+ WHERE a.attrelid = ANY(%s::oid[]) AND a.attnum > 0 AND age(a.xmin) <= 0
+   AND EXISTS (
+       SELECT 1 FROM pg_depend d
+        WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = a.attrelid
+          AND d.refobjsubid = a.attnum
+          AND d.classid NOT IN ('pg_class'::regclass, 'pg_attrdef'::regclass,
+                                'pg_statistic_ext'::regclass)
+          AND NOT EXISTS (SELECT 1 FROM pg_constraint WHERE oid = d.objid
+                             AND d.classid = 'pg_constraint'::regclass AND conrelid = a.attrelid)
+          AND NOT EXISTS (SELECT 1 FROM pg_trigger WHERE oid = d.objid
+                             AND d.classid = 'pg_trigger'::regclass AND tgrelid = a.attrelid)
+          AND NOT EXISTS (SELECT 1 FROM pg_policy WHERE oid = d.objid
+                             AND d.classid = 'pg_policy'::regclass AND polrelid = a.attrelid))
+'''
+
+
+def read_elsewhere(reader, cursor, delta, tables):
+    """(table oid, quoted name, place among the table's columns) of the columns the
+    migration changed that something outside their table reads."""
+    if not delta.get('pg_attribute', (0, 0, 0))[1] or not tables:
+        return []
+    return reader.execute(cursor, READ_ELSEWHERE, sorted(tables))
 
 
 # Which of the dump's functions and procedures are gone.

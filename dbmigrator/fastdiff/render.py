@@ -1,7 +1,8 @@
 """The fast path's entry: edit the snapshot to what one migration changed, or say
 why pg_dump must show it.
 """
-from .catalogs import DOMAIN_CONSTRAINTS, GONE_ROUTINES, _dropped, _locate, _scan, unsupported
+from .catalogs import (DOMAIN_CONSTRAINTS, GONE_ROUTINES, _dropped, _locate, _scan,
+                       read_elsewhere, unsupported)
 from .routines import OURS_ROUTINE_COMMENTS, _render_routines, _routines
 from .tables import _render_table
 from .types import (DOMAIN, ENUM, OURS_ENUMS, OURS_SCHEMAS, OURS_TYPES, RELATION, SCHEMA,
@@ -17,6 +18,7 @@ def render(reader, cursor, snapshot, delta):
     what the migration changed.  It only reads; the caller rolls back to a
     savepoint taken before, which also undoes the settings.
     """
+    snapshot.pending, snapshot.owed = [], 0
     snapshot.why = unsupported(delta) or (
         None if snapshot.editable else 'the first dump has a section this path cannot place')
     if snapshot.why:
@@ -85,19 +87,29 @@ def render(reader, cursor, snapshot, delta):
         snapshot.why = 'it changed the constraints of a domain'
         return None
     if changed is None and 'pg_description' in delta:
-        snapshot.why = 'it commented on something other than a table or its columns'
+        snapshot.why = 'it commented on something other than a table or what belongs to it'
         return None
     if changed is None:
         changed = _scan(cursor, delta)
         if changed is None:
             snapshot.why = 'it changed more than tables and their own sequences'
             return None
-    rendered = []
+    renamed = [column for column in read_elsewhere(
+        reader, cursor, delta, [oid for oid, kind in changed.items() if kind in ('r', 'p', 'm')])
+        if not snapshot.has_column(*column)]
+    if renamed:
+        snapshot.why = 'it renamed a column that a view, a function or another table reads'
+        return None
+    rendered, pending = [], []
     for oid, kind in sorted(changed.items()):
         if kind in ('r', 'p'):
             table = _render_table(reader, cursor, oid)
-            if table is not None:
+            if table is not None and table.sections is not None:
                 rendered.append(table)
+                continue
+            if table is not None and snapshot.relations.tables.get(oid, (
+                    table.schema, table.name)) == (table.schema, table.name):
+                pending.append(table)
                 continue
         else:
             made = _render_relation(reader.execute(cursor, RELATION, oid)[0])
@@ -120,12 +132,21 @@ def render(reader, cursor, snapshot, delta):
         return None
     log = snapshot.edit(rendered, routines, objects, dropped_routines, dropped)
     # Comments written were all found on what was rendered; the deleted ones
-    # must be the COMMENT sections that went, net of those that came.
+    # must be the COMMENT sections that went, net of those that came (the
+    # tables pg_dump --table shows take out and put in the rest).
     inserted, _, deleted = delta.get('pg_description', (0, 0, 0))
-    if log is not None and deleted - inserted != snapshot.removed('COMMENT'):
-        snapshot.undo(log)
-        snapshot.why = 'it took away a comment on something other than a table or its columns'
+    if log is None:
         return None
+    snapshot.owed = deleted - inserted - snapshot.removed('COMMENT')
+    if snapshot.owed and not pending:
+        snapshot.undo(log)
+        snapshot.why = ('it took away a comment on something other than a table or what '
+                        'belongs to it')
+        return None
+    if pending:
+        snapshot.pending = pending
+        snapshot.why = ', '.join(table.qualified for table in pending) + (
+            ' has' if len(pending) == 1 else ' have') + ' features not rendered here'
     return log
 
 

@@ -33,13 +33,14 @@ ATTACHED = {'COMMENT', 'SEQUENCE OWNED BY', GONE}
 
 
 # Sections named ``<table> <name>``, sorted by their own name.
-NAMED_ON_TABLE = ('CONSTRAINT', 'FK CONSTRAINT', 'TRIGGER', 'POLICY')
+NAMED_ON_TABLE = ('CONSTRAINT', 'CHECK CONSTRAINT', 'FK CONSTRAINT', 'TRIGGER', 'POLICY', 'RULE')
 
 
 # pg_dump sets the tablespace and access method right before the first of these.
 TAKES_SETS = {'TABLE', 'MATERIALIZED VIEW'}
-RANKS = {'DEFAULT': 3, 'CONSTRAINT': 4, 'INDEX': 5, 'TRIGGER': 7, 'FK CONSTRAINT': 8,
-         'POLICY': 9, 'ROW SECURITY': 9, 'ACL': 20, 'DEFAULT ACL': 20}
+RANKS = {'DEFAULT': 3, 'CONSTRAINT': 4, 'CHECK CONSTRAINT': 4, 'INDEX': 5, 'RULE': 6,
+         'TRIGGER': 7, 'FK CONSTRAINT': 8, 'POLICY': 9, 'ROW SECURITY': 9, 'ACL': 20,
+         'DEFAULT ACL': 20}
 LAST_RANK = 20
 ROUTINES = ('FUNCTION', 'PROCEDURE')
 
@@ -50,12 +51,6 @@ def _rank(kind):
     if kind in RELATIONS:
         return 2
     return RANKS.get(kind)
-
-
-def _on_table(tag):
-    """A COMMENT's tag that names a table or one of its columns (pg_dump writes
-    those right after the table, the table's first)."""
-    return tag.startswith(('TABLE ', 'COLUMN '))
 
 
 @dataclasses.dataclass(eq=False)
@@ -236,6 +231,9 @@ class Snapshot:
             i += 1
         self.relations = relations
         self.why = None  # why the last render was left to pg_dump
+        # The tables of the last render left to pg_dump --table, and how many
+        # more comments the migration deleted than that render took out.
+        self.pending, self.owed = [], 0
         self.editable = relations is not None and self._index()
         # The sections the step's edits put in: section -> whether it replaced one.
         self._edits, self._this_edit, self._undo, self._objects = {}, [], [], None
@@ -253,29 +251,42 @@ class Snapshot:
         if self.sections and self.sections[0].type in ATTACHED:
             return False
         self._by_name, self._constraints, self._defaults, self._comments = {}, {}, {}, {}
-        owner = None
+        index_tables = {(self.relations.tables[table][0], name): self.relations.tables[table]
+                        for table, pairs in self.relations.indexes.items() for _, name in pairs
+                        if table in self.relations.tables}
+        sequence_tables = {key: self.relations.tables[table]
+                           for table, keys in self.relations.sequences.items() for key in keys
+                           if table in self.relations.tables}
+        owner = None  # (schema, table) of the last section, when it is a table's
         for section in self.sections:
             if section.type == 'SEQUENCE OWNED BY' or (
-                    section.type == 'COMMENT' and owner is not None and _on_table(section.name)):
+                    section.type == 'COMMENT' and owner is not None):
                 self._by_name[section.type, section.schema, section.name] = section
                 if section.type == 'COMMENT':
-                    self._comments.setdefault((owner.schema, owner.name), []).append(section)
+                    self._comments.setdefault(owner, []).append(section)
             if section.type in ATTACHED:
                 continue
-            owner = section if section.type == 'TABLE' else None
+            owner = None
             if section.rank is None:
                 return False
             self._by_name[section.type, section.schema, section.name] = section
             sort_name = section.name
-            if section.type in NAMED_ON_TABLE + ('DEFAULT',):
+            if section.type == 'TABLE':
+                owner = (section.schema, section.name)
+            elif section.type == 'INDEX':
+                owner = index_tables.get((section.schema, section.name))
+            elif section.type == 'SEQUENCE':
+                owner = sequence_tables.get((section.schema, section.name))
+            elif section.type in NAMED_ON_TABLE + ('DEFAULT',):
                 table = self.relations.constraint_table(section.schema, section.name)
                 if table is None:
                     return False
+                owner = (section.schema, table)
                 if section.type != 'DEFAULT':
                     sort_name = section.name[len(table) + 1:]
-                    self._constraints.setdefault((section.schema, table), []).append(section)
+                    self._constraints.setdefault(owner, []).append(section)
                 else:
-                    self._defaults.setdefault((section.schema, table), []).append(section)
+                    self._defaults.setdefault(owner, []).append(section)
             section.sorted_by(sort_name)
         self._reorder()
         return True
@@ -377,6 +388,27 @@ class Snapshot:
                 return None
         self._objects = None
         return log
+
+    def has_column(self, oid, quoted, place):
+        """Whether the dump's table ``oid`` has a column of that (quoted) name at that
+        place (1 first); true for a table the dump does not have, which nothing
+        outside it could read before."""
+        where = self.relations.tables.get(oid)
+        if where is None:
+            return True
+        section = self._by_name.get(('TABLE',) + where)
+        if section is None:
+            return False
+        lines = section.lines
+        start = next((i for i, line in enumerate(lines) if line.startswith('CREATE TABLE ')), None)
+        columns = [line for line in lines[start + 1:] if line.startswith('    ') and
+                   not line.startswith('    CONSTRAINT ')] if start is not None else []
+        return place <= len(columns) and columns[place - 1].startswith('    %s ' % quoted)
+
+    def position(self, kind, schema, name):
+        """Where the section of that type and name is in the dump; None if it is not."""
+        section = self._by_name.get((kind, schema, name))
+        return None if section is None else self.sections.index(section)
 
     def _know(self, oids):
         new = oids - self.relations.known
@@ -936,7 +968,8 @@ def _section(kind, schema, name, owner, body, sort_name=None):
 
 @dataclasses.dataclass
 class Table:
-    """A table rendered from the catalogs: its TABLE, CONSTRAINT and INDEX sections."""
+    """A table as the dump shows it: its TABLE, CONSTRAINT, INDEX... sections, rendered
+    from the catalogs, or None until ``pg_dump --table`` gives them."""
 
     oid: int
     schema: str
@@ -946,6 +979,8 @@ class Table:
     sequence_names: frozenset = frozenset()
     members: frozenset = frozenset()  # oids of its toast table and index, its sequences
     acl_keys: frozenset = frozenset()  # the ACL sections it and its sequences may have
+    qualified: str = None  # its name as pg_dump writes it, schema first
+    parents: tuple = ()  # (type, schema, name) of the tables it inherits from
 
 
 def _literal(text):

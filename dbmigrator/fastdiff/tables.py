@@ -35,15 +35,18 @@ SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.reln
                 k.conname, quote_ident(k.conname), k.contype, pg_get_constraintdef(k.oid),
                 k.convalidated AND k.conislocal AND (k.contype NOT IN ('c', 'n') OR NOT k.connoinherit),
                 (SELECT array_agg(a.attname ORDER BY a.attnum) FROM pg_attribute a
-                  WHERE a.attrelid = k.conrelid AND a.attnum = ANY(k.conkey))) ORDER BY k.conname)
+                  WHERE a.attrelid = k.conrelid AND a.attnum = ANY(k.conkey)),
+                (SELECT description FROM pg_description WHERE objoid = k.oid
+                    AND classoid = 'pg_constraint'::regclass)) ORDER BY k.conname)
           FROM pg_constraint k WHERE k.conrelid = c.oid),
        (SELECT json_agg(json_build_array(
                 ic.relname, pg_get_indexdef(i.indexrelid),
-                NOT i.indisclustered AND i.indisvalid AND ic.reltablespace = 0
-                AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = ic.oid),
+                NOT i.indisclustered AND i.indisvalid AND ic.reltablespace = 0,
                 EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = i.indrelid
                         AND conindid = i.indexrelid AND contype IN ('p', 'u', 'x')),
-                i.indexrelid::bigint))
+                i.indexrelid::bigint, quote_ident(ic.relname),
+                (SELECT description FROM pg_description WHERE objoid = ic.oid
+                    AND classoid = 'pg_class'::regclass)))
           FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid),
        (SELECT json_agg(json_build_array(
                 sn.nspname, s.relname, quote_ident(sn.nspname) || '.' || quote_ident(s.relname),
@@ -73,9 +76,9 @@ SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.reln
        quote_ident(c.relname), ''' + MEMBERS + ''',
        (SELECT json_agg(json_build_array(
                 g.tgname, pg_get_triggerdef(g.oid, false),
-                g.tgenabled = 'O' AND g.tgparentid = 0
-                AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = g.oid
-                                   AND classoid = 'pg_trigger'::regclass))
+                g.tgenabled = 'O' AND g.tgparentid = 0, quote_ident(g.tgname),
+                (SELECT description FROM pg_description WHERE objoid = g.oid
+                    AND classoid = 'pg_trigger'::regclass))
                 ORDER BY g.tgname)
           FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal),
        ''' + acl_items('c.relacl', 'c.relowner') + ''',
@@ -87,10 +90,14 @@ SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.reln
                      SELECT quote_ident(rolname) FROM pg_roles WHERE oid = ANY(p.polroles)
                       ORDER BY oid), ', ') END,
                 pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid),
-                NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = p.oid
-                               AND classoid = 'pg_policy'::regclass))
+                (SELECT description FROM pg_description WHERE objoid = p.oid
+                    AND classoid = 'pg_policy'::regclass))
                 ORDER BY p.polname)
-          FROM pg_policy p WHERE p.polrelid = c.oid)
+          FROM pg_policy p WHERE p.polrelid = c.oid),
+       (SELECT json_agg(json_build_array(pn.nspname, p.relname) ORDER BY i.inhseqno)
+          FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
+          JOIN pg_namespace pn ON pn.oid = p.relnamespace WHERE i.inhrelid = c.oid),
+       c.relispartition
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.oid = %s::oid
 '''
@@ -145,8 +152,8 @@ POLICY_COMMANDS = {'*': None, 'r': 'SELECT', 'a': 'INSERT', 'w': 'UPDATE', 'd': 
 
 def _policy(qualified, row):
     """A row-level security policy's CREATE POLICY line, as pg_dump writes it."""
-    name, quoted, permissive, command, roles, using, check, plain = row
-    if not plain or command not in POLICY_COMMANDS:
+    name, quoted, permissive, command, roles, using, check, _ = row
+    if command not in POLICY_COMMANDS:
         return None
     line = 'CREATE POLICY %s ON %s' % (quoted, qualified)
     line += '' if permissive else ' AS RESTRICTIVE'
@@ -158,11 +165,56 @@ def _policy(qualified, row):
 
 
 def _render_table(reader, cursor, oid):
+    """The table as pg_dump writes it; when it has what this module does not render,
+    the same :class:`Table` without sections, for ``pg_dump --table`` to fill; None
+    when those could not be put in one by one (a partition, whose ATTACH section
+    has no place here; see :func:`_sorted_by_name`)."""
     [(schema, name, qualified, owner, quoted_owner, plain, columns, constraints,
       indexes, sequences, comment, quoted_name, members, triggers, acl, base_acl,
-      row_security, force_row_security, policies)] = reader.execute(cursor, TABLE, oid)
-    if not plain:
+      row_security, force_row_security, policies, parents, partition)] = reader.execute(
+          cursor, TABLE, oid)
+    if partition:
         return None
+    acl_keys = {('ACL', schema, 'TABLE %s' % quoted_name)} | {
+        ('ACL', row[0], 'SEQUENCE %s' % row[18]) for row in sequences or ()}
+    table = Table(oid, schema, name, frozenset((row[4], row[0]) for row in indexes or ()), None,
+                  frozenset((row[0], row[1]) for row in sequences or ()), frozenset(members),
+                  frozenset(acl_keys), qualified,
+                  tuple(('TABLE', schema, name) for schema, name in parents or ()))
+    if not plain:
+        return table if _sorted_by_name(table, sequences) else None
+    table.sections = _sections(cursor, table, owner, quoted_owner, quoted_name, columns,
+                               constraints, indexes, sequences, comment, triggers, acl,
+                               base_acl, row_security, force_row_security, policies)
+    if table.sections is None and not _sorted_by_name(table, sequences):
+        return None
+    return table
+
+
+def _sorted_by_name(table, sequences):
+    """Whether pg_dump's dependency sort leaves this table's sections in the order of
+    their names, as they must be to be put in one by one: its parents before it,
+    its sequences after it, its serial columns' defaults in column order."""
+    me = (table.schema.encode(), table.name.encode())
+    if any((schema.encode(), name.encode()) > me for _, schema, name in table.parents):
+        return False
+    if any((schema.encode(), name.encode()) < me for schema, name in table.sequence_names):
+        return False
+    serial = [row[5].encode() for row in sequences or () if row[7] == 'a']
+    return all(a < b for a, b in zip(serial, serial[1:]))
+
+
+def _comment(schema, owner, tag, target, text):
+    return _section('COMMENT', schema, tag, owner, ('COMMENT ON %s IS %s;' % (
+        target, _literal(text))).split('\n') + ['', ''])
+
+
+def _sections(cursor, table, owner, quoted_owner, quoted_name, columns, constraints, indexes,
+              sequences, comment, triggers, acl, base_acl, row_security, force_row_security,
+              policies):
+    """The table's sections in the order pg_dump writes them; None when pg_dump would
+    write something this module does not."""
+    schema, name, qualified = table.schema, table.name, table.qualified
     owned, serial = [], {}
     for row in sequences or ():
         rendered = _sequence(qualified, row)
@@ -179,9 +231,12 @@ def _render_table(reader, cursor, oid):
         return None  # pg_dump orders a table's defaults by column number, not by name
     not_null = set()
     checks, keyed = [], []
-    for conname, quoted, contype, definition, plain_constraint, attnames in constraints or ():
+    for conname, quoted, contype, definition, plain_constraint, attnames, remark in (
+            constraints or ()):
         if not plain_constraint:
             return None
+        if contype in ('n', 'c') and remark is not None:
+            return None  # pg_dump writes it after the table's own comments
         if contype == 'n':
             if len(attnames or []) != 1 or conname != '%s_%s_not_null' % (name, attnames[0]):
                 return None
@@ -193,6 +248,9 @@ def _render_table(reader, cursor, oid):
                                   '%s %s' % (name, conname), owner, [
                 'ALTER TABLE ONLY %s' % qualified,
                 '    ADD CONSTRAINT %s %s;' % (quoted, definition), '', ''], sort_name=conname))
+            if remark is not None:
+                keyed.append(_comment(schema, owner, 'CONSTRAINT %s ON %s' % (quoted, quoted_name),
+                                      'CONSTRAINT %s ON %s' % (quoted, qualified), remark))
         else:
             return None
     body = []
@@ -221,17 +279,17 @@ def _render_table(reader, cursor, oid):
                            if force_row_security else [''])
     sections = [_section('TABLE', schema, name, owner, create + ending + [
         'ALTER TABLE %s OWNER TO %s;' % (qualified, quoted_owner), ''])] + [
-        _section('COMMENT', schema, tag, owner, ('COMMENT ON %s IS %s;' % (
-            target, _literal(text))).split('\n') + ['', '']) for tag, target, text in comments
-    ] + keyed
-    names = set()
-    for index_name, definition, plain_index, for_constraint, index_oid in indexes or ():
-        names.add((index_oid, index_name))
-        if not plain_index:
+        _comment(schema, owner, tag, target, text) for tag, target, text in comments] + keyed
+    for index_name, definition, plain_index, for_constraint, _, quoted, remark in indexes or ():
+        if not plain_index or (for_constraint and remark is not None):
             return None
         if not for_constraint:
             sections.append(_section('INDEX', schema, index_name, owner,
                                      [definition + ';', '', '']))
+            if remark is not None:
+                quoted_schema = qualified[:-len(quoted_name) - 1]
+                sections.append(_comment(schema, owner, 'INDEX %s' % quoted,
+                                         'INDEX %s.%s' % (quoted_schema, quoted), remark))
     grants = _acl('TABLE', qualified, quoted_owner, acl, base_acl)
     if grants is None:
         return None
@@ -244,19 +302,21 @@ def _render_table(reader, cursor, oid):
             return None
         sections.append(_section('POLICY', schema, '%s %s' % (name, row[0]), owner,
                                  [policy, '', ''], sort_name=row[0]))
+        if row[7] is not None:
+            sections.append(_comment(schema, owner, 'POLICY %s ON %s' % (row[1], quoted_name),
+                                     'POLICY %s ON %s' % (row[1], qualified), row[7]))
     if row_security:
         sections.append(_section('ROW SECURITY', schema, name, owner, [
             'ALTER TABLE %s ENABLE ROW LEVEL SECURITY;' % qualified, '']))
-    for trigger_name, definition, plain_trigger in triggers or ():
+    for trigger_name, definition, plain_trigger, quoted, remark in triggers or ():
         if not plain_trigger:
             return None
         sections.append(_section('TRIGGER', schema, '%s %s' % (name, trigger_name), owner,
                                  [definition + ';', '', ''], sort_name=trigger_name))
+        if remark is not None:
+            sections.append(_comment(schema, owner, 'TRIGGER %s ON %s' % (quoted, quoted_name),
+                                     'TRIGGER %s ON %s' % (quoted, qualified), remark))
     for rendered in owned:
         sections += rendered
     sections += serial.values()
-    acl_keys = {('ACL', schema, 'TABLE %s' % quoted_name)} | {
-        ('ACL', row[0], 'SEQUENCE %s' % row[18]) for row in sequences or ()}
-    return Table(oid, schema, name, frozenset(names), sections,
-                 frozenset((s.schema, s.name) for rendered in owned for s in rendered[:1]),
-                 frozenset(members), frozenset(acl_keys))
+    return sections
