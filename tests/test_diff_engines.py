@@ -158,7 +158,7 @@ CASES = [
     ('super user function', ('CREATE FUNCTION su_f() RETURNS INT LANGUAGE sql AS $$ SELECT 1 $$',
                              'CREATE TABLE su_uses (id INT)'), 'fast'),
     ('super user makes a schema', ('CREATE SCHEMA su_schema', 'CREATE TABLE su_x (id INT)'), 'fast'),
-    ('super user makes an extension', ('CREATE EXTENSION pg_trgm', 'CREATE TABLE su_y (id INT)'), 'dump'),
+    ('super user makes an extension', ('CREATE EXTENSION pg_trgm', 'CREATE TABLE su_y (id INT)'), 'fast'),
     ('super user drops a table', ('DROP TABLE "Zebra"', None), 'fast'),
     ('table name with spaces', 'CREATE TABLE "my table" (id INT PRIMARY KEY, "a b" TEXT UNIQUE)', 'fast'),
     # Everything below is handed to pg_dump, which must still give the right text.
@@ -291,7 +291,13 @@ CASES = [
     ('drop a default', 'ALTER TABLE orders ALTER COLUMN total DROP DEFAULT', 'fast'),
     ('remove a column comment', 'COMMENT ON COLUMN orders.total IS NULL', 'fast'),
     ('remove a function comment', 'COMMENT ON FUNCTION touch_all() IS NULL', 'dump'),
-    ('extension', 'CREATE EXTENSION pg_trgm', 'dump'),
+    ('extension', 'CREATE EXTENSION pg_trgm', 'fast'),
+    ('extension in a schema', 'CREATE EXTENSION citext WITH SCHEMA kept_schema', 'fast'),
+    ('two extensions', 'CREATE EXTENSION hstore; CREATE EXTENSION isn', 'fast'),
+    ('extension with what it needs', 'CREATE EXTENSION earthdistance CASCADE', 'fast'),
+    ('extension with no comment', "CREATE EXTENSION ltree; COMMENT ON EXTENSION ltree IS NULL", 'fast'),
+    ('extension and a table of its type', 'CREATE EXTENSION hstore; CREATE TABLE h (v hstore)', 'dump'),
+    ('extension and its schema', 'CREATE SCHEMA exts; CREATE EXTENSION hstore SCHEMA exts', 'dump'),
     ('comment', "COMMENT ON TABLE users IS 'people'", 'fast'),
     ('column comment', "COMMENT ON COLUMN users.name IS 'full name'", 'fast'),
     ('comment with a quote and a newline', "COMMENT ON TABLE users IS E'Karen''s\\nlist'", 'fast'),
@@ -562,6 +568,7 @@ def test_verbose_names_the_path_of_each_steps_diff(dbm, migrations):
     steps = [('20200101000000', 'serial_table', 'CREATE TABLE t_i (id SERIAL PRIMARY KEY, v TEXT)'),
              ('20200102000000', 'data_only', "INSERT INTO t_i (v) VALUES ('x')"),
              ('20200103000000', 'extension', 'CREATE EXTENSION pg_trgm'),
+             ('20200103120000', 'rule', 'CREATE RULE t_i_keep AS ON DELETE TO t_i DO INSTEAD NOTHING'),
              ('20200104000000', 'range', 'CREATE TYPE span AS RANGE (subtype = float8)'),
              ('20200105000000', 'later', 'CREATE TABLE later (id INT)')]
     for version, name, ddl in steps:
@@ -573,8 +580,9 @@ def test_verbose_names_the_path_of_each_steps_diff(dbm, migrations):
     assert said == [
         'schema diff of 20200101000000 serial_table: fast path (rendered from the catalogs)',
         'schema diff of 20200102000000 data_only: no dump (the catalogs did not change)',
-        'schema diff of 20200103000000 extension: pg_dump (it wrote to pg_amop, pg_amproc, '
-        'pg_extension, pg_opclass, pg_operator, pg_opfamily, which this path does not render)',
+        'schema diff of 20200103000000 extension: fast path (rendered from the catalogs)',
+        'schema diff of 20200103120000 rule: pg_dump --table "public"."t_i" (public.t_i has '
+        'features not rendered here)',
         'schema diff of 20200104000000 range: pg_dump (it wrote to pg_cast, pg_range, which this '
         'path does not render)']
     result = dbm('migrate')

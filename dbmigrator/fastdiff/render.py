@@ -3,6 +3,7 @@ why pg_dump must show it.
 """
 from .catalogs import (DOMAIN_CONSTRAINTS, GONE_ROUTINES, _dropped, _locate, _scan,
                        read_elsewhere, unsupported)
+from .extensions import render_extensions
 from .routines import OURS_ROUTINE_COMMENTS, _render_routines, _routines
 from .tables import _render_table
 from .types import (DOMAIN, ENUM, OURS_ENUMS, OURS_SCHEMAS, OURS_TYPES, RELATION, SCHEMA,
@@ -19,6 +20,10 @@ def render(reader, cursor, snapshot, delta):
     savepoint taken before, which also undoes the settings.
     """
     snapshot.pending, snapshot.owed = [], 0
+    if 'pg_extension' in delta:
+        snapshot.why = None if snapshot.editable else (
+            'the first dump has a section this path cannot place')
+        return render_extensions(cursor, snapshot, delta) if snapshot.editable else None
     snapshot.why = unsupported(delta) or (
         None if snapshot.editable else 'the first dump has a section this path cannot place')
     if snapshot.why:

@@ -410,6 +410,25 @@ class Snapshot:
         section = self._by_name.get((kind, schema, name))
         return None if section is None else self.sections.index(section)
 
+    def put_sections(self, sections):
+        """Put new objects that nothing else in the dump names (extensions), each
+        followed by its comment, where pg_dump's sort would; the undo log, or None."""
+        self._this_edit, self._undo = [], []
+        log, owner = self._undo, None
+        for section in sections:
+            if section.type == 'COMMENT':
+                placed = self._attach(section, owner)
+            else:
+                owner = section
+                placed = self._by_name.get((section.type, section.schema, section.name)) is None \
+                    and self._insert(section)
+            if not placed:
+                self.undo(log)
+                return self._refuse('cannot tell where pg_dump puts %s %s' % (
+                    section.type, section.name)) or None
+        self._objects = None
+        return log
+
     def _know(self, oids):
         new = oids - self.relations.known
         if new:
