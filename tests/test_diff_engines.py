@@ -551,6 +551,11 @@ RENAMES = [
     'DROP INDEX orders_user_idx',
     'ALTER TABLE orders ADD CONSTRAINT positive CHECK (total >= 0) NOT VALID',
     "COMMENT ON CONSTRAINT orders_pkey ON orders IS NULL",
+    "CREATE TABLE painted (s shade DEFAULT 'light', CHECK (s <> 'deep'))",
+    "ALTER TYPE shade RENAME VALUE 'light' TO 'pale'",
+    'CREATE VIEW user_names_too AS SELECT name FROM user_names',
+    'ALTER VIEW user_names RENAME COLUMN name TO who',
+    'ALTER TYPE pair RENAME ATTRIBUTE a TO first',
 ]
 
 
@@ -558,10 +563,12 @@ def test_renames_and_comments_on_what_tables_own_diff_as_pg_dump_does(server, tm
     expected, _ = run_sequence(server, tmp_path, 'pg_dump', RENAMES, 'renames')
     actual, dumps = run_sequence(server, tmp_path, 'auto', RENAMES, 'renames')
     assert actual == expected
-    # Whole dumps: the snapshot and the two renames of columns a view reads.
-    # pg_dump --table: the rule, the table that has it, the NOT VALID check,
-    # and the dropped index and comment on that table.
-    assert dumps == (3, 5)
+    # Whole dumps: the snapshot, the two renames of columns a view reads, the
+    # renamed label of an enum a default and a check spell, and the renamed
+    # column of a view another view reads.  pg_dump --table: the rule, the
+    # table that has it, the NOT VALID check, and the dropped index and
+    # comment on that table.
+    assert dumps == (5, 5)
 
 
 def test_verbose_names_the_path_of_each_steps_diff(dbm, migrations):

@@ -6,8 +6,8 @@ from .catalogs import (DOMAIN_CONSTRAINTS, GONE_ROUTINES, _dropped, _locate, _sc
 from .extensions import render_extensions
 from .routines import OURS_ROUTINE_COMMENTS, _render_routines, _routines
 from .tables import _render_table
-from .types import (DOMAIN, ENUM, OURS_ENUMS, OURS_SCHEMAS, OURS_TYPES, RELATION, SCHEMA,
-                  _domain, _enum, _render_relation, _schema)
+from .types import (DOMAIN, ENUM, ENUMS_IN_USE, OURS_ENUMS, OURS_SCHEMAS, OURS_TYPES,
+                    RELATION, SCHEMA, _domain, _enum, _render_relation, _schema)
 
 
 def render(reader, cursor, snapshot, delta):
@@ -44,6 +44,9 @@ def render(reader, cursor, snapshot, delta):
                 return None
             objects.append((('pg_namespace', oid), schema, ()))
     if 'pg_enum' in delta:
+        if delta['pg_enum'][1] and reader.execute(cursor, ENUMS_IN_USE)[0][0]:
+            snapshot.why = 'it renamed a value of an enum type that something uses'
+            return None
         for oid in [oid for (oid,) in reader.execute(cursor, OURS_ENUMS)]:
             enum, types_written = _enum(reader.execute(cursor, ENUM, oid)[0])
             if enum is None:
@@ -100,7 +103,8 @@ def render(reader, cursor, snapshot, delta):
             snapshot.why = 'it changed more than tables and their own sequences'
             return None
     renamed = [column for column in read_elsewhere(
-        reader, cursor, delta, [oid for oid, kind in changed.items() if kind in ('r', 'p', 'm')])
+        reader, cursor, delta, [oid for oid, kind in changed.items()
+                                if kind in ('r', 'p', 'm', 'v', 'c')])
         if not snapshot.has_column(*column)]
     if renamed:
         snapshot.why = 'it renamed a column that a view, a function or another table reads'

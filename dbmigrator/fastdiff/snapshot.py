@@ -391,11 +391,11 @@ class Snapshot:
 
     def has_column(self, oid, quoted, place):
         """Whether the dump's table ``oid`` has a column of that (quoted) name at that
-        place (1 first); true for a table the dump does not have, which nothing
-        outside it could read before."""
+        place (1 first); true for a relation the dump does not have, which nothing
+        outside it could read before, false for a view or a type it has."""
         where = self.relations.tables.get(oid)
         if where is None:
-            return True
+            return ('pg_class', oid) not in self.relations.objects
         section = self._by_name.get(('TABLE',) + where)
         if section is None:
             return False

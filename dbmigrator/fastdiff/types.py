@@ -104,6 +104,17 @@ def _domain(row):
 OURS_ENUMS = 'SELECT DISTINCT enumtypid FROM pg_enum WHERE age(xmin) <= 0 ORDER BY 1'
 
 
+# Enum types whose labels this transaction changed (renamed, or renumbered
+# around a new one) that anything but their array type uses: a default, a
+# check or a view may spell a label, and would read differently.
+ENUMS_IN_USE = '''
+SELECT count(*) FROM (SELECT DISTINCT enumtypid FROM pg_enum WHERE age(xmin) <= 0) e
+ WHERE EXISTS (SELECT 1 FROM pg_depend d
+                WHERE d.refclassid = 'pg_type'::regclass AND d.refobjid = e.enumtypid
+                  AND NOT (d.classid = 'pg_type'::regclass AND d.deptype = 'i'))
+'''
+
+
 # An enum type as pg_dump writes it, whether it writes nothing more (no
 # comment, no ACL, not an extension's), and how many of its pg_type rows
 # (itself, its array type) this transaction wrote.
