@@ -363,6 +363,7 @@ class Runner:
                 return self._claimed(planned, ahead)
             self.conn.rollback()
         batch.execute(self._begin_sql, prepare=True)
+        self._remember_counts(batch)
         return self._claim(batch, planned, locked=True)
 
     def _say(self, message, *args):
@@ -392,9 +393,9 @@ class Runner:
             with self.watch.watching(self.conn.info.backend_pid):
                 if not self._begin(batch, planned):
                     return False
-            counts = self._catalog_counts(cursor) if self.dumper.enabled else None
+            counted = self.dumper.enabled and self.catalogs is not None
             calls = self.active.super_user_calls
-            if counts is not None:
+            if counted:
                 self._begin_step()
             if planned.action == UP and migration.is_repeat:
                 if not self._should_run(migration, cursor):
@@ -408,8 +409,8 @@ class Runner:
                 raise DBMigratorError(
                     'it ended its own transaction (COMMIT or ROLLBACK): what ran before that '
                     'stays committed and nothing was recorded; ' + ADVICE)
-            if counts is not None:
-                self._catalog_changes(batch, counts, calls)
+            if counted:
+                self._catalog_changes(batch, calls)
             self._bookkeeping(batch, planned)
         return True
 
@@ -451,6 +452,7 @@ class Runner:
         batch.execute('COMMIT')
         batch.execute('BEGIN')
         batch.execute(self._ahead_sql, prepare=True)
+        self._remember_counts(batch)
         try:
             self.ahead = lock.claim(batch, following.version, tried=True)
         except psycopg2.Error as exc:
@@ -462,15 +464,16 @@ class Runner:
                 raise
             log.debug('claiming migration %s ahead failed: %s', following.version, exc)
 
-    def _catalog_counts(self, cursor):
-        if self.catalogs is None:
-            self.catalogs = fastdiff.CatalogReader(cursor, self.statements)
-        return self.catalogs.counts(cursor)
+    def _remember_counts(self, batch):
+        """The catalog write counts before a step, kept in its transaction by the
+        round trip that begins and claims it."""
+        if self.catalogs is not None and self.dumper.enabled:
+            self.catalogs.remember(batch)
 
-    def _catalog_changes(self, batch, before, super_user_calls):
+    def _catalog_changes(self, batch, super_user_calls):
         """What the migration wrote to the catalogs, and its diff when the fast path can tell.
 
-        Equal counts, and no super_user() call (another connection), mean
+        No catalog write, and no super_user() call (another connection), mean
         the schema cannot have changed: no dump at all.  The end of the fast
         path's savepoint stays in ``batch`` for the bookkeeping's round trip.
         """
@@ -479,16 +482,18 @@ class Runner:
             batch.execute('SAVEPOINT dbmigrator_diff')
             # The fast path's settings, in the same round trip; the savepoint undoes them.
             fastdiff.CatalogReader.plan_with_indexes(batch)
-        after = self._catalog_counts(batch)
+        delta = self.catalogs.changes(batch)
         self._in_step = False
         other_connection = self.active.super_user_calls != super_user_calls
-        self.schema_changed = after != before or other_connection
+        self.schema_changed = delta != {} or other_connection
         why = self._super_user_why if other_connection else None
+        if delta is None:
+            why = 'the migration reset the setting that kept the catalog counts (RESET ALL)'
         self.diff_path = ('no dump (the catalogs did not change)' if not self.schema_changed
                           else 'pg_dump (%s)' % why if why else self._no_fast_path())
         if fast:
             if self.schema_changed and not why:
-                self.rendered = self._render(batch, fastdiff.touched(before, after))
+                self.rendered = self._render(batch, delta)
             batch.execute('ROLLBACK TO SAVEPOINT dbmigrator_diff')
 
     def _no_fast_path(self):
@@ -595,6 +600,9 @@ class Runner:
         if plan.steps and self.dumper.enabled:
             self._before = self.dumper.dump()
             self._snapshot = self._snapshot_of(self._before)
+            with self.conn.cursor() as cursor:
+                self.catalogs = fastdiff.CatalogReader(cursor, self.statements)
+            self.conn.rollback()
         interrupts.reset()
         skips = [s for s in plan.skipped if s.reason == SKIP_DEFERRED] if plan.action == UP else []
         with activate(self.settings, self.tracer, schema=self) as self.active, \

@@ -364,6 +364,7 @@ CASES = [
     ('column statistics target', 'ALTER TABLE orders ALTER COLUMN total SET STATISTICS 500', 'table'),
     ('two tables, one rendered and one not', '''CREATE TABLE plain_one (id INT);
                                                 CREATE UNLOGGED TABLE unlogged_one (id INT)''', 'table'),
+    ('after RESET ALL', 'RESET ALL; CREATE TABLE after_reset (id INT)', 'dump'),
     ('partitioned table alone', 'CREATE TABLE measures (at DATE, n INT) PARTITION BY RANGE (at)', 'table'),
 ]
 

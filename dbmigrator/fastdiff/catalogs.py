@@ -56,6 +56,25 @@ SELECT o, pg_stat_get_xact_tuples_inserted(o), pg_stat_get_xact_tuples_updated(o
 UNION ALL SELECT NULL, count(*), 0, 0 FROM pg_constraint WHERE conrelid = 0
 '''
 
+# The counts before a migration, kept in its own transaction: sent with its
+# BEGIN and claim, they cost no round trip of their own.
+REMEMBER = '''
+SELECT set_config('dbmigrator.catalog_counts', (
+       SELECT json_object_agg(coalesce(o, 0), json_build_array(i, u, d))
+         FROM (%s) AS c (o, i, u, d))::text, true)
+'''
+# What changed since: a row of oid 0 when the counts kept are gone (the
+# migration ran RESET ALL).
+CHANGES = '''
+SELECT c.o, c.i - coalesce((b.v ->> 0)::bigint, 0), c.u - coalesce((b.v ->> 1)::bigint, 0),
+       c.d - coalesce((b.v ->> 2)::bigint, 0)
+  FROM (%s) AS c (o, i, u, d)
+  LEFT JOIN json_each(nullif(current_setting('dbmigrator.catalog_counts', true), '')::json)
+       AS b (k, v) ON b.k = coalesce(c.o, 0)::text
+UNION ALL SELECT 0, 0, 0, 0
+ WHERE nullif(current_setting('dbmigrator.catalog_counts', true), '') IS NULL
+'''
+
 
 class CatalogReader:
     """Reads the catalogs for the fast path over one connection, for one run.
@@ -70,10 +89,14 @@ class CatalogReader:
         self.names = dict(cursor.fetchall())
         self.statements = statements or Statements()
         self.counts_query = COUNTS % ', '.join(str(int(oid)) for oid in self.names)
-        # The counts' plan is made now, inside a savepoint that undoes the setting.
+        self.remember_query = REMEMBER % self.counts_query
+        self.changes_query = CHANGES % self.counts_query
+        # The counts' plans are made now, inside a savepoint that undoes the settings.
         cursor.execute('SAVEPOINT dbmigrator_plans')
         self.plan_with_indexes(cursor)
         self.counts(cursor)
+        self.statements.execute(cursor.execute, self.remember_query)
+        self.changes(cursor)
         cursor.execute('ROLLBACK TO SAVEPOINT dbmigrator_plans')
 
     @staticmethod
@@ -105,6 +128,21 @@ class CatalogReader:
         return {self.names.get(oid, DOMAIN_CONSTRAINTS): (ins, upd, dele)
                 for oid, ins, upd, dele in self.execute(cursor, self.counts_query)
                 if oid is None or ins or upd or dele}
+
+
+    def remember(self, batch):
+        """Keep this backend's pending catalog write counts in the transaction, for
+        :meth:`changes`; sent with what ``batch`` holds back."""
+        batch.execute(self.remember_query, prepare=True)
+
+    def changes(self, cursor):
+        """Catalog name -> (inserted, updated, deleted) since :meth:`remember`; None when
+        what it kept is gone."""
+        rows = self.execute(cursor, self.changes_query)
+        if any(oid == 0 for oid, *_ in rows):
+            return None
+        return {self.names.get(oid, DOMAIN_CONSTRAINTS): (ins, upd, dele)
+                for oid, ins, upd, dele in rows if ins or upd or dele}
 
 
 def touched(before, after):

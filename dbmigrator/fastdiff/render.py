@@ -102,10 +102,11 @@ def render(reader, cursor, snapshot, delta):
         if changed is None:
             snapshot.why = 'it changed more than tables and their own sequences'
             return None
-    renamed = [column for column in read_elsewhere(
-        reader, cursor, delta, [oid for oid, kind in changed.items()
-                                if kind in ('r', 'p', 'm', 'v', 'c')])
-        if not snapshot.has_column(*column)]
+    # Only a relation the dump has can have had readers before this migration.
+    known = [oid for oid, kind in changed.items() if kind in ('r', 'p', 'm', 'v', 'c') and (
+        oid in snapshot.relations.tables or ('pg_class', oid) in snapshot.relations.objects)]
+    renamed = [column for column in read_elsewhere(reader, cursor, delta, known)
+               if not snapshot.has_column(*column)]
     if renamed:
         snapshot.why = 'it renamed a column that a view, a function or another table reads'
         return None
