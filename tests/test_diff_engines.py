@@ -48,10 +48,16 @@ CREATE TABLE filled_schema.inside (id SERIAL PRIMARY KEY, note TEXT);
 CREATE TABLE secured (id INT, who TEXT);
 ALTER TABLE secured ENABLE ROW LEVEL SECURITY;
 CREATE POLICY only_mine ON secured USING (who = current_user);
+CREATE TABLE readings (at DATE NOT NULL, v INT) PARTITION BY RANGE (at);
+CREATE TABLE readings_2024 PARTITION OF readings FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+CREATE INDEX readings_at ON readings (at);
+CREATE TABLE measured (a INT, b INT);
+CREATE STATISTICS measured_ab ON a, b FROM measured;
 '''
 
 # (name, DDL, the path its diff must take: 'fast', rendered from the catalogs;
-# 'table', the tables it changed from pg_dump --table; 'dump', a whole pg_dump)
+# 'table', the tables it changed from pg_dump --table; 'dump', a whole pg_dump;
+# 'table, then dump', a whole pg_dump after pg_dump --table)
 CASES = [
     ('create table', 'CREATE TABLE invoices (id INT PRIMARY KEY, amount NUMERIC(12, 2) NOT NULL)', 'fast'),
     ('create table sorted first', 'CREATE TABLE "Aardvark" (id INT)', 'fast'),
@@ -348,7 +354,7 @@ CASES = [
     ('drop a secured table', 'DROP TABLE secured', 'fast'),
     ('comment on a policy', "COMMENT ON POLICY only_mine ON secured IS 'x'", 'fast'),
     ('partitioned', '''CREATE TABLE events (at DATE, n INT) PARTITION BY RANGE (at);
-                       CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')''', 'dump'),
+                       CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')''', 'table'),
     ('inheritance', 'CREATE TABLE admins (level INT) INHERITS (users)', 'dump'),
     ('inheritance, the child sorted after', 'CREATE TABLE users_more (level INT) INHERITS (users)', 'table'),
     ('rule', 'CREATE RULE keep_users AS ON DELETE TO users DO INSTEAD NOTHING', 'table'),
@@ -365,6 +371,17 @@ CASES = [
     ('two tables, one rendered and one not', '''CREATE TABLE plain_one (id INT);
                                                 CREATE UNLOGGED TABLE unlogged_one (id INT)''', 'table'),
     ('after RESET ALL', 'RESET ALL; CREATE TABLE after_reset (id INT)', 'dump'),
+    ('add a partition', "CREATE TABLE readings_2025 PARTITION OF readings FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')", 'table'),
+    ('add a column to a partitioned table', 'ALTER TABLE readings ADD COLUMN note TEXT', 'table'),
+    ('index a partition', 'CREATE INDEX readings_2024_v ON readings_2024 (v)', 'table'),
+    ('index a partitioned table', 'CREATE INDEX readings_v ON readings (v)', 'table, then dump'),
+    ('index a partitioned table, named after its partitions', 'CREATE INDEX readings_1v ON readings (v)', 'table'),
+    ('detach a partition', 'ALTER TABLE readings DETACH PARTITION readings_2024', 'dump'),
+    ('drop a partition', 'DROP TABLE readings_2024', 'dump'),
+    ('alter a table that has statistics', 'ALTER TABLE measured ADD COLUMN c INT', 'fast'),
+    ('rename a column statistics read', 'ALTER TABLE measured RENAME COLUMN a TO first', 'dump'),
+    ('drop a table that has statistics', 'DROP TABLE measured', 'dump'),
+    ('statistics', 'CREATE STATISTICS orders_stats ON id, user_id FROM orders', 'dump'),
     ('partitioned table alone', 'CREATE TABLE measures (at DATE, n INT) PARTITION BY RANGE (at)', 'table'),
 ]
 
@@ -438,8 +455,9 @@ def diff_owner(server):
 
 
 # Whole dumps and pg_dump --table dumps each path runs: the run's snapshot,
-# then none, one of the tables changed, or a whole one.
-DUMPS = {'fast': (1, 0), 'table': (1, 1), 'dump': (2, 0)}
+# then none, one of the tables changed, a whole one, or both (the tables'
+# sections would not go where their names put them).
+DUMPS = {'fast': (1, 0), 'table': (1, 1), 'dump': (2, 0), 'table, then dump': (2, 1)}
 
 
 @pytest.mark.parametrize('label, ddl, path', CASES, ids=[c[0] for c in CASES])

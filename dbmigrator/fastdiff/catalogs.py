@@ -298,8 +298,7 @@ SELECT a.attrelid, quote_ident(a.attname),
        SELECT 1 FROM pg_depend d
         WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = a.attrelid
           AND d.refobjsubid = a.attnum
-          AND d.classid NOT IN ('pg_class'::regclass, 'pg_attrdef'::regclass,
-                                'pg_statistic_ext'::regclass)
+          AND d.classid NOT IN ('pg_class'::regclass, 'pg_attrdef'::regclass)
           AND NOT EXISTS (SELECT 1 FROM pg_constraint WHERE oid = d.objid
                              AND d.classid = 'pg_constraint'::regclass AND conrelid = a.attrelid)
           AND NOT EXISTS (SELECT 1 FROM pg_trigger WHERE oid = d.objid

@@ -36,6 +36,14 @@ def fill(snapshot, tables, lines):
         section.sorted_by(sort_name)
         owner.sections.append(section)
     for table in tables:
+        attached = {(s.type, s.name) for s in table.sections if s.type.endswith(' ATTACH')}
+        if any(snapshot.position(kind, table.schema, name) is not None
+               and (kind, name) not in attached
+               for kind, name in [('TABLE ATTACH', table.name)] + [
+                   ('INDEX ATTACH', name) for _, name in table.indexes]):
+            snapshot.why = 'it detached %s, whose indexes pg_dump then puts elsewhere' % (
+                table.qualified)
+            return None
         if not any(section.type == 'TABLE' for section in table.sections):
             snapshot.why = 'pg_dump --table did not show %s' % table.qualified
             return None
@@ -60,13 +68,18 @@ def fill(snapshot, tables, lines):
 
 def _misplaced(snapshot, tables):
     """Why pg_dump's dependency sort would not put these tables where their names
-    did: a parent table after its child, or a sequence before its table."""
+    did: a parent table after its child, a partitioned table's index after a
+    partition's, or a sequence before its table."""
     for table in tables:
         mine = snapshot.position('TABLE', table.schema, table.name)
         for kind, schema, name in table.parents:
             theirs = snapshot.position(kind, schema, name)
             if theirs is None or theirs > mine:
                 return '%s inherits from a table pg_dump must put first' % table.qualified
+        for index, parent in table.index_parents.items():
+            theirs = snapshot.position('INDEX', table.schema, parent)
+            if theirs is None or theirs > snapshot.position('INDEX', table.schema, index):
+                return 'the index %s comes after that of a partition of its table' % parent
         for schema, name in table.sequence_names:
             theirs = snapshot.position('SEQUENCE', schema, name)
             if theirs is not None and theirs < mine:
@@ -81,7 +94,9 @@ def _owners(tables):
     for table in tables:
         owners[('TABLE', table.schema, table.name)] = table
         owners[('ROW SECURITY', table.schema, table.name)] = table
-        owners.update((('INDEX', table.schema, name), table) for _, name in table.indexes)
+        owners[('TABLE ATTACH', table.schema, table.name)] = table
+        owners.update(((kind, table.schema, name), table) for _, name in table.indexes
+                      for kind in ('INDEX', 'INDEX ATTACH'))
         for schema, name in table.sequence_names:
             owners[('SEQUENCE', schema, name)] = table
             owners[('SEQUENCE OWNED BY', schema, name)] = table

@@ -118,7 +118,9 @@ def render(reader, cursor, snapshot, delta):
                 rendered.append(table)
                 continue
             if table is not None and snapshot.relations.tables.get(oid, (
-                    table.schema, table.name)) == (table.schema, table.name):
+                    table.schema, table.name)) == (table.schema, table.name) and (
+                    table.parents or snapshot.position(
+                        'TABLE ATTACH', table.schema, table.name) is None):
                 pending.append(table)
                 continue
         else:

@@ -38,9 +38,9 @@ NAMED_ON_TABLE = ('CONSTRAINT', 'CHECK CONSTRAINT', 'FK CONSTRAINT', 'TRIGGER', 
 
 # pg_dump sets the tablespace and access method right before the first of these.
 TAKES_SETS = {'TABLE', 'MATERIALIZED VIEW'}
-RANKS = {'DEFAULT': 3, 'CONSTRAINT': 4, 'CHECK CONSTRAINT': 4, 'INDEX': 5, 'RULE': 6,
-         'TRIGGER': 7, 'FK CONSTRAINT': 8, 'POLICY': 9, 'ROW SECURITY': 9, 'ACL': 20,
-         'DEFAULT ACL': 20}
+RANKS = {'TABLE ATTACH': 2.5, 'DEFAULT': 3, 'CONSTRAINT': 4, 'CHECK CONSTRAINT': 4,
+         'INDEX': 5, 'INDEX ATTACH': 5.5, 'STATISTICS': 5.7, 'RULE': 6, 'TRIGGER': 7,
+         'FK CONSTRAINT': 8, 'POLICY': 9, 'ROW SECURITY': 9, 'ACL': 20, 'DEFAULT ACL': 20}
 LAST_RANK = 20
 ROUTINES = ('FUNCTION', 'PROCEDURE')
 
@@ -271,9 +271,9 @@ class Snapshot:
                 return False
             self._by_name[section.type, section.schema, section.name] = section
             sort_name = section.name
-            if section.type == 'TABLE':
+            if section.type in ('TABLE', 'TABLE ATTACH'):
                 owner = (section.schema, section.name)
-            elif section.type == 'INDEX':
+            elif section.type in ('INDEX', 'INDEX ATTACH'):
                 owner = index_tables.get((section.schema, section.name))
             elif section.type == 'SEQUENCE':
                 owner = sequence_tables.get((section.schema, section.name))
@@ -647,10 +647,12 @@ class Snapshot:
         if not old_sequences <= table.sequence_names:
             return self._refuse('a sequence of %s.%s was renamed' % where)
         existing = [self._by_name.get(('TABLE',) + where),
+                    self._by_name.get(('TABLE ATTACH',) + where),
                     self._by_name.get(('ROW SECURITY',) + where)] + list(
             self._constraints.get(where, ())) + list(self._defaults.get(where, ())) + list(
             self._comments.get(where, ())) + [
-            self._by_name.get(('INDEX', table.schema, name)) for _, name in old_indexes] + [
+            self._by_name.get((kind, table.schema, name)) for _, name in old_indexes
+            for kind in ('INDEX', 'INDEX ATTACH')] + [
             self._by_name.get((kind, schema, name)) for schema, name in old_sequences
             for kind in ('SEQUENCE', 'SEQUENCE OWNED BY')] + [
             self._by_name.get(key) for key in table.acl_keys]
@@ -1000,6 +1002,8 @@ class Table:
     acl_keys: frozenset = frozenset()  # the ACL sections it and its sequences may have
     qualified: str = None  # its name as pg_dump writes it, schema first
     parents: tuple = ()  # (type, schema, name) of the tables it inherits from
+    # a partition's index -> the partitioned table's index it is attached to
+    index_parents: dict = dataclasses.field(default_factory=dict)
 
 
 def _literal(text):

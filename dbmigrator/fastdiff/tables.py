@@ -46,7 +46,9 @@ SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.reln
                         AND conindid = i.indexrelid AND contype IN ('p', 'u', 'x')),
                 i.indexrelid::bigint, quote_ident(ic.relname),
                 (SELECT description FROM pg_description WHERE objoid = ic.oid
-                    AND classoid = 'pg_class'::regclass)))
+                    AND classoid = 'pg_class'::regclass),
+                (SELECT p.relname FROM pg_inherits h JOIN pg_class p ON p.oid = h.inhparent
+                  WHERE h.inhrelid = i.indexrelid)))
           FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid),
        (SELECT json_agg(json_build_array(
                 sn.nspname, s.relname, quote_ident(sn.nspname) || '.' || quote_ident(s.relname),
@@ -96,8 +98,7 @@ SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.reln
           FROM pg_policy p WHERE p.polrelid = c.oid),
        (SELECT json_agg(json_build_array(pn.nspname, p.relname) ORDER BY i.inhseqno)
           FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
-          JOIN pg_namespace pn ON pn.oid = p.relnamespace WHERE i.inhrelid = c.oid),
-       c.relispartition
+          JOIN pg_namespace pn ON pn.oid = p.relnamespace WHERE i.inhrelid = c.oid)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.oid = %s::oid
 '''
@@ -167,20 +168,17 @@ def _policy(qualified, row):
 def _render_table(reader, cursor, oid):
     """The table as pg_dump writes it; when it has what this module does not render,
     the same :class:`Table` without sections, for ``pg_dump --table`` to fill; None
-    when those could not be put in one by one (a partition, whose ATTACH section
-    has no place here; see :func:`_sorted_by_name`)."""
+    when those could not be put in one by one (see :func:`_sorted_by_name`)."""
     [(schema, name, qualified, owner, quoted_owner, plain, columns, constraints,
       indexes, sequences, comment, quoted_name, members, triggers, acl, base_acl,
-      row_security, force_row_security, policies, parents, partition)] = reader.execute(
-          cursor, TABLE, oid)
-    if partition:
-        return None
+      row_security, force_row_security, policies, parents)] = reader.execute(cursor, TABLE, oid)
     acl_keys = {('ACL', schema, 'TABLE %s' % quoted_name)} | {
         ('ACL', row[0], 'SEQUENCE %s' % row[18]) for row in sequences or ()}
     table = Table(oid, schema, name, frozenset((row[4], row[0]) for row in indexes or ()), None,
                   frozenset((row[0], row[1]) for row in sequences or ()), frozenset(members),
                   frozenset(acl_keys), qualified,
-                  tuple(('TABLE', schema, name) for schema, name in parents or ()))
+                  tuple(('TABLE', schema, name) for schema, name in parents or ()),
+                  {row[0]: row[7] for row in indexes or () if row[7] is not None})
     if not plain:
         return table if _sorted_by_name(table, sequences) else None
     table.sections = _sections(cursor, table, owner, quoted_owner, quoted_name, columns,
@@ -194,7 +192,9 @@ def _render_table(reader, cursor, oid):
 def _sorted_by_name(table, sequences):
     """Whether pg_dump's dependency sort leaves this table's sections in the order of
     their names, as they must be to be put in one by one: its parents before it,
-    its sequences after it, its serial columns' defaults in column order."""
+    its sequences after it, its serial columns' defaults in column order, a
+    (a partition's new indexes must also come after their parents': see
+    :func:`dbmigrator.fastdiff.partial.fill`)."""
     me = (table.schema.encode(), table.name.encode())
     if any((schema.encode(), name.encode()) > me for _, schema, name in table.parents):
         return False
@@ -280,7 +280,8 @@ def _sections(cursor, table, owner, quoted_owner, quoted_name, columns, constrai
     sections = [_section('TABLE', schema, name, owner, create + ending + [
         'ALTER TABLE %s OWNER TO %s;' % (qualified, quoted_owner), ''])] + [
         _comment(schema, owner, tag, target, text) for tag, target, text in comments] + keyed
-    for index_name, definition, plain_index, for_constraint, _, quoted, remark in indexes or ():
+    for index_name, definition, plain_index, for_constraint, _, quoted, remark, _ in (
+            indexes or ()):
         if not plain_index or (for_constraint and remark is not None):
             return None
         if not for_constraint:
