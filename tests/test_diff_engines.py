@@ -140,7 +140,19 @@ CASES = [
     ('overloaded function', 'CREATE FUNCTION order_total(o TEXT) RETURNS NUMERIC LANGUAGE sql AS $$ SELECT 1.0 $$', 'dump'),
     ('rename a function', 'ALTER FUNCTION order_total(INT) RENAME TO total_of', 'dump'),
     ('function of a table type', 'CREATE FUNCTION all_users() RETURNS SETOF users LANGUAGE sql AS $$ SELECT * FROM users $$', 'dump'),
-    ('function with a setting', "CREATE FUNCTION safe() RETURNS INT LANGUAGE sql SET search_path = '' AS $$ SELECT 1 $$", 'dump'),
+    ('function with a setting', "CREATE FUNCTION safe() RETURNS INT LANGUAGE sql SET search_path = '' AS $$ SELECT 1 $$", 'fast'),
+    ('security definer with a search path', '''CREATE FUNCTION sd() RETURNS INT LANGUAGE sql SECURITY DEFINER
+                                               SET search_path = public, pg_temp AS $$ SELECT 1 $$''', 'fast'),
+    ('function with settings', '''CREATE FUNCTION tuned() RETURNS INT LANGUAGE sql SET work_mem = '64MB'
+                                  SET "app.tenant" = 'it''s' SET search_path = "$user", "Odd Schema" AS $$ SELECT 1 $$''', 'fast'),
+    ('function of an enum type', "CREATE FUNCTION lighter(s shade) RETURNS shade LANGUAGE sql AS $$ SELECT 'light'::shade $$", 'fast'),
+    ('function of an array of an enum', 'CREATE FUNCTION shades(s shade[]) RETURNS INT LANGUAGE sql AS $$ SELECT 1 $$', 'fast'),
+    ('function of a composite type', 'CREATE FUNCTION first_of(p pair) RETURNS INT LANGUAGE sql AS $$ SELECT p.a $$', 'fast'),
+    ('function of a domain', 'CREATE FUNCTION pos(x positive_int) RETURNS positive_int LANGUAGE sql AS $$ SELECT x $$', 'fast'),
+    ('sql-standard body reading a table', '''CREATE FUNCTION n_users() RETURNS BIGINT LANGUAGE sql
+                                             BEGIN ATOMIC SELECT count(*) FROM users; END''', 'dump'),
+    ('sql-standard body of statements', '''CREATE FUNCTION two(a INT) RETURNS INT LANGUAGE sql IMMUTABLE
+                                           BEGIN ATOMIC SELECT a + 1; SELECT a * 2; END''', 'fast'),
     ('function comment', "COMMENT ON FUNCTION order_total(INT) IS 'sum'", 'fast'),
     ('new function with a comment', '''CREATE FUNCTION zz_c(a INT) RETURNS INT LANGUAGE sql AS $$ SELECT a $$;
                                        COMMENT ON FUNCTION zz_c(INT) IS E'it''s\\na comment' ''', 'fast'),
@@ -150,7 +162,7 @@ CASES = [
     ('comment on a procedure and a table', '''CREATE PROCEDURE zz_p() LANGUAGE sql AS $$ SELECT 1 $$;
                                               COMMENT ON PROCEDURE zz_p() IS 'p';
                                               COMMENT ON TABLE users IS 'people' ''', 'fast'),
-    ('sql-standard body', 'CREATE FUNCTION std(a INT) RETURNS INT LANGUAGE sql RETURN a + 1', 'dump'),
+    ('sql-standard body', 'CREATE FUNCTION std(a INT) RETURNS INT LANGUAGE sql RETURN a + 1', 'fast'),
     ('rename a column a view reads', 'ALTER TABLE users RENAME COLUMN name TO full_name', 'dump'),
     ('rename a column a foreign key references', 'ALTER TABLE orders RENAME COLUMN id TO order_id', 'dump'),
     # super_user(): what its connection changed is rendered on it, before it commits.

@@ -5,9 +5,11 @@ from .snapshot import ROUTINE_TAG, _literal, _section
 
 
 # A function or procedure as pg_dump writes it, and whether it writes nothing
-# more than this renders: no options (SET, SUPPORT, TRANSFORM), no ACL, no
-# comment, no SQL-standard body, not C or internal, not an extension's, and
-# only built-in types, so that no dependency moves it in pg_dump's order.
+# more than this renders: no SUPPORT or TRANSFORM, not C or internal, not an
+# extension's, and nothing that pg_dump's dependency sort would put after it:
+# its types built in, enums, composite types or domains of built-in types
+# whose checks call no function of the schema (all of them sort before
+# functions), and a SQL-standard body that reads nothing of the schema.
 ROUTINE = '''
 SELECT n.nspname, ''' + ROUTINE_TAG + ''',
        p.prokind, quote_ident(n.nspname) || '.' || quote_ident(p.proname),
@@ -16,22 +18,40 @@ SELECT n.nspname, ''' + ROUTINE_TAG + ''',
        p.prosecdef, p.proleakproof, p.procost::text, p.prorows::text, p.proretset,
        p.proparallel, p.prosrc, pg_get_userbyid(p.proowner),
        quote_ident(pg_get_userbyid(p.proowner)),
-       p.prokind IN ('f', 'p') AND p.proconfig IS NULL AND p.prosupport = 0
-       AND p.protrftypes IS NULL AND p.prosqlbody IS NULL
+       p.prokind IN ('f', 'p') AND p.prosupport = 0 AND p.protrftypes IS NULL
        AND l.lanname NOT IN ('c', 'internal')
+       AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                        WHERE p.prosqlbody IS NOT NULL AND d.classid = 'pg_proc'::regclass
+                          AND d.objid = p.oid AND d.deptype = 'n' AND d.refobjid >= 16384
+                          AND d.refclassid <> 'pg_type'::regclass)
        AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = p.oid)
        AND NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_proc'::regclass
                           AND objid = p.oid AND deptype = 'e')
-       AND NOT EXISTS (SELECT 1 FROM pg_type t
-                        WHERE t.oid = ANY (array_append(
-                              coalesce(p.proallargtypes, p.proargtypes::oid[]), p.prorettype))
-                          AND t.typnamespace <> 'pg_catalog'::regnamespace),
+       AND NOT EXISTS (
+           SELECT 1 FROM pg_type a
+             JOIN pg_type t ON t.oid = CASE WHEN a.typcategory = 'A' AND a.typelem <> 0
+                                            THEN a.typelem ELSE a.oid END
+            WHERE a.oid = ANY (array_append(
+                  coalesce(p.proallargtypes, p.proargtypes::oid[]), p.prorettype))
+              AND t.typnamespace <> 'pg_catalog'::regnamespace
+              AND NOT (t.typtype = 'e'
+                       OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_class r
+                                                       WHERE r.oid = t.typrelid AND r.relkind = 'c'))
+                       OR (t.typtype = 'd' AND EXISTS (
+                               SELECT 1 FROM pg_type b WHERE b.oid = t.typbasetype
+                                  AND b.typnamespace = 'pg_catalog'::regnamespace)
+                           AND NOT EXISTS (
+                               SELECT 1 FROM pg_constraint k JOIN pg_depend d
+                                 ON d.classid = 'pg_constraint'::regclass AND d.objid = k.oid
+                                WHERE k.contypid = t.oid AND d.refclassid = 'pg_proc'::regclass
+                                  AND d.refobjid >= 16384)))),
        quote_ident(p.proname), ''' + acl_items('p.proacl', 'p.proowner') + ''',
        ''' + acl_items("acldefault('f', p.proowner)", 'p.proowner') + ''',
        (SELECT description FROM pg_description WHERE objoid = p.oid
            AND classoid = 'pg_proc'::regclass AND objsubid = 0),
        (SELECT count(*) FROM pg_description WHERE objoid = p.oid
-           AND classoid = 'pg_proc'::regclass AND age(xmin) <= 0)
+           AND classoid = 'pg_proc'::regclass AND age(xmin) <= 0),
+       p.proconfig, pg_get_function_sqlbody(p.oid)
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
   JOIN pg_language l ON l.oid = p.prolang
  WHERE p.oid = %s::oid
@@ -67,6 +87,45 @@ def _render_routines(reader, cursor, oids):
     return found
 
 
+# Settings whose value is a list, each item quoted apart (pg_dump's
+# variable_is_guc_list_quote()).
+LIST_SETTINGS = {'local_preload_libraries', 'search_path', 'session_preload_libraries',
+                 'shared_preload_libraries', 'temp_tablespaces', 'unix_socket_directories'}
+
+
+def _guc_list(value):
+    """The items of a list setting as the server keeps it: comma-separated, each
+    double-quoted when it needs to be."""
+    items, i = [], 0
+    while True:
+        while i < len(value) and value[i] == ' ':
+            i += 1
+        if i < len(value) and value[i] == '"':
+            item, i = [], i + 1
+            while i < len(value) and not (value[i] == '"' and value[i + 1:i + 2] != '"'):
+                item.append(value[i])
+                i += 2 if value[i] == '"' else 1
+            items.append(''.join(item))
+            i += 1
+        else:
+            end = value.find(',', i)
+            end = len(value) if end < 0 else end
+            items.append(value[i:end].rstrip())
+            i = end
+        while i < len(value) and value[i] == ' ':
+            i += 1
+        if i >= len(value) or value[i] != ',':
+            return items
+        i += 1
+
+
+def _identifier(name):
+    """A setting's name as pg_dump quotes it (fmtId)."""
+    if name.replace('_', 'a').isalnum() and name == name.lower() and not name[0].isdigit():
+        return name
+    return '"%s"' % name.replace('"', '""')
+
+
 def _dollar_quoted(text):
     """pg_dump's dollar quoting: the shortest $_..$ tag that is not in the text."""
     tag = '$'
@@ -80,7 +139,7 @@ def _routine(row):
     written) of a function or procedure; None if pg_dump would write more."""
     (schema, tag, kind, qualified, arguments, identity, result, language, volatility, strict,
      definer, leakproof, cost, rows, returns_set, parallel, source, owner, quoted_owner,
-     plain, quoted_name, acl, base_acl, comment, comments_written) = row
+     plain, quoted_name, acl, base_acl, comment, comments_written, settings, sql_body) = row
     keyword = 'PROCEDURE' if kind == 'p' else 'FUNCTION'
     grants = _acl(keyword, '%s(%s)' % (qualified, identity), quoted_owner, acl, base_acl)
     if not plain or grants is None:
@@ -98,7 +157,13 @@ def _routine(row):
     options += ' COST %s' % cost if cost not in ('0', '100') else ''
     options += ' ROWS %s' % rows if returns_set and rows not in ('0', '1000') else ''
     options += {'s': ' PARALLEL SAFE', 'r': ' PARALLEL RESTRICTED'}.get(parallel, '')
-    body = '%s\n%s\n    AS %s;' % (head, options, _dollar_quoted(source))
+    for setting in settings or ():
+        name, _, value = setting.partition('=')
+        options += '\n    SET %s TO %s' % (_identifier(name), ', '.join(
+            _literal(item) for item in _guc_list(value)) if name.lower() in LIST_SETTINGS
+            else _literal(value))
+    body = '%s\n%s\n    %s' % (head, options, sql_body + ';' if sql_body is not None
+                                 else 'AS %s;' % _dollar_quoted(source))
     signature = '%s %s(%s)' % (keyword, quoted_name, identity)
     remark = None if comment is None else _section('COMMENT', schema, signature, owner, (
         'COMMENT ON %s %s(%s) IS %s;' % (keyword, qualified, identity, _literal(comment))
