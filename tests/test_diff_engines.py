@@ -137,7 +137,13 @@ CASES = [
     ('function owner', 'ALTER FUNCTION order_total(INT) OWNER TO diff_owner', 'fast'),
     ('function and table', '''CREATE TABLE audit (id SERIAL PRIMARY KEY, at TIMESTAMPTZ);
                               CREATE FUNCTION audit_count() RETURNS BIGINT LANGUAGE sql AS $$ SELECT 1::bigint $$''', 'fast'),
-    ('overloaded function', 'CREATE FUNCTION order_total(o TEXT) RETURNS NUMERIC LANGUAGE sql AS $$ SELECT 1.0 $$', 'dump'),
+    ('overloaded function', 'CREATE FUNCTION order_total(o TEXT) RETURNS NUMERIC LANGUAGE sql AS $$ SELECT 1.0 $$', 'fast'),
+    ('overload sorted first by its type', 'CREATE FUNCTION order_total(o BOOLEAN) RETURNS NUMERIC LANGUAGE sql AS $$ SELECT 1.0 $$', 'fast'),
+    ('overload with fewer arguments', 'CREATE FUNCTION order_total() RETURNS NUMERIC LANGUAGE sql AS $$ SELECT 1.0 $$', 'fast'),
+    ('overload with more arguments', 'CREATE FUNCTION order_total(a INT, b INT) RETURNS NUMERIC LANGUAGE sql AS $$ SELECT 1.0 $$', 'fast'),
+    ('two overloads and a drop', '''CREATE FUNCTION order_total(o shade) RETURNS NUMERIC LANGUAGE sql AS $$ SELECT 1.0 $$;
+                                    CREATE FUNCTION order_total(o TEXT[]) RETURNS NUMERIC LANGUAGE sql AS $$ SELECT 1.0 $$;
+                                    DROP FUNCTION order_total(INT)''', 'fast'),
     ('rename a function', 'ALTER FUNCTION order_total(INT) RENAME TO total_of', 'dump'),
     ('function of a table type', 'CREATE FUNCTION all_users() RETURNS SETOF users LANGUAGE sql AS $$ SELECT * FROM users $$', 'dump'),
     ('function with a setting', "CREATE FUNCTION safe() RETURNS INT LANGUAGE sql SET search_path = '' AS $$ SELECT 1 $$", 'fast'),
@@ -600,6 +606,25 @@ def test_renames_and_comments_on_what_tables_own_diff_as_pg_dump_does(server, tm
     # table that has it, the NOT VALID check, and the dropped index and
     # comment on that table.
     assert dumps == (5, 5)
+
+
+OVERLOADS = [
+    'CREATE FUNCTION area(r INT) RETURNS INT LANGUAGE sql AS $$ SELECT r * r $$',
+    'CREATE FUNCTION area(w INT, h INT) RETURNS INT LANGUAGE sql AS $$ SELECT w * h $$',
+    'CREATE FUNCTION area(r BIGINT) RETURNS BIGINT LANGUAGE sql AS $$ SELECT r * r $$',
+    'CREATE FUNCTION area(s shade) RETURNS INT LANGUAGE sql AS $$ SELECT 0 $$',
+    'CREATE OR REPLACE FUNCTION area(r INT) RETURNS INT LANGUAGE sql IMMUTABLE AS $$ SELECT r * r $$',
+    "COMMENT ON FUNCTION area(BIGINT) IS 'big'",
+    'DROP FUNCTION area(INT)',
+    'CREATE FUNCTION area() RETURNS INT LANGUAGE sql AS $$ SELECT 0 $$',
+]
+
+
+def test_overloaded_functions_diff_each_step_as_pg_dump_does(server, tmp_path):
+    expected, _ = run_sequence(server, tmp_path, 'pg_dump', OVERLOADS, 'overloads')
+    actual, dumps = run_sequence(server, tmp_path, 'auto', OVERLOADS, 'overloads')
+    assert actual == expected
+    assert dumps == (1, 0)  # every step rendered from the catalogs
 
 
 def test_verbose_names_the_path_of_each_steps_diff(dbm, migrations):

@@ -1,7 +1,7 @@
 """Functions and procedures, with their comments and grants, as pg_dump writes them.
 """
 from .grants import _acl, acl_items
-from .snapshot import ROUTINE_TAG, _literal, _section
+from .snapshot import ROUTINE_ARGUMENTS, ROUTINE_TAG, _literal, _section
 
 
 # A function or procedure as pg_dump writes it, and whether it writes nothing
@@ -51,7 +51,7 @@ SELECT n.nspname, ''' + ROUTINE_TAG + ''',
            AND classoid = 'pg_proc'::regclass AND objsubid = 0),
        (SELECT count(*) FROM pg_description WHERE objoid = p.oid
            AND classoid = 'pg_proc'::regclass AND age(xmin) <= 0),
-       p.proconfig, pg_get_function_sqlbody(p.oid)
+       p.proconfig, pg_get_function_sqlbody(p.oid), ''' + ROUTINE_ARGUMENTS + '''
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
   JOIN pg_language l ON l.oid = p.prolang
  WHERE p.oid = %s::oid
@@ -139,7 +139,8 @@ def _routine(row):
     written) of a function or procedure; None if pg_dump would write more."""
     (schema, tag, kind, qualified, arguments, identity, result, language, volatility, strict,
      definer, leakproof, cost, rows, returns_set, parallel, source, owner, quoted_owner,
-     plain, quoted_name, acl, base_acl, comment, comments_written, settings, sql_body) = row
+     plain, quoted_name, acl, base_acl, comment, comments_written, settings, sql_body,
+     name, count, types) = row
     keyword = 'PROCEDURE' if kind == 'p' else 'FUNCTION'
     grants = _acl(keyword, '%s(%s)' % (qualified, identity), quoted_owner, acl, base_acl)
     if not plain or grants is None:
@@ -168,6 +169,8 @@ def _routine(row):
     remark = None if comment is None else _section('COMMENT', schema, signature, owner, (
         'COMMENT ON %s %s(%s) IS %s;' % (keyword, qualified, identity, _literal(comment))
     ).split('\n') + ['', ''])
-    return _section(keyword, schema, tag, owner, body.split('\n') + [
+    section = _section(keyword, schema, tag, owner, body.split('\n') + [
         '', '', 'ALTER %s %s(%s) OWNER TO %s;' % (keyword, qualified, identity, quoted_owner),
-        '']), (('ACL', schema, acl_name), granted), remark, comments_written
+        ''])
+    section.sorted_by(tag, (name, count, types))
+    return section, (('ACL', schema, acl_name), granted), remark, comments_written

@@ -69,14 +69,16 @@ class Section:
         if self.sort_name is not None:
             self.sorted_by(self.sort_name)
 
-    def sorted_by(self, sort_name):
+    def sorted_by(self, sort_name, arguments=None):
         """What pg_dump sorts by: a constraint by its own name, not its table's; a
-        routine by its name, then (here) its signature."""
+        routine by its name, then the number of its arguments, then the schema
+        and name of each one's type (``arguments``: name, count, those pairs)."""
         self.sort_name = sort_name
         self.key = (self.rank, self.schema.encode(), sort_name.encode())
-        if self.type in ROUTINES:
-            self.key = (self.rank, self.schema.encode(), sort_name.split('(')[0].encode(),
-                        sort_name.encode())
+        if self.type in ROUTINES and arguments is not None:
+            name, count, types = arguments
+            self.key = (self.rank, self.schema.encode(), name.encode(), count,
+                        tuple((schema.encode(), type_name.encode()) for schema, type_name in types))
 
 
 @dataclasses.dataclass
@@ -98,6 +100,8 @@ class Relations:
     known: set = dataclasses.field(default_factory=set)
     # (schema, what a routine's ACL section names it: name(identity arguments)) -> its tag
     acl_names: dict = dataclasses.field(default_factory=dict)
+    # (schema, tag) of a routine -> what pg_dump sorts it by (see Section.sorted_by)
+    arguments: dict = dataclasses.field(default_factory=dict)
 
     def constraint_table(self, schema, label):
         """The table of a ``<table> <constraint>`` header name; None if not certain."""
@@ -135,10 +139,20 @@ ROUTINE_TAG = """p.proname || '(' || coalesce((
            FROM unnest(p.proargtypes) WITH ORDINALITY AS a(t, i)), '') || ')'"""
 
 
+# What pg_dump sorts functions of one name by: their number of arguments,
+# then the schema and name of each argument's type.
+ROUTINE_ARGUMENTS = """p.proname, p.pronargs, ARRAY(
+       SELECT ARRAY[tn.nspname::text, t.typname::text]
+         FROM unnest(p.proargtypes) WITH ORDINALITY AS a(o, i)
+         JOIN pg_type t ON t.oid = a.o JOIN pg_namespace tn ON tn.oid = t.typnamespace
+        ORDER BY a.i)"""
+
+
 # The functions and procedures a dump shows, by oid, with their tags.
 ROUTINES_QUERY = '''
 SELECT p.oid, n.nspname, ''' + ROUTINE_TAG + ''',
-       quote_ident(p.proname) || '(' || pg_get_function_identity_arguments(p.oid) || ')'
+       quote_ident(p.proname) || '(' || pg_get_function_identity_arguments(p.oid) || ')',
+       ''' + ROUTINE_ARGUMENTS + '''
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname <> 'pg_catalog' AND n.nspname <> 'information_schema'
 '''
@@ -178,8 +192,10 @@ def relations(cursor):
     cursor.execute("SELECT set_config('search_path', '', true)")
     cursor.execute(ROUTINES_QUERY)
     rows = cursor.fetchall()
-    routines = {oid: (schema, tag) for oid, schema, tag, _ in rows}
-    acl_names = {(schema, acl_name): tag for _, schema, tag, acl_name in rows}
+    routines = {oid: (schema, tag) for oid, schema, tag, *_ in rows}
+    acl_names = {(schema, acl_name): tag for _, schema, tag, acl_name, *_ in rows}
+    arguments = {(schema, tag): (name, count, [tuple(pair) for pair in types])
+                 for _, schema, tag, _, name, count, types in rows}
     cursor.execute(OBJECTS_QUERY)
     objects = {(catalog, oid): (kind, schema, name)
                for catalog, oid, kind, schema, name in cursor.fetchall()}
@@ -196,7 +212,7 @@ def relations(cursor):
     cursor.execute(KNOWN_QUERY)
     known = {oid for (oid,) in cursor.fetchall()}
     return Relations(tables, indexes, names, sequences, routines, objects, members, known,
-                     acl_names)
+                     acl_names, arguments)
 
 
 class Snapshot:
@@ -287,6 +303,12 @@ class Snapshot:
                     self._constraints.setdefault(owner, []).append(section)
                 else:
                     self._defaults.setdefault(owner, []).append(section)
+            if section.type in ROUTINES:
+                arguments = self.relations.arguments.get((section.schema, section.name))
+                if arguments is None:
+                    return False
+                section.sorted_by(sort_name, arguments)
+                continue
             section.sorted_by(sort_name)
         self._reorder()
         return True
@@ -584,9 +606,6 @@ class Snapshot:
         if existing is not None:
             if existing.lines != new.lines:
                 self._swap(existing, new)
-        elif any(key[:3] == new.key[:3] for key in self._keys):
-            return self._refuse('%s has an overload, which pg_dump orders by its argument '
-                                'types' % new.name)
         elif not self._insert(new):
             return self._refuse('cannot tell where pg_dump puts %s %s' % (new.type, new.name))
         self._remember(self.relations.routines, oid)
