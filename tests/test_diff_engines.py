@@ -334,7 +334,19 @@ CASES = [
     ('remove a comment', 'COMMENT ON TABLE orders IS NULL', 'fast'),
     ('comment on a constraint', "COMMENT ON CONSTRAINT users_pkey ON users IS 'key'", 'fast'),
     ('comment on an index', "COMMENT ON INDEX orders_user_idx IS 'by user'", 'fast'),
-    ('comment on a view', "COMMENT ON VIEW user_names IS 'names'", 'dump'),
+    ('comment on a view', "COMMENT ON VIEW user_names IS 'names'", 'fast'),
+    ('comment on a view column', "COMMENT ON COLUMN user_names.name IS 'who'", 'fast'),
+    ('comment on a materialized view', "COMMENT ON MATERIALIZED VIEW user_ids IS 'ids'", 'fast'),
+    ('comment on an enum type', "COMMENT ON TYPE shade IS 'how dark'", 'fast'),
+    ('comment on a domain', "COMMENT ON DOMAIN positive_int IS 'above zero'", 'fast'),
+    ('comment on a composite type', "COMMENT ON TYPE pair IS 'two things'", 'fast'),
+    ('comment on a composite column', "COMMENT ON COLUMN pair.b IS 'the second'", 'fast'),
+    ('comment on a schema', "COMMENT ON SCHEMA kept_schema IS 'kept'", 'fast'),
+    ('new view with comments', '''CREATE VIEW zz_named AS SELECT id, name FROM users;
+                                  COMMENT ON VIEW zz_named IS 'named';
+                                  COMMENT ON COLUMN zz_named.name IS 'the name' ''', 'fast'),
+    ('new enum with a comment', "CREATE TYPE mood AS ENUM ('ok'); COMMENT ON TYPE mood IS 'feel'", 'fast'),
+    ('new schema with a comment', "CREATE SCHEMA noted; COMMENT ON SCHEMA noted IS 'it''s noted'", 'fast'),
     ('rename a commented column', 'ALTER TABLE orders RENAME COLUMN total TO amount', 'fast'),
     ('grant', 'GRANT SELECT ON users TO PUBLIC', 'fast'),
     ('revoke the owner\'s own', 'REVOKE ALL ON users FROM CURRENT_USER', 'table'),
@@ -618,6 +630,32 @@ OVERLOADS = [
     'DROP FUNCTION area(INT)',
     'CREATE FUNCTION area() RETURNS INT LANGUAGE sql AS $$ SELECT 0 $$',
 ]
+
+
+COMMENTS = [
+    "COMMENT ON VIEW user_names IS 'names'",
+    "COMMENT ON COLUMN user_names.name IS 'who'",
+    'CREATE OR REPLACE VIEW user_names AS SELECT name, email FROM users',
+    "COMMENT ON VIEW user_names IS NULL",
+    "COMMENT ON TYPE shade IS 'how dark'",
+    "ALTER TYPE shade ADD VALUE 'mid'",
+    "COMMENT ON TYPE shade IS NULL",
+    "COMMENT ON DOMAIN positive_int IS 'above zero'",
+    "COMMENT ON SCHEMA kept_schema IS 'kept'",
+    'DROP SCHEMA kept_schema',
+    "COMMENT ON TYPE pair IS 'two'",
+    'DROP TYPE pair',
+    'DROP VIEW user_names',
+]
+
+
+def test_comments_on_views_types_and_schemas_diff_as_pg_dump_does(server, tmp_path):
+    expected, _ = run_sequence(server, tmp_path, 'pg_dump', COMMENTS, 'comments')
+    actual, dumps = run_sequence(server, tmp_path, 'auto', COMMENTS, 'comments')
+    assert actual == expected
+    # Whole dumps: the snapshot, and the comments taken off a view and a type
+    # (a deleted comment leaves no row that says whose it was).
+    assert dumps == (3, 0)
 
 
 def test_overloaded_functions_diff_each_step_as_pg_dump_does(server, tmp_path):

@@ -6,8 +6,9 @@ from .catalogs import (DOMAIN_CONSTRAINTS, GONE_ROUTINES, _dropped, _locate, _sc
 from .extensions import render_extensions
 from .routines import OURS_ROUTINE_COMMENTS, _render_routines, _routines
 from .tables import _render_table
-from .types import (DOMAIN, ENUM, ENUMS_IN_USE, OURS_ENUMS, OURS_SCHEMAS, OURS_TYPES,
-                    RELATION, SCHEMA, _domain, _enum, _render_relation, _schema)
+from .types import (DOMAIN, ENUM, ENUMS_IN_USE, OURS_ENUMS, OURS_OBJECT_COMMENTS,
+                    OURS_SCHEMAS, OURS_TYPES, RELATION, SCHEMA, _domain, _enum,
+                    _render_relation, _schema)
 
 
 def render(reader, cursor, snapshot, delta):
@@ -36,47 +37,44 @@ def render(reader, cursor, snapshot, delta):
             return None
     objects, found = [], {}
     found['pg_description'] = sum(r[4] for r in routines)
+    domains = 0
+
+    def add(catalog, oid, kind=None, relid=None):
+        """Render a schema or a type into ``objects``; False if it is not plain."""
+        nonlocal domains
+        made = _object(reader, cursor, catalog, oid, kind, relid)
+        if made is None:
+            return False
+        entry, explains = made
+        objects.append(entry)
+        for name, count in explains.items():
+            found[name] = found.get(name, 0) + count
+        domains += explains.get('pg_constraint', 0)
+        return True
+
     if any(delta.get('pg_namespace', (0, 0, 0))[:2]):
         for (oid,) in reader.execute(cursor, OURS_SCHEMAS):
-            schema = _schema(reader.execute(cursor, SCHEMA, oid)[0])
-            if schema is None:
+            if not add('pg_namespace', oid):
                 snapshot.why = 'it changed a schema this path does not render'
                 return None
-            objects.append((('pg_namespace', oid), schema, ()))
     if 'pg_enum' in delta:
         if delta['pg_enum'][1] and reader.execute(cursor, ENUMS_IN_USE)[0][0]:
             snapshot.why = 'it renamed a value of an enum type that something uses'
             return None
         for oid in [oid for (oid,) in reader.execute(cursor, OURS_ENUMS)]:
-            enum, types_written = _enum(reader.execute(cursor, ENUM, oid)[0])
-            if enum is None:
+            if not add('pg_type', oid, 'e'):
                 snapshot.why = 'it changed an enum type this path does not render'
                 return None
-            objects.append((('pg_type', oid), enum, ()))
-            found['pg_type'] = found.get('pg_type', 0) + types_written
     changed = _locate(reader, cursor, delta, dict(found))
-    domains = 0
     if changed is None and 'pg_type' in delta:
         # Types no relation stands for: new domains, and enums written without
         # labels (a new owner), found by a pass over pg_type.
         done = {ident for ident, *_ in objects}
         for oid, kind in reader.execute(cursor, OURS_TYPES):
-            if ('pg_type', oid) in done:
-                continue
-            if kind == 'e':
-                section, types_written = _enum(reader.execute(cursor, ENUM, oid)[0])
-                constraints = 0
-            else:
-                section, types_written, constraints = _domain(
-                    reader.execute(cursor, DOMAIN, oid)[0])
-            if section is None:
+            if ('pg_type', oid) not in done and not add('pg_type', oid, kind):
                 snapshot.why = 'it changed a type this path does not render'
                 return None
-            objects.append((('pg_type', oid), section, ()))
-            found['pg_type'] = found.get('pg_type', 0) + types_written
-            found['pg_constraint'] = found.get('pg_constraint', 0) + constraints
-            domains += constraints
-        if domains or len(objects) > len(done):
+        if len(objects) > len(done):
             changed = _locate(reader, cursor, delta, dict(found))
     if changed is None and 'pg_description' in delta:
         # Comments on functions and procedures the migration did not otherwise touch.
@@ -90,6 +88,15 @@ def render(reader, cursor, snapshot, delta):
                 return None
             routines = routines + extra
             found['pg_description'] += sum(r[4] for r in extra)
+        # And on schemas and types (COMMENT ON TYPE locks no relation).
+        done = {ident for ident, *_ in objects}
+        commented = [row for row in reader.execute(cursor, OURS_OBJECT_COMMENTS)
+                     if (row[0], row[1]) not in done]
+        for catalog, oid, kind, relid in commented:
+            if not add(catalog, oid, kind, relid):
+                snapshot.why = 'it commented on a type or a schema this path does not render'
+                return None
+        if more or commented:
             changed = _locate(reader, cursor, delta, dict(found))
     if delta.get(DOMAIN_CONSTRAINTS, (0, 0, 0))[0] != domains:
         snapshot.why = 'it changed the constraints of a domain'
@@ -126,7 +133,7 @@ def render(reader, cursor, snapshot, delta):
         else:
             made = _render_relation(reader.execute(cursor, RELATION, oid)[0])
             if made is not None:
-                objects.append((('pg_class', oid),) + made)
+                objects.append((('pg_class', oid),) + made[:4])
                 continue
         snapshot.why = '%s has features not rendered here' % _name(cursor, oid)
         return None
@@ -160,6 +167,33 @@ def render(reader, cursor, snapshot, delta):
         snapshot.why = ', '.join(table.qualified for table in pending) + (
             ' has' if len(pending) == 1 else ' have') + ' features not rendered here'
     return log
+
+
+def _object(reader, cursor, catalog, oid, kind, relid):
+    """A schema, an enum, a domain or a composite type: (its entry for
+    :meth:`Snapshot.edit`, catalog name -> the rows it explains); None if pg_dump
+    would write more than this renders."""
+    needs, acl, explains = (), None, {}
+    if catalog == 'pg_namespace':
+        section, comments, explains['pg_description'] = _schema(
+            reader.execute(cursor, SCHEMA, oid)[0])
+    elif kind == 'e':
+        section, explains['pg_type'], comments, explains['pg_description'] = _enum(
+            reader.execute(cursor, ENUM, oid)[0])
+    elif kind == 'd':
+        (section, explains['pg_type'], explains['pg_constraint'], comments,
+         explains['pg_description']) = _domain(reader.execute(cursor, DOMAIN, oid)[0])
+    elif kind == 'c':
+        made = _render_relation(reader.execute(cursor, RELATION, relid)[0])
+        if made is None:
+            return None
+        section, needs, acl, comments, explains['pg_description'] = made
+        catalog, oid = 'pg_class', relid
+    else:
+        return None
+    if section is None:
+        return None
+    return ((catalog, oid), section, needs, acl, comments), explains
 
 
 def _name(cursor, oid):

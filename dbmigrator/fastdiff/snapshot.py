@@ -400,12 +400,12 @@ class Snapshot:
             self._remember(self.relations.acl_names, key)
             self.relations.acl_names[key] = section.name
             if not self._put_routine(oid, section) or not self._sync_acl(*acl) or (
-                    not self._sync_comment(section, comment)):
+                    not self._sync_comments(section, [comment] if comment else [])):
                 self.undo(log)
                 return None
-        for ident, section, needs, *acl in objects:
+        for ident, section, needs, acl, comments in objects:
             if not self._put_object(ident, section, needs) or (
-                    acl and not self._sync_acl(*acl[0])):
+                    acl and not self._sync_acl(*acl)) or not self._sync_comments(section, comments):
                 self.undo(log)
                 return None
         self._objects = None
@@ -612,18 +612,26 @@ class Snapshot:
         self.relations.routines[oid] = where
         return True
 
-    def _sync_comment(self, owner, new):
-        """Put, replace or take out the COMMENT section that follows ``owner``."""
+    def _sync_comments(self, owner, news):
+        """Make the COMMENT sections that follow ``owner`` these, in this order."""
         section = self._by_name.get((owner.type, owner.schema, owner.name))
         place = self.sections.index(section) + 1
-        existing = self.sections[place] if place < len(self.sections) and (
-            self.sections[place].type == 'COMMENT') else None
-        if new is None:
-            return existing is None or self._drop(existing)
-        if existing is None:
-            return self._attach(new, section)
-        if existing.lines != new.lines:
-            self._swap(existing, new)
+        existing = []
+        while place < len(self.sections) and self.sections[place].type in ATTACHED:
+            if self.sections[place].type == 'COMMENT':
+                existing.append(self.sections[place])
+            place += 1
+        if [s.name for s in existing] == [s.name for s in news]:
+            for old, new in zip(existing, news):
+                if old.lines != new.lines:
+                    self._swap(old, new)
+            return True
+        if not all(self._drop(old) for old in existing):
+            return False
+        for new in news:
+            if not self._attach(new, section):
+                return False
+            section = new
         return True
 
     def _sync_acl(self, key, new):

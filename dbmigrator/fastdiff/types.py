@@ -4,34 +4,66 @@ pg_dump writes them.
 import json
 
 from .grants import _acl, acl_items
-from .snapshot import ROUTINE_TAG, _section
+from .snapshot import ROUTINE_TAG, _literal, _section
+
+
+# An object's comment, and how many comments on it this transaction wrote.
+_COMMENT = '''(SELECT description FROM pg_description WHERE objoid = {oid}
+           AND classoid = '{catalog}'::regclass AND objsubid = 0),
+       (SELECT count(*) FROM pg_description WHERE objoid = {oid}
+           AND classoid = '{catalog}'::regclass AND age(xmin) <= 0)'''
+
+
+def _comments(schema, owner, keyword, quoted_name, qualified, text, columns=()):
+    """The COMMENT sections pg_dump writes after an object: its own (``text``, when
+    there is one), then its columns' (``(quoted column, text)``)."""
+    remarks = ([('%s %s' % (keyword, quoted_name), '%s %s' % (keyword, qualified), text)]
+               if text is not None else []) + [
+        ('COLUMN %s.%s' % (quoted_name, column), 'COLUMN %s.%s' % (qualified, column), remark)
+        for column, remark in columns or ()]
+    return [_section('COMMENT', schema, name, owner, ('COMMENT ON %s IS %s;' % (
+        on, _literal(remark))).split('\n') + ['', '']) for name, on, remark in remarks]
 
 
 # The schemas this transaction wrote.
 OURS_SCHEMAS = 'SELECT oid FROM pg_namespace WHERE age(xmin) <= 0 ORDER BY oid'
 
 
-# A schema as pg_dump writes it, and whether it writes nothing more: not
-# public (pg_dump leaves it out), no grants, comment, label, not an extension's.
+# A schema as pg_dump writes it, its comment and how many comments this
+# transaction wrote on it, and whether pg_dump writes nothing more: not public
+# (pg_dump leaves it out), no grants, label, not an extension's.
 SCHEMA = '''
 SELECT n.nspname, quote_ident(n.nspname), pg_get_userbyid(n.nspowner),
        quote_ident(pg_get_userbyid(n.nspowner)),
        n.nspname <> 'public' AND n.nspacl IS NULL
-       AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = n.oid)
        AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = n.oid)
        AND NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_namespace'::regclass
-                          AND objid = n.oid AND deptype = 'e')
+                          AND objid = n.oid AND deptype = 'e'),
+       ''' + _COMMENT.format(oid='n.oid', catalog='pg_namespace') + '''
   FROM pg_namespace n WHERE n.oid = %s::oid
 '''
 
 
 def _schema(row):
-    name, quoted, owner, quoted_owner, plain = row
+    """(the SCHEMA section, its comments, comments written); None first if not plain."""
+    name, quoted, owner, quoted_owner, plain, comment, written = row
     if not plain:
-        return None
+        return None, [], 0
     return _section('SCHEMA', '-', name, owner, [
         'CREATE SCHEMA %s;' % quoted, '', '', 'ALTER SCHEMA %s OWNER TO %s;' % (quoted, quoted_owner),
-        ''])
+        '']), _comments('-', owner, 'SCHEMA', quoted, quoted, comment), written
+
+
+# Schemas and types (their pg_type rows; a composite type's relation) on
+# which this transaction wrote comments.
+OURS_OBJECT_COMMENTS = '''
+SELECT DISTINCT CASE WHEN d.classoid = 'pg_namespace'::regclass THEN 'pg_namespace'
+                     ELSE 'pg_type' END, d.objoid, t.typtype, t.typrelid
+  FROM pg_description d
+  LEFT JOIN pg_type t ON d.classoid = 'pg_type'::regclass AND t.oid = d.objoid
+ WHERE age(d.xmin) <= 0 AND d.classoid IN ('pg_type'::regclass, 'pg_namespace'::regclass)
+ ORDER BY 1, 2
+'''
 
 
 # Domains and enums whose pg_type rows this transaction wrote (CREATE DOMAIN,
@@ -59,14 +91,17 @@ SELECT n.nspname, t.typname, quote_ident(n.nspname) || '.' || quote_ident(t.typn
        (SELECT count(*) FROM pg_type a WHERE a.oid IN (t.oid, t.typarray) AND age(a.xmin) <= 0),
        (SELECT count(*) FROM pg_constraint k WHERE k.contypid = t.oid AND age(k.xmin) <= 0),
        t.typacl IS NULL AND b.typnamespace = 'pg_catalog'::regnamespace
-       AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = t.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_constraint k JOIN pg_description d
+                         ON d.objoid = k.oid AND d.classoid = 'pg_constraint'::regclass
+                        WHERE k.contypid = t.oid)
        AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = t.oid)
        AND NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_type'::regclass
                           AND objid = t.oid AND deptype = 'e')
        AND NOT EXISTS (SELECT 1 FROM pg_constraint k JOIN pg_depend d
                          ON d.classid = 'pg_constraint'::regclass AND d.objid = k.oid
                         WHERE k.contypid = t.oid AND d.refclassid = 'pg_proc'::regclass
-                          AND d.refobjid >= 16384)
+                          AND d.refobjid >= 16384),
+       ''' + _COMMENT.format(oid='t.oid', catalog='pg_type') + ''', quote_ident(t.typname)
   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
   JOIN pg_type b ON b.oid = t.typbasetype
   LEFT JOIN pg_collation co ON co.oid = t.typcollation
@@ -76,12 +111,12 @@ SELECT n.nspname, t.typname, quote_ident(n.nspname) || '.' || quote_ident(t.typn
 
 
 def _domain(row):
-    """(the DOMAIN section, pg_type rows and constraints it explains); None first if not
-    plain."""
+    """(the DOMAIN section, pg_type rows and constraints it explains, its comments,
+    comments written); None first if not plain."""
     (schema, name, qualified, owner, quoted_owner, base, collation, not_null, default,
-     constraints, types_written, constraints_written, plain) = row
+     constraints, types_written, constraints_written, plain, comment, written, quoted_name) = row
     if not plain:
-        return None, 0, 0
+        return None, 0, 0, [], 0
     head = 'CREATE DOMAIN %s AS %s' % (qualified, base)
     head += ' COLLATE %s' % collation if collation else ''
     checks = []
@@ -89,7 +124,7 @@ def _domain(row):
         if contype == 'n' and conname == '%s_not_null' % name and not_null:
             continue
         if contype != 'c' or not validated:
-            return None, 0, 0
+            return None, 0, 0, [], 0
         checks.append('\tCONSTRAINT %s %s' % (quoted, definition))
     head += ' NOT NULL' if not_null else ''
     head += ' DEFAULT %s' % default if default is not None else ''
@@ -97,7 +132,8 @@ def _domain(row):
     lines[-1] += ';'
     return _section('DOMAIN', schema, name, owner, lines + [
         '', '', 'ALTER DOMAIN %s OWNER TO %s;' % (qualified, quoted_owner), '']), \
-        types_written, constraints_written
+        types_written, constraints_written, _comments(
+            schema, owner, 'DOMAIN', quoted_name, qualified, comment), written
 
 
 # The enum types whose labels this transaction wrote.
@@ -124,31 +160,33 @@ SELECT n.nspname, t.typname, quote_ident(n.nspname) || '.' || quote_ident(t.typn
        ARRAY(SELECT quote_literal(enumlabel) FROM pg_enum WHERE enumtypid = t.oid
               ORDER BY enumsortorder),
        t.typacl IS NULL
-       AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = t.oid)
        AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = t.oid)
        AND NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_type'::regclass
                           AND objid = t.oid AND deptype = 'e'),
-       (SELECT count(*) FROM pg_type a WHERE a.oid IN (t.oid, t.typarray) AND age(a.xmin) <= 0)
+       (SELECT count(*) FROM pg_type a WHERE a.oid IN (t.oid, t.typarray) AND age(a.xmin) <= 0),
+       ''' + _COMMENT.format(oid='t.oid', catalog='pg_type') + ''', quote_ident(t.typname)
   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
  WHERE t.oid = %s::oid AND t.typtype = 'e'
 '''
 
 
 def _enum(row):
-    """(the TYPE section of an enum type, pg_type rows it explains); (None, 0) if not plain."""
-    schema, name, qualified, owner, quoted_owner, labels, plain, types_written = row
+    """(the TYPE section of an enum type, pg_type rows it explains, its comments,
+    comments written); None first if not plain."""
+    (schema, name, qualified, owner, quoted_owner, labels, plain, types_written, comment,
+     written, quoted_name) = row
     if not plain:
-        return None, 0
+        return None, 0, [], 0
     return _section('TYPE', schema, name, owner, ['CREATE TYPE %s AS ENUM (' % qualified] + [
         '    %s%s' % (label, ',' if i < len(labels) - 1 else '')
         for i, label in enumerate(labels)] + [
         ');', '', '', 'ALTER TYPE %s OWNER TO %s;' % (qualified, quoted_owner), '']), \
-        types_written
+        types_written, _comments(schema, owner, 'TYPE', quoted_name, qualified, comment), written
 
 
 # A view, a materialized view or a composite type as pg_dump writes it, with
-# the dumped objects it depends on, and whether pg_dump writes nothing more:
-# no options, comments, ACL, rules of its own, column defaults or indexes.
+# the dumped objects it depends on, its comments, and whether pg_dump writes
+# nothing more: no options, ACL, rules of its own, column defaults or indexes.
 RELATION = '''
 SELECT c.relkind, n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.relname),
        pg_get_userbyid(c.relowner), quote_ident(pg_get_userbyid(c.relowner)),
@@ -178,8 +216,6 @@ SELECT c.relkind, n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_i
          WHERE w.ev_class = c.oid AND d.refobjid <> c.oid
            AND coalesce(pn.nspname, rn.nspname) NOT IN ('pg_catalog', 'information_schema')),
        c.reloptions IS NULL AND NOT c.relhasindex
-       AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = c.oid)
-       AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = c.reltype)
        AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = c.oid)
        AND NOT EXISTS (SELECT 1 FROM pg_attrdef WHERE adrelid = c.oid)
        AND NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_class'::regclass
@@ -204,7 +240,18 @@ SELECT c.relkind, n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_i
           FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
           JOIN pg_namespace tn ON tn.oid = t.typnamespace
          WHERE a.attrelid = c.oid AND a.attnum > 0 AND t.typtype IN ('d', 'e')
-           AND t.typnamespace <> 'pg_catalog'::regnamespace)
+           AND t.typnamespace <> 'pg_catalog'::regnamespace),
+       (SELECT description FROM pg_description
+         WHERE objsubid = 0 AND CASE c.relkind WHEN 'c' THEN
+               objoid = c.reltype AND classoid = 'pg_type'::regclass
+               ELSE objoid = c.oid AND classoid = 'pg_class'::regclass END),
+       (SELECT json_agg(json_build_array(quote_ident(a.attname), d.description)
+                        ORDER BY a.attnum)
+          FROM pg_description d JOIN pg_attribute a
+            ON a.attrelid = d.objoid AND a.attnum = d.objsubid
+         WHERE d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid > 0),
+       (SELECT count(*) FROM pg_description WHERE objoid = c.reltype
+           AND classoid = 'pg_type'::regclass AND age(xmin) <= 0)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.oid = %s::oid
 '''
@@ -212,10 +259,11 @@ VIEW_KINDS = {'v': 'VIEW', 'm': 'MATERIALIZED VIEW'}
 
 
 def _render_relation(row):
-    """(section, the sections it needs) of a view, materialized view or composite type;
-    None when pg_dump would write more than this does."""
+    """(section, the sections it needs, its ACL, its comments, comments written on its
+    type) of a view, materialized view or composite type; None when pg_dump would
+    write more than this does."""
     (kind, schema, name, qualified, owner, quoted_owner, definition, columns, needs,
-     plain, quoted_name, acl, base_acl, types) = row
+     plain, quoted_name, acl, base_acl, types, comment, column_comments, written) = row
     grants = _acl('TABLE', qualified, quoted_owner, acl, base_acl)
     if not plain or grants is None or kind not in ('v', 'm', 'c') or (kind == 'c' and grants):
         return None
@@ -231,10 +279,14 @@ def _render_relation(row):
             '\t%s %s%s' % (column, type_name, ',' if i < len(columns) - 1 else '')
             for i, (column, type_name, _) in enumerate(columns or ())] + [');']
         return _section('TYPE', schema, name, owner, body + [
-            '', '', 'ALTER TYPE %s OWNER TO %s;' % (qualified, quoted_owner), '']), needs
+            '', '', 'ALTER TYPE %s OWNER TO %s;' % (qualified, quoted_owner), '']), needs, \
+            None, _comments(schema, owner, 'TYPE', quoted_name, qualified, comment,
+                            column_comments), written
     keyword = VIEW_KINDS[kind]
     definition = definition.rstrip().rstrip(';')
     body = ('CREATE %s %s AS\n%s%s;' % (
         keyword, qualified, definition, '\n  WITH NO DATA' if kind == 'm' else '')).split('\n')
     return _section(keyword, schema, name, owner, body + [
-        '', '', 'ALTER %s %s OWNER TO %s;' % (keyword, qualified, quoted_owner), '']), needs, acl
+        '', '', 'ALTER %s %s OWNER TO %s;' % (keyword, qualified, quoted_owner), '']), needs, \
+        acl, _comments(schema, owner, keyword, quoted_name, qualified, comment,
+                       column_comments), written
