@@ -517,21 +517,10 @@ SEQUENCE = [
 ]
 
 
-def run_sequence(server, tmp_path, engine, ddls=SEQUENCE, label='sequence'):
+def run_sequence(server, tmp_path, engine, ddls, label):
     """Each step's changed lines, and the dumps run, of one run of ``ddls``."""
     steps, dumper = run_migrations(server, tmp_path / ('%s_%s' % (label, engine)), ddls, engine)
     return [changed_lines(step.diff) for step in steps], (dumper.dumps, dumper.partial_dumps)
-
-
-def test_a_run_of_migrations_diffs_each_step_as_pg_dump_does(server, tmp_path):
-    expected, full_dumps = run_sequence(server, tmp_path, 'pg_dump')
-    actual, dumps = run_sequence(server, tmp_path, 'auto')
-    assert full_dumps == (1 + len(SEQUENCE) - 1, 0)  # the data-only step needs none
-    assert actual == expected
-    # The snapshot and the rename; the two changes of the renamed table (its
-    # NOT NULL constraint kept the old table's name, which the fast path does
-    # not render) from pg_dump --table; the other four from the catalogs.
-    assert dumps == (2, 2)
 
 
 DROPS = [
@@ -549,13 +538,6 @@ DROPS = [
     'DROP FUNCTION stamp() CASCADE',
     'DROP TABLE "Zebra", tags',
 ]
-
-
-def test_drops_and_creates_in_turn_diff_each_step_as_pg_dump_does(server, tmp_path):
-    expected, _ = run_sequence(server, tmp_path, 'pg_dump', DROPS, 'drops')
-    actual, dumps = run_sequence(server, tmp_path, 'auto', DROPS, 'drops')
-    assert actual == expected
-    assert dumps == (1, 0)  # the run's snapshot: every step was rendered from the catalogs
 
 
 MIXED = [
@@ -579,13 +561,6 @@ MIXED = [
 ]
 
 
-def test_a_run_of_mixed_ddl_diffs_each_step_as_pg_dump_does(server, tmp_path, diff_owner):
-    expected, _ = run_sequence(server, tmp_path, 'pg_dump', MIXED, 'mixed')
-    actual, dumps = run_sequence(server, tmp_path, 'auto', MIXED, 'mixed')
-    assert actual == expected
-    assert dumps == (1, 0)  # every step rendered from the catalogs
-
-
 RENAMES = [
     'CREATE VIEW emails AS SELECT email FROM users',
     'ALTER TABLE users RENAME COLUMN email TO mail',
@@ -606,18 +581,6 @@ RENAMES = [
     'ALTER VIEW user_names RENAME COLUMN name TO who',
     'ALTER TYPE pair RENAME ATTRIBUTE a TO first',
 ]
-
-
-def test_renames_and_comments_on_what_tables_own_diff_as_pg_dump_does(server, tmp_path):
-    expected, _ = run_sequence(server, tmp_path, 'pg_dump', RENAMES, 'renames')
-    actual, dumps = run_sequence(server, tmp_path, 'auto', RENAMES, 'renames')
-    assert actual == expected
-    # Whole dumps: the snapshot, the two renames of columns a view reads, the
-    # renamed label of an enum a default and a check spell, and the renamed
-    # column of a view another view reads.  pg_dump --table: the rule, the
-    # table that has it, the NOT VALID check, and the dropped index and
-    # comment on that table.
-    assert dumps == (5, 5)
 
 
 OVERLOADS = [
@@ -649,20 +612,37 @@ COMMENTS = [
 ]
 
 
-def test_comments_on_views_types_and_schemas_diff_as_pg_dump_does(server, tmp_path):
-    expected, _ = run_sequence(server, tmp_path, 'pg_dump', COMMENTS, 'comments')
-    actual, dumps = run_sequence(server, tmp_path, 'auto', COMMENTS, 'comments')
-    assert actual == expected
-    # Whole dumps: the snapshot, and the comments taken off a view and a type
-    # (a deleted comment leaves no row that says whose it was).
-    assert dumps == (3, 0)
+# Runs of many steps, each with the dumps it must take: whole ones, then
+# pg_dump --table ones.
+RUNS = [
+    # The snapshot and the rename; the two changes of the renamed table (its
+    # NOT NULL constraint kept the old table's name, which the fast path does
+    # not render) from pg_dump --table; the other four from the catalogs.
+    ('sequence', SEQUENCE, (2, 2)),
+    ('drops', DROPS, (1, 0)),
+    ('mixed', MIXED, (1, 0)),
+    # Whole dumps: the snapshot, the two renames of columns a view reads, the
+    # renamed label of an enum a default and a check spell, and the renamed
+    # column of a view another view reads.  pg_dump --table: the rule, the
+    # table that has it, the NOT VALID check, and the dropped index and
+    # comment on that table.
+    ('renames', RENAMES, (5, 5)),
+    # The snapshot, and the comments taken off a view and a type (a deleted
+    # comment leaves no row that says whose it was).
+    ('comments', COMMENTS, (3, 0)),
+    ('overloads', OVERLOADS, (1, 0)),
+]
 
 
-def test_overloaded_functions_diff_each_step_as_pg_dump_does(server, tmp_path):
-    expected, _ = run_sequence(server, tmp_path, 'pg_dump', OVERLOADS, 'overloads')
-    actual, dumps = run_sequence(server, tmp_path, 'auto', OVERLOADS, 'overloads')
+@pytest.mark.parametrize('label, ddls, dumps', RUNS, ids=[run[0] for run in RUNS])
+def test_a_run_of_migrations_diffs_each_step_as_pg_dump_does(server, tmp_path, diff_owner,
+                                                            label, ddls, dumps):
+    expected, full = run_sequence(server, tmp_path, 'pg_dump', ddls, label)
+    actual, made = run_sequence(server, tmp_path, 'auto', ddls, label)
+    # One dump per step that changed the schema, after the run's snapshot.
+    assert full == (1 + sum(1 for step in expected if step), 0)
     assert actual == expected
-    assert dumps == (1, 0)  # every step rendered from the catalogs
+    assert made == dumps
 
 
 def test_verbose_names_the_path_of_each_steps_diff(dbm, migrations):
