@@ -130,9 +130,11 @@ def _global_options(parser, suppress):
                             'auto, which assumes one when the port differs from the '
                             "server's)")
     add('--diff-engine', choices=('auto', 'pg_dump'), **default,
-                       help='auto (default): one pg_dump per run, then only the tables a '
-                            'migration changed are rendered, falling back to pg_dump for '
-                            'anything else; pg_dump: a full dump after every migration')
+                       help='auto (default): one pg_dump per run, then what a migration '
+                            'changed is rendered from the catalogs, or dumped with pg_dump '
+                            '--table when only some tables need it, falling back to a full '
+                            'pg_dump for anything else (-v says which, and why); pg_dump: a '
+                            'full dump after every migration')
     add('--schema', metavar='NAME', **default,
                        help='work on schema NAME of the database as a dbmigrator state of '
                             'its own (a schema tenant): its schema_migrations, history and '
