@@ -360,7 +360,7 @@ def _dropped(reader, cursor, relations, delta, changed):
     if delta.get('pg_type', (0, 0, 0))[2]:
         known = sorted(oid for catalog, oid in relations.objects if catalog == 'pg_type')
         for (oid,) in reader.execute(cursor, GONE_TYPES, known) if known else ():
-            if relations.objects[('pg_type', oid)][0] != 'TYPE':
+            if relations.objects[('pg_type', oid)][0] not in ('TYPE', 'DOMAIN'):
                 return None
             dropped.append(('object', ('pg_type', oid)))
     return dropped

@@ -37,7 +37,7 @@ def render(reader, cursor, snapshot, delta):
             return None
     objects, found = [], {}
     found['pg_description'] = sum(r[4] for r in routines)
-    domains = 0
+    domains = 0  # how many more domain constraints there are, by what was rendered
 
     def add(catalog, oid, kind=None, relid=None):
         """Render a schema or a type into ``objects``; False if it is not plain."""
@@ -49,7 +49,8 @@ def render(reader, cursor, snapshot, delta):
         objects.append(entry)
         for name, count in explains.items():
             found[name] = found.get(name, 0) + count
-        domains += explains.get('pg_constraint', 0)
+        if entry[-1] is not None:
+            domains += entry[-1] - snapshot.relations.domain_constraints.get(oid, 0)
         return True
 
     if any(delta.get('pg_namespace', (0, 0, 0))[:2]):
@@ -66,7 +67,7 @@ def render(reader, cursor, snapshot, delta):
                 snapshot.why = 'it changed an enum type this path does not render'
                 return None
     changed = _locate(reader, cursor, delta, dict(found))
-    if changed is None and 'pg_type' in delta:
+    if changed is None and ('pg_type' in delta or 'pg_constraint' in delta):
         # Types no relation stands for: new domains, and enums written without
         # labels (a new owner), found by a pass over pg_type.
         done = {ident for ident, *_ in objects}
@@ -98,9 +99,6 @@ def render(reader, cursor, snapshot, delta):
                 return None
         if more or commented:
             changed = _locate(reader, cursor, delta, dict(found))
-    if delta.get(DOMAIN_CONSTRAINTS, (0, 0, 0))[0] != domains:
-        snapshot.why = 'it changed the constraints of a domain'
-        return None
     if changed is None and 'pg_description' in delta:
         snapshot.why = 'it commented on something other than a table or what belongs to it'
         return None
@@ -133,7 +131,7 @@ def render(reader, cursor, snapshot, delta):
         else:
             made = _render_relation(reader.execute(cursor, RELATION, oid)[0])
             if made is not None:
-                objects.append((('pg_class', oid),) + made[:4])
+                objects.append((('pg_class', oid),) + made[:4] + (None,))
                 continue
         snapshot.why = '%s has features not rendered here' % _name(cursor, oid)
         return None
@@ -148,6 +146,11 @@ def render(reader, cursor, snapshot, delta):
     dropped = _dropped(reader, cursor, snapshot.relations, delta, changed)
     if dropped is None:
         snapshot.why = 'it dropped a relation or a type this path does not know, or rewrote a table'
+        return None
+    domains -= sum(snapshot.relations.domain_constraints.get(key[1], 0)
+                   for _, key in dropped if key[0] == 'pg_type')
+    if delta.get(DOMAIN_CONSTRAINTS, (0, 0, 0))[0] != domains:
+        snapshot.why = 'it changed the constraints of a domain this path did not render'
         return None
     log = snapshot.edit(rendered, routines, objects, dropped_routines, dropped)
     # Comments written were all found on what was rendered; the deleted ones
@@ -173,7 +176,7 @@ def _object(reader, cursor, catalog, oid, kind, relid):
     """A schema, an enum, a domain or a composite type: (its entry for
     :meth:`Snapshot.edit`, catalog name -> the rows it explains); None if pg_dump
     would write more than this renders."""
-    needs, acl, explains = (), None, {}
+    needs, acl, explains, constraints = (), None, {}, None
     if catalog == 'pg_namespace':
         section, comments, explains['pg_description'] = _schema(
             reader.execute(cursor, SCHEMA, oid)[0])
@@ -182,7 +185,8 @@ def _object(reader, cursor, catalog, oid, kind, relid):
             reader.execute(cursor, ENUM, oid)[0])
     elif kind == 'd':
         (section, explains['pg_type'], explains['pg_constraint'], comments,
-         explains['pg_description']) = _domain(reader.execute(cursor, DOMAIN, oid)[0])
+         explains['pg_description'], constraints) = _domain(
+             reader.execute(cursor, DOMAIN, oid)[0])
     elif kind == 'c':
         made = _render_relation(reader.execute(cursor, RELATION, relid)[0])
         if made is None:
@@ -193,7 +197,7 @@ def _object(reader, cursor, catalog, oid, kind, relid):
         return None
     if section is None:
         return None
-    return ((catalog, oid), section, needs, acl, comments), explains
+    return ((catalog, oid), section, needs, acl, comments, constraints), explains
 
 
 def _name(cursor, oid):

@@ -102,6 +102,8 @@ class Relations:
     acl_names: dict = dataclasses.field(default_factory=dict)
     # (schema, tag) of a routine -> what pg_dump sorts it by (see Section.sorted_by)
     arguments: dict = dataclasses.field(default_factory=dict)
+    # oid of a domain -> how many constraints it has (checks, and NOT NULL on 17+)
+    domain_constraints: dict = dataclasses.field(default_factory=dict)
 
     def constraint_table(self, schema, label):
         """The table of a ``<table> <constraint>`` header name; None if not certain."""
@@ -163,7 +165,7 @@ SELECT p.oid, n.nspname, ''' + ROUTINE_TAG + ''',
 # as domains and ranges, is OTHER), by what identifies them.
 OBJECTS_QUERY = '''
 SELECT 'pg_class', c.oid, CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
-                          WHEN 'S' THEN 'SEQUENCE' ELSE 'TYPE' END, n.nspname, c.relname
+                          WHEN 'S' THEN 'SEQUENCE' ELSE 'TYPE' END, n.nspname, c.relname, 0
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('v', 'm', 'c', 'S') AND n.nspname <> 'pg_catalog'
    AND n.nspname <> 'information_schema'
@@ -171,12 +173,12 @@ SELECT 'pg_class', c.oid, CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MAT
                       AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass
                       AND d.deptype IN ('a', 'i') AND c.relkind = 'S')
 UNION ALL
-SELECT 'pg_namespace', n.oid, 'SCHEMA', '-', n.nspname FROM pg_namespace n
+SELECT 'pg_namespace', n.oid, 'SCHEMA', '-', n.nspname, 0 FROM pg_namespace n
  WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
 UNION ALL
 SELECT 'pg_type', t.oid, CASE t.typtype WHEN 'e' THEN 'TYPE' WHEN 'd' THEN 'DOMAIN'
                                           ELSE 'OTHER' END, n.nspname,
-       t.typname
+       t.typname, (SELECT count(*) FROM pg_constraint k WHERE k.contypid = t.oid)
   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
  WHERE t.typtype <> 'c' AND t.typrelid = 0 AND NOT (t.typcategory = 'A' AND t.typelem <> 0)
    AND n.nspname <> 'pg_catalog' AND n.nspname <> 'information_schema'
@@ -197,8 +199,9 @@ def relations(cursor):
     arguments = {(schema, tag): (name, count, [tuple(pair) for pair in types])
                  for _, schema, tag, _, name, count, types in rows}
     cursor.execute(OBJECTS_QUERY)
-    objects = {(catalog, oid): (kind, schema, name)
-               for catalog, oid, kind, schema, name in cursor.fetchall()}
+    rows = cursor.fetchall()
+    objects = {(catalog, oid): (kind, schema, name) for catalog, oid, kind, schema, name, _ in rows}
+    domain_constraints = {oid: count for _, oid, kind, _, _, count in rows if kind == 'DOMAIN'}
     cursor.execute(RELATIONS_QUERY)
     tables, indexes, names, sequences = {}, {}, set(), {}
     members = {}
@@ -212,7 +215,7 @@ def relations(cursor):
     cursor.execute(KNOWN_QUERY)
     known = {oid for (oid,) in cursor.fetchall()}
     return Relations(tables, indexes, names, sequences, routines, objects, members, known,
-                     acl_names, arguments)
+                     acl_names, arguments, domain_constraints)
 
 
 class Snapshot:
@@ -403,11 +406,14 @@ class Snapshot:
                     not self._sync_comments(section, [comment] if comment else [])):
                 self.undo(log)
                 return None
-        for ident, section, needs, acl, comments in objects:
+        for ident, section, needs, acl, comments, constraints in objects:
             if not self._put_object(ident, section, needs) or (
                     acl and not self._sync_acl(*acl)) or not self._sync_comments(section, comments):
                 self.undo(log)
                 return None
+            if constraints is not None:
+                self._remember(self.relations.domain_constraints, ident[1])
+                self.relations.domain_constraints[ident[1]] = constraints
         self._objects = None
         return log
 
@@ -504,6 +510,9 @@ class Snapshot:
             return False
         self._remember(self.relations.objects, ident)
         del self.relations.objects[ident]
+        if kind == 'DOMAIN':
+            self._remember(self.relations.domain_constraints, ident[1])
+            self.relations.domain_constraints.pop(ident[1], None)
         return True
 
     def _drop_table(self, oid):

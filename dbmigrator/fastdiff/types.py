@@ -67,9 +67,12 @@ SELECT DISTINCT CASE WHEN d.classoid = 'pg_namespace'::regclass THEN 'pg_namespa
 
 
 # Domains and enums whose pg_type rows this transaction wrote (CREATE DOMAIN,
-# ALTER TYPE ... OWNER TO).
+# ALTER TYPE ... OWNER TO), and domains whose constraints it wrote (ALTER
+# DOMAIN ... ADD, VALIDATE or RENAME CONSTRAINT).
 OURS_TYPES = '''
-SELECT oid, typtype FROM pg_type WHERE typtype IN ('d', 'e') AND age(xmin) <= 0 ORDER BY oid
+SELECT oid, typtype FROM pg_type WHERE typtype IN ('d', 'e') AND age(xmin) <= 0
+UNION SELECT contypid, 'd' FROM pg_constraint WHERE contypid <> 0 AND age(xmin) <= 0
+ORDER BY 1
 '''
 
 
@@ -101,7 +104,8 @@ SELECT n.nspname, t.typname, quote_ident(n.nspname) || '.' || quote_ident(t.typn
                          ON d.classid = 'pg_constraint'::regclass AND d.objid = k.oid
                         WHERE k.contypid = t.oid AND d.refclassid = 'pg_proc'::regclass
                           AND d.refobjid >= 16384),
-       ''' + _COMMENT.format(oid='t.oid', catalog='pg_type') + ''', quote_ident(t.typname)
+       ''' + _COMMENT.format(oid='t.oid', catalog='pg_type') + ''', quote_ident(t.typname),
+       (SELECT count(*) FROM pg_constraint k WHERE k.contypid = t.oid)
   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
   JOIN pg_type b ON b.oid = t.typbasetype
   LEFT JOIN pg_collation co ON co.oid = t.typcollation
@@ -112,11 +116,12 @@ SELECT n.nspname, t.typname, quote_ident(n.nspname) || '.' || quote_ident(t.typn
 
 def _domain(row):
     """(the DOMAIN section, pg_type rows and constraints it explains, its comments,
-    comments written); None first if not plain."""
+    comments written, the constraints it has); None first if not plain."""
     (schema, name, qualified, owner, quoted_owner, base, collation, not_null, default,
-     constraints, types_written, constraints_written, plain, comment, written, quoted_name) = row
+     constraints, types_written, constraints_written, plain, comment, written, quoted_name,
+     count) = row
     if not plain:
-        return None, 0, 0, [], 0
+        return None, 0, 0, [], 0, 0
     head = 'CREATE DOMAIN %s AS %s' % (qualified, base)
     head += ' COLLATE %s' % collation if collation else ''
     checks = []
@@ -124,7 +129,7 @@ def _domain(row):
         if contype == 'n' and conname == '%s_not_null' % name and not_null:
             continue
         if contype != 'c' or not validated:
-            return None, 0, 0, [], 0
+            return None, 0, 0, [], 0, 0
         checks.append('\tCONSTRAINT %s %s' % (quoted, definition))
     head += ' NOT NULL' if not_null else ''
     head += ' DEFAULT %s' % default if default is not None else ''
@@ -133,7 +138,7 @@ def _domain(row):
     return _section('DOMAIN', schema, name, owner, lines + [
         '', '', 'ALTER DOMAIN %s OWNER TO %s;' % (qualified, quoted_owner), '']), \
         types_written, constraints_written, _comments(
-            schema, owner, 'DOMAIN', quoted_name, qualified, comment), written
+            schema, owner, 'DOMAIN', quoted_name, qualified, comment), written, count
 
 
 # The enum types whose labels this transaction wrote.
