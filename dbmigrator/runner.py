@@ -113,6 +113,9 @@ def _render_or_why(reader, cursor, snapshot, delta):
         if exc.pgcode is None or isinstance(exc, psycopg2.errors.QueryCanceled):
             raise
         return 'reading the catalogs failed: %s' % exc
+    except Exception as exc:  # a defect of the diff must not fail the migration
+        log.debug('the fast schema diff failed', exc_info=True)
+        return 'the fast path failed: %s: %s' % (type(exc).__name__, exc)
     return (snapshot.why or 'the fast path gave up') if edit is None else edit
 
 
@@ -189,7 +192,11 @@ class Runner:
         None, with the snapshot as before the step, when a whole dump must show it."""
         snapshot = self._snapshot
         lines = self.dumper.dump(fastdiff.patterns(snapshot.pending))
-        edit = fastdiff.fill(snapshot, snapshot.pending, lines) if lines else None
+        try:
+            edit = fastdiff.fill(snapshot, snapshot.pending, lines) if lines else None
+        except Exception as exc:  # a defect of the diff must not cost the step its diff
+            log.debug('splicing pg_dump --table failed', exc_info=True)
+            edit, snapshot.why = None, 'the fast path failed: %s: %s' % (type(exc).__name__, exc)
         if edit is None:
             snapshot.undo(log)
             self.diff_path = 'pg_dump (%s)' % (snapshot.why if lines else 'pg_dump --table failed')

@@ -10,7 +10,7 @@ import uuid
 import psycopg2
 import pytest
 
-from dbmigrator import plan, settings, store
+from dbmigrator import fastdiff, plan, settings, store
 from dbmigrator.commands import open_database
 from dbmigrator.discovery import discover
 from dbmigrator.runner import Runner
@@ -505,6 +505,21 @@ def test_fast_diff_prints_what_pg_dump_prints(server, diff_owner, tmp_path, labe
     assert changed_lines(expected), 'the case changes nothing pg_dump shows'
     assert changed_lines(actual) == changed_lines(expected)
     assert (dumper.dumps, dumper.partial_dumps) == DUMPS[path]
+
+
+def test_a_defect_of_the_fast_path_costs_a_dump_not_the_migration(server, tmp_path,
+                                                                   monkeypatch):
+    """An exception in the fast path (a bug of ours) leaves the migration applied
+    and its diff to pg_dump; in the middle of an edit, the snapshot as it was."""
+    ddl = 'ALTER TABLE users ADD COLUMN karen TEXT; CREATE INDEX users_karen ON users (karen)'
+    expected, _ = migrate_once(server, tmp_path, ddl, 'pg_dump', 'defect')
+
+    def broken_insert(self, new, needs=()):
+        raise RuntimeError('a defect')
+    monkeypatch.setattr(fastdiff.snapshot.Snapshot, '_insert', broken_insert)
+    actual, dumper = migrate_once(server, tmp_path, ddl, 'auto', 'defect')
+    assert changed_lines(actual) == changed_lines(expected)
+    assert (dumper.dumps, dumper.partial_dumps) == (2, 0)
 
 
 def test_data_only_migration_runs_no_pg_dump(server, tmp_path):

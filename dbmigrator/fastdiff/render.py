@@ -21,12 +21,13 @@ def render(reader, cursor, snapshot, delta):
     savepoint taken before, which also undoes the settings.
     """
     snapshot.pending, snapshot.owed = [], 0
+    if not snapshot.editable:
+        snapshot.why = 'the first dump has a section this path cannot place'
+        return None
+    snapshot.why = None
     if 'pg_extension' in delta:
-        snapshot.why = None if snapshot.editable else (
-            'the first dump has a section this path cannot place')
-        return render_extensions(cursor, snapshot, delta) if snapshot.editable else None
-    snapshot.why = unsupported(delta) or (
-        None if snapshot.editable else 'the first dump has a section this path cannot place')
+        return render_extensions(cursor, snapshot, delta)
+    snapshot.why = unsupported(delta)
     if snapshot.why:
         return None
     routines = []
@@ -148,7 +149,7 @@ def render(reader, cursor, snapshot, delta):
         snapshot.why = 'it dropped a relation or a type this path does not know, or rewrote a table'
         return None
     domains -= sum(snapshot.relations.domain_constraints.get(key[1], 0)
-                   for _, key in dropped if key[0] == 'pg_type')
+                   for kind, key in dropped if kind == 'object' and key[0] == 'pg_type')
     if delta.get(DOMAIN_CONSTRAINTS, (0, 0, 0))[0] != domains:
         snapshot.why = 'it changed the constraints of a domain this path did not render'
         return None

@@ -377,10 +377,21 @@ class Snapshot:
         or None if that is not certain.
 
         The snapshot is edited in place: copying a large schema's indexes
-        would cost more than the edit.  On failure it is left as it was.
-        The caller keeps the log until the migration has committed, to
-        :meth:`undo` an edit whose migration did not.
+        would cost more than the edit.  On failure it is left as it was,
+        an exception included.  The caller keeps the log until the migration
+        has committed, to :meth:`undo` an edit whose migration did not.
         """
+        return self._undone_on_error(self._edit, tables, routines, objects, dropped_routines,
+                                     dropped)
+
+    def _undone_on_error(self, method, *args):
+        try:
+            return method(*args)
+        except Exception:
+            self.undo(self._undo)
+            raise
+
+    def _edit(self, tables, routines, objects, dropped_routines, dropped):
         self._this_edit, self._undo = [], []
         log = self._undo
         if self.only_schema and not self._within(tables, routines, objects, dropped,
@@ -441,6 +452,9 @@ class Snapshot:
     def put_sections(self, sections):
         """Put new objects that nothing else in the dump names (extensions), each
         followed by its comment, where pg_dump's sort would; the undo log, or None."""
+        return self._undone_on_error(self._put_sections, sections)
+
+    def _put_sections(self, sections):
         self._this_edit, self._undo = [], []
         log, owner = self._undo, None
         for section in sections:
