@@ -201,7 +201,11 @@ class Runner:
             snapshot.undo(log)
             self.diff_path = 'pg_dump (%s)' % (snapshot.why if lines else 'pg_dump --table failed')
             return None
-        return unified_objects(snapshot.step_before, snapshot.objects(), snapshot.opcodes())
+        text = self._rendered_diff()
+        if text is None:
+            snapshot.undo(edit)
+            snapshot.undo(log)
+        return text
 
     def _snapshot_of(self, dump):
         """The fast path's view of a fresh dump, with the tables it names."""
@@ -228,8 +232,22 @@ class Runner:
                     ' '.join(fastdiff.patterns(self._snapshot.pending)), self._snapshot.why)
                 return edit, None
         self.diff_path = 'fast path (rendered from the catalogs)'
-        return edit, unified_objects(self._snapshot.step_before, self._snapshot.objects(),
-                                     self._snapshot.opcodes())
+        text = self._rendered_diff()
+        if text is None:
+            self._snapshot.undo(edit)
+            return None
+        return edit, text
+
+    def _rendered_diff(self):
+        """The step's diff, from the snapshot's edits; None when working it out failed
+        (a defect of ours), which leaves the step to pg_dump."""
+        snapshot = self._snapshot
+        try:
+            return unified_objects(snapshot.step_before, snapshot.objects(), snapshot.opcodes())
+        except Exception as exc:  # a defect of the diff must not fail the migration
+            log.debug('the fast schema diff failed', exc_info=True)
+            self.diff_path = 'pg_dump (the fast path failed: %s: %s)' % (type(exc).__name__, exc)
+            return None
 
     def super_user_opened(self, cursor):
         """A ``super_user()`` connection opens: its catalog write counts, for
