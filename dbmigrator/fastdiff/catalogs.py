@@ -316,6 +316,27 @@ def read_elsewhere(reader, cursor, delta, tables):
     return reader.execute(cursor, READ_ELSEWHERE, sorted(tables))
 
 
+# The functions, types and schemas this transaction holds locks on that are
+# still there: a comment taken off one leaves no row, but COMMENT locked what
+# it was on.
+OBJECT_LOCKS = '''
+SELECT DISTINCT CASE l.classid WHEN 'pg_proc'::regclass THEN 'pg_proc'
+                               WHEN 'pg_type'::regclass THEN 'pg_type' ELSE 'pg_namespace' END,
+       l.objid, t.typtype, t.typrelid
+  FROM pg_locks l
+  LEFT JOIN pg_type t ON l.classid = 'pg_type'::regclass AND t.oid = l.objid
+ WHERE l.pid = pg_backend_pid() AND l.locktype = 'object'
+   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND CASE l.classid WHEN 'pg_proc'::regclass THEN EXISTS (
+                          SELECT 1 FROM pg_proc WHERE oid = l.objid)
+                      WHEN 'pg_type'::regclass THEN t.oid IS NOT NULL
+                      WHEN 'pg_namespace'::regclass THEN EXISTS (
+                          SELECT 1 FROM pg_namespace WHERE oid = l.objid)
+                      ELSE false END
+ ORDER BY 1, 2
+'''
+
+
 # Which of the dump's functions and procedures are gone.
 GONE_ROUTINES = '''
 SELECT o FROM unnest(%s::oid[]) AS o WHERE NOT EXISTS (SELECT 1 FROM pg_proc WHERE oid = o)
@@ -379,14 +400,14 @@ def _locate(reader, cursor, delta, found):
     ``found`` holds the rows already explained by other objects (enum
     types).  A relation of another kind (a sequence of its own) that was
     written counts as not explained too: the scan then hands it to pg_dump.
-    When the migration deleted rows, every table it locked is rendered
-    again: a deleted row has nothing left to count.
+    When the migration deleted rows, every table, view and composite type it
+    locked is rendered again: a deleted row has nothing left to count.
     """
     deleted = any(dele for _, _, dele in delta.values())
     changed = {}
     written = [name in delta for name in FOUND[1:]]
     for owner, kind, *counts in reader.execute(cursor, LOCATE, *written):
-        if any(counts) or (deleted and kind in ('r', 'p')):
+        if any(counts) or (deleted and kind in ('r', 'p', 'v', 'm', 'c')):
             if owner is None:
                 return None
             changed[owner] = kind

@@ -1,8 +1,8 @@
 """The fast path's entry: edit the snapshot to what one migration changed, or say
 why pg_dump must show it.
 """
-from .catalogs import (DOMAIN_CONSTRAINTS, GONE_ROUTINES, _dropped, _locate, _scan,
-                       read_elsewhere, unsupported)
+from .catalogs import (DOMAIN_CONSTRAINTS, GONE_ROUTINES, OBJECT_LOCKS, _dropped, _locate,
+                       _scan, read_elsewhere, unsupported)
 from .extensions import render_extensions
 from .routines import OURS_ROUTINE_COMMENTS, _render_routines, _routines
 from .tables import _render_table
@@ -100,6 +100,17 @@ def render(reader, cursor, snapshot, delta):
                 return None
         if more or commented:
             changed = _locate(reader, cursor, delta, dict(found))
+    if delta.get('pg_description', (0, 0, 0))[2]:
+        # Comments taken away leave no row; COMMENT locked what they were on.
+        # Those that pg_dump writes as this path does are rendered again.
+        rendered_oids = {r[0] for r in routines}
+        done = {ident for ident, *_ in objects}
+        for catalog, oid, kind, relid in reader.execute(cursor, OBJECT_LOCKS):
+            if catalog == 'pg_proc':
+                if oid in snapshot.relations.routines and oid not in rendered_oids:
+                    routines = routines + (_render_routines(reader, cursor, [oid]) or [])
+            elif (catalog, oid) in snapshot.relations.objects and (catalog, oid) not in done:
+                add(catalog, oid, kind, relid)
     if changed is None and 'pg_description' in delta:
         snapshot.why = 'it commented on something other than a table or what belongs to it'
         return None
