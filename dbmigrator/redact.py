@@ -48,9 +48,13 @@ def register_environment():
 def redact(text):
     """Mask passwords in connection strings and SQL password literals."""
     text = str(text)
-    text = _URI_PASSWORD.sub(r'\1' + MASK + r'\3', text)
-    text = _KEYWORD_PASSWORD.sub(r'\1' + MASK, text)
-    return _SQL_PASSWORD.sub(r'\1' + MASK, text)
+    # Each step's lines pass here; most have neither a URI nor a password.
+    if '://' in text:
+        text = _URI_PASSWORD.sub(r'\1' + MASK + r'\3', text)
+    if 'password' in text.lower():
+        text = _KEYWORD_PASSWORD.sub(r'\1' + MASK, text)
+        text = _SQL_PASSWORD.sub(r'\1' + MASK, text)
+    return text
 
 
 @functools.lru_cache(maxsize=1)
