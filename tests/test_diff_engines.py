@@ -299,8 +299,13 @@ CASES = [
     ('view and the table it reads, sorted before it', '''CREATE TABLE shops (id SERIAL PRIMARY KEY, name TEXT);
                                                           CREATE VIEW shop_names AS SELECT name FROM shops''', 'fast'),
     ('a second view pulls the same table', 'CREATE VIEW b_orders AS SELECT id FROM orders; CREATE VIEW a_orders AS SELECT total FROM orders', 'fast'),
-    ('view with check option', 'CREATE VIEW named AS SELECT * FROM users WHERE name IS NOT NULL WITH CHECK OPTION', 'dump'),
-    ('security barrier view', 'CREATE VIEW sb WITH (security_barrier) AS SELECT id FROM users', 'dump'),
+    ('view with check option', 'CREATE VIEW named AS SELECT * FROM users WHERE name IS NOT NULL WITH CHECK OPTION', 'fast'),
+    ('view with a local check option', 'CREATE VIEW named_l AS SELECT * FROM users WHERE id > 0 WITH LOCAL CHECK OPTION', 'fast'),
+    ('security invoker view', 'CREATE VIEW si WITH (security_invoker = true) AS SELECT id FROM secured', 'fast'),
+    ('view with options and a check option', '''CREATE VIEW sbc WITH (security_barrier, security_invoker = on)
+                                                AS SELECT id FROM users WHERE id > 0 WITH CASCADED CHECK OPTION''', 'fast'),
+    ('set an option of a view', 'ALTER VIEW user_names SET (security_invoker = true)', 'fast'),
+    ('security barrier view', 'CREATE VIEW sb WITH (security_barrier) AS SELECT id FROM users', 'fast'),
     ('rename a view', 'ALTER VIEW user_names RENAME TO names_of_users', 'dump'),
     ('drop a view', 'DROP VIEW user_names', 'fast'),
     ('view owner', 'ALTER VIEW user_names OWNER TO diff_owner', 'fast'),

@@ -2,6 +2,7 @@
 pg_dump writes them.
 """
 import json
+import re
 
 from .grants import _acl, acl_items
 from .snapshot import ROUTINE_TAG, _literal, _section
@@ -220,7 +221,7 @@ SELECT c.relkind, n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_i
           LEFT JOIN pg_namespace pn ON pn.oid = p.pronamespace
          WHERE w.ev_class = c.oid AND d.refobjid <> c.oid
            AND coalesce(pn.nspname, rn.nspname) NOT IN ('pg_catalog', 'information_schema')),
-       c.reloptions IS NULL AND NOT c.relhasindex
+       (c.reloptions IS NULL OR c.relkind = 'v') AND NOT c.relhasindex
        AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = c.oid)
        AND NOT EXISTS (SELECT 1 FROM pg_attrdef WHERE adrelid = c.oid)
        AND NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_class'::regclass
@@ -256,11 +257,15 @@ SELECT c.relkind, n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_i
             ON a.attrelid = d.objoid AND a.attnum = d.objsubid
          WHERE d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid > 0),
        (SELECT count(*) FROM pg_description WHERE objoid = c.reltype
-           AND classoid = 'pg_type'::regclass AND age(xmin) <= 0)
+           AND classoid = 'pg_type'::regclass AND age(xmin) <= 0),
+       array_remove(array_remove(c.reloptions, 'check_option=local'), 'check_option=cascaded'),
+       CASE WHEN 'check_option=local' = ANY (c.reloptions) THEN 'LOCAL'
+            WHEN 'check_option=cascaded' = ANY (c.reloptions) THEN 'CASCADED' END
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.oid = %s::oid
 '''
 VIEW_KINDS = {'v': 'VIEW', 'm': 'MATERIALIZED VIEW'}
+SIMPLE_NAME = re.compile(r'^[a-z_][a-z0-9_]*$')
 
 
 def _render_relation(row):
@@ -268,7 +273,8 @@ def _render_relation(row):
     type) of a view, materialized view or composite type; None when pg_dump would
     write more than this does."""
     (kind, schema, name, qualified, owner, quoted_owner, definition, columns, needs,
-     plain, quoted_name, acl, base_acl, types, comment, column_comments, written) = row
+     plain, quoted_name, acl, base_acl, types, comment, column_comments, written, options,
+     check_option) = row
     grants = _acl('TABLE', qualified, quoted_owner, acl, base_acl)
     if not plain or grants is None or kind not in ('v', 'm', 'c') or (kind == 'c' and grants):
         return None
@@ -289,8 +295,17 @@ def _render_relation(row):
                             column_comments), written
     keyword = VIEW_KINDS[kind]
     definition = definition.rstrip().rstrip(';')
-    body = ('CREATE %s %s AS\n%s%s;' % (
-        keyword, qualified, definition, '\n  WITH NO DATA' if kind == 'm' else '')).split('\n')
+    # A view's options as pg_dump writes them: name='value', the check option apart.
+    pairs = [option.partition('=') for option in options or ()]
+    if any(not SIMPLE_NAME.match(option_name) for option_name, _, _ in pairs):
+        return None
+    head = 'CREATE %s %s' % (keyword, qualified)
+    if pairs:
+        head += ' WITH (%s)' % ', '.join('%s=%s' % (option_name, _literal(value))
+                                         for option_name, _, value in pairs)
+    tail = '\n  WITH NO DATA' if kind == 'm' else (
+        '\n  WITH %s CHECK OPTION' % check_option if check_option else '')
+    body = ('%s AS\n%s%s;' % (head, definition, tail)).split('\n')
     return _section(keyword, schema, name, owner, body + [
         '', '', 'ALTER %s %s OWNER TO %s;' % (keyword, qualified, quoted_owner), '']), needs, \
         acl, _comments(schema, owner, keyword, quoted_name, qualified, comment,
