@@ -172,9 +172,9 @@ class Runner:
         if not self.dumper.enabled:
             return ''
         if self.rendered is not None:
-            (log, text), self.rendered = self.rendered, None
+            (undo_log, text), self.rendered = self.rendered, None
             if text is None:
-                text = self._finish_with_tables(log)
+                text = self._finish_with_tables(undo_log)
             if text is not None:
                 self._before = None
                 return text
@@ -187,7 +187,7 @@ class Runner:
         self._before = after
         return text
 
-    def _finish_with_tables(self, log):
+    def _finish_with_tables(self, undo_log):
         """The diff of a step whose tables the fast path left to ``pg_dump --table``;
         None, with the snapshot as before the step, when a whole dump must show it."""
         snapshot = self._snapshot
@@ -198,13 +198,13 @@ class Runner:
             log.debug('splicing pg_dump --table failed', exc_info=True)
             edit, snapshot.why = None, 'the fast path failed: %s: %s' % (type(exc).__name__, exc)
         if edit is None:
-            snapshot.undo(log)
+            snapshot.undo(undo_log)
             self.diff_path = 'pg_dump (%s)' % (snapshot.why if lines else 'pg_dump --table failed')
             return None
         text = self._rendered_diff()
         if text is None:
             snapshot.undo(edit)
-            snapshot.undo(log)
+            snapshot.undo(undo_log)
         return text
 
     def _snapshot_of(self, dump):

@@ -527,6 +527,18 @@ def test_a_defect_of_the_fast_path_costs_a_dump_not_the_migration(server, tmp_pa
     assert (dumper.dumps, dumper.partial_dumps) == (2, 0)
 
 
+def test_a_defect_after_pg_dump_table_costs_a_whole_dump(server, tmp_path, monkeypatch):
+    ddl = 'CREATE RULE keep_users AS ON DELETE TO users DO INSTEAD NOTHING'
+    expected, _ = migrate_once(server, tmp_path, ddl, 'pg_dump', 'defect_table')
+
+    def broken_check(snapshot, tables):
+        raise RuntimeError('a defect')
+    monkeypatch.setattr(fastdiff.partial, '_misplaced', broken_check)
+    actual, dumper = migrate_once(server, tmp_path, ddl, 'auto', 'defect_table')
+    assert changed_lines(actual) == changed_lines(expected)
+    assert (dumper.dumps, dumper.partial_dumps) == (2, 1)
+
+
 def test_data_only_migration_runs_no_pg_dump(server, tmp_path):
     diff, dumper = migrate_once(server, tmp_path, "UPDATE users SET name = 'x'", 'auto', 'data')
     assert diff == '' and (dumper.dumps, dumper.partial_dumps) == (1, 0)
