@@ -1,7 +1,7 @@
 """Functions and procedures, with their comments and grants, as pg_dump writes them.
 """
 from .grants import _acl, acl_items
-from .snapshot import ROUTINE_ARGUMENTS, ROUTINE_TAG, _literal, _section
+from .snapshot import ROUTINE_ARGUMENTS, ROUTINE_TAG, _identifier, _literal, _section
 
 
 # A function or procedure as pg_dump writes it, and whether it writes nothing
@@ -117,13 +117,6 @@ def _guc_list(value):
         if i >= len(value) or value[i] != ',':
             return items
         i += 1
-
-
-def _identifier(name):
-    """A setting's name as pg_dump quotes it (fmtId)."""
-    if name.replace('_', 'a').isalnum() and name == name.lower() and not name[0].isdigit():
-        return name
-    return '"%s"' % name.replace('"', '""')
 
 
 def _dollar_quoted(text):

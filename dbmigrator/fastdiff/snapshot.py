@@ -503,13 +503,7 @@ class Snapshot:
         for acl in acls:
             if not self._drop(acl):
                 return False
-        position = self.sections.index(section) + 1
-        comments = []
-        while position < len(self.sections) and self.sections[position].type in ATTACHED:
-            if self.sections[position].type == 'COMMENT':
-                comments.append(self.sections[position])
-            position += 1
-        for dropped in comments + [section]:
+        for dropped in self._comments_after(section) + [section]:
             if not self._drop(dropped):
                 return self._refuse('cannot take %s out of the dump' % name)
         return True
@@ -638,12 +632,7 @@ class Snapshot:
     def _sync_comments(self, owner, news):
         """Make the COMMENT sections that follow ``owner`` these, in this order."""
         section = self._by_name.get((owner.type, owner.schema, owner.name))
-        place = self.sections.index(section) + 1
-        existing = []
-        while place < len(self.sections) and self.sections[place].type in ATTACHED:
-            if self.sections[place].type == 'COMMENT':
-                existing.append(self.sections[place])
-            place += 1
+        existing = self._comments_after(section)
         if [s.name for s in existing] == [s.name for s in news]:
             for old, new in zip(existing, news):
                 if old.lines != new.lines:
@@ -656,6 +645,15 @@ class Snapshot:
                 return False
             section = new
         return True
+
+    def _comments_after(self, section):
+        """The COMMENT sections pg_dump wrote right after ``section``, on it."""
+        place, comments = self.sections.index(section) + 1, []
+        while place < len(self.sections) and self.sections[place].type in ATTACHED:
+            if self.sections[place].type == 'COMMENT':
+                comments.append(self.sections[place])
+            place += 1
+        return comments
 
     def _sync_acl(self, key, new):
         """Put, replace or take out the ACL section ``key`` of an object rendered again."""
@@ -1058,3 +1056,10 @@ class Table:
 
 def _literal(text):
     return "'%s'" % text.replace("'", "''")
+
+
+def _identifier(name):
+    """A name as pg_dump quotes it (fmtId): bare when it is a plain lower-case one."""
+    if name.replace('_', 'a').isalnum() and name == name.lower() and not name[0].isdigit():
+        return name
+    return '"%s"' % name.replace('"', '""')

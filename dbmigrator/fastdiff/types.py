@@ -2,10 +2,9 @@
 pg_dump writes them.
 """
 import json
-import re
 
 from .grants import _acl, acl_items
-from .snapshot import ROUTINE_TAG, _literal, _section
+from .snapshot import ROUTINE_TAG, _identifier, _literal, _section
 
 
 # An object's comment, and how many comments on it this transaction wrote.
@@ -265,7 +264,6 @@ SELECT c.relkind, n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_i
  WHERE c.oid = %s::oid
 '''
 VIEW_KINDS = {'v': 'VIEW', 'm': 'MATERIALIZED VIEW'}
-SIMPLE_NAME = re.compile(r'^[a-z_][a-z0-9_]*$')
 
 
 def _render_relation(row):
@@ -297,11 +295,9 @@ def _render_relation(row):
     definition = definition.rstrip().rstrip(';')
     # A view's options as pg_dump writes them: name='value', the check option apart.
     pairs = [option.partition('=') for option in options or ()]
-    if any(not SIMPLE_NAME.match(option_name) for option_name, _, _ in pairs):
-        return None
     head = 'CREATE %s %s' % (keyword, qualified)
     if pairs:
-        head += ' WITH (%s)' % ', '.join('%s=%s' % (option_name, _literal(value))
+        head += ' WITH (%s)' % ', '.join('%s=%s' % (_identifier(option_name), _literal(value))
                                          for option_name, _, value in pairs)
     tail = '\n  WITH NO DATA' if kind == 'm' else (
         '\n  WITH %s CHECK OPTION' % check_option if check_option else '')
