@@ -105,10 +105,10 @@ def _is_statement_timeout(exc):
     return isinstance(exc, psycopg2.errors.QueryCanceled) and 'statement timeout' in str(exc)
 
 
-def _render_or_why(reader, cursor, snapshot, delta):
+def _render_or_why(reader, cursor, snapshot, delta, located=None):
     """:func:`fastdiff.render`'s undo log, or why pg_dump must show the change."""
     try:
-        edit = fastdiff.render(reader, cursor, snapshot, delta)
+        edit = fastdiff.render(reader, cursor, snapshot, delta, located)
     except psycopg2.Error as exc:
         if exc.pgcode is None or isinstance(exc, psycopg2.errors.QueryCanceled):
             raise
@@ -217,13 +217,13 @@ class Runner:
         self.conn.rollback()
         return snapshot
 
-    def _render(self, cursor, delta):
+    def _render(self, cursor, delta, located):
         """In the migration's transaction, after its code: ``(undo log, diff)`` of the
         snapshot edited to it from the catalogs (``super_user()``'s edits included),
         or None for pg_dump."""
         edit = []
         if delta:
-            edit = _render_or_why(self.catalogs, cursor, self._snapshot, delta)
+            edit = _render_or_why(self.catalogs, cursor, self._snapshot, delta, located)
             if isinstance(edit, str):
                 self.diff_path = 'pg_dump (%s)' % edit
                 return None
@@ -490,8 +490,8 @@ class Runner:
             log.debug('claiming migration %s ahead failed: %s', following.version, exc)
 
     def _remember_counts(self, batch):
-        """The catalog write counts before a step, kept in its transaction by the
-        round trip that begins and claims it."""
+        """What a step's catalog changes are counted from, kept in its transaction by
+        the round trip that begins and claims it."""
         if self.catalogs is not None and self.dumper.enabled:
             self.catalogs.remember(batch)
 
@@ -507,7 +507,10 @@ class Runner:
             batch.execute('SAVEPOINT dbmigrator_diff')
             # The fast path's settings, in the same round trip; the savepoint undoes them.
             fastdiff.CatalogReader.plan_with_indexes(batch)
-        delta = self.catalogs.changes(batch)
+        if fast:
+            delta, located = self.catalogs.step(batch)
+        else:
+            delta = self.catalogs.changes(batch)
         self._in_step = False
         other_connection = self.active.super_user_calls != super_user_calls
         self.schema_changed = delta != {} or other_connection
@@ -518,7 +521,7 @@ class Runner:
                           else 'pg_dump (%s)' % why if why else self._no_fast_path())
         if fast:
             if self.schema_changed and not why:
-                self.rendered = self._render(batch, delta)
+                self.rendered = self._render(batch, delta, located)
             batch.execute('ROLLBACK TO SAVEPOINT dbmigrator_diff')
 
     def _no_fast_path(self):

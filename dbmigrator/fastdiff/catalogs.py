@@ -91,12 +91,14 @@ class CatalogReader:
         self.counts_query = COUNTS % ', '.join(str(int(oid)) for oid in self.names)
         self.remember_query = REMEMBER % self.counts_query
         self.changes_query = CHANGES % self.counts_query
+        self.step_query = STEP % self.counts_query
         # The counts' plans are made now, inside a savepoint that undoes the settings.
         cursor.execute('SAVEPOINT dbmigrator_plans')
         self.plan_with_indexes(cursor)
         self.counts(cursor)
         self.statements.execute(cursor.execute, self.remember_query)
         self.changes(cursor)
+        self.step(cursor)
         cursor.execute('ROLLBACK TO SAVEPOINT dbmigrator_plans')
 
     @staticmethod
@@ -129,7 +131,6 @@ class CatalogReader:
                 for oid, ins, upd, dele in self.execute(cursor, self.counts_query)
                 if oid is None or ins or upd or dele}
 
-
     def remember(self, batch):
         """Keep this backend's pending catalog write counts in the transaction, for
         :meth:`changes`; sent with what ``batch`` holds back."""
@@ -138,7 +139,16 @@ class CatalogReader:
     def changes(self, cursor):
         """Catalog name -> (inserted, updated, deleted) since :meth:`remember`; None when
         what it kept is gone."""
-        rows = self.execute(cursor, self.changes_query)
+        return self._delta(self.execute(cursor, self.changes_query))
+
+    def step(self, cursor):
+        """:meth:`changes`, and the rows of :data:`LOCATE` for :func:`_locate` (None
+        when there are no changes)."""
+        rows = self.execute(cursor, self.step_query)
+        delta = self._delta([(row[1],) + row[3:6] for row in rows if row[0] == 0])
+        return delta, [row[1:] for row in rows if row[0] == 1] if delta else None
+
+    def _delta(self, rows):
         if any(oid == 0 for oid, *_ in rows):
             return None
         return {self.names.get(oid, DOMAIN_CONSTRAINTS): (ins, upd, dele)
@@ -172,15 +182,14 @@ def unsupported(delta):
 # index stands for its table; a view, a materialized view or a composite type
 # for itself), and what each of those owns; for each, its kind and how many
 # of its catalog rows this transaction wrote, in the catalogs it wrote to
-# ($1..$9: pg_attribute, pg_constraint, pg_attrdef, pg_index, pg_type,
-# pg_description (comments on it, its columns, constraints, triggers and
-# policies), pg_trigger, pg_rewrite, pg_policy).  Every lookup goes through a
-# catalog index: the cost follows the locks, not the schema.
-LOCATE = '''
-WITH locked AS (
+# (FOUND[1:]; pg_description counts comments on it, its columns, constraints,
+# triggers and policies).  Every lookup goes through a catalog index: the
+# cost follows the locks, not the schema.
+LOCATED = '''locked AS (
        SELECT DISTINCT relation AS oid FROM pg_locks
         WHERE pid = pg_backend_pid() AND locktype = 'relation' AND relation >= 16384
-          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())),
+          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          %(gate)s),
      kinds AS (
        SELECT l.oid, c.relkind, i.indrelid, t.relkind AS table_kind FROM locked l
         CROSS JOIN LATERAL (SELECT relkind FROM pg_class WHERE oid = l.oid) c
@@ -208,21 +217,22 @@ WITH locked AS (
        UNION ALL SELECT oid, oid FROM kinds WHERE relkind IN ('v', 'c')
        UNION ALL SELECT oid, NULL FROM kinds
         WHERE relkind NOT IN ('r', 'p', 'm', 'v', 'c', 'i', 'I', 't', 'S')
-           OR table_kind NOT IN ('r', 'p', 'm', 't'))
+           OR table_kind NOT IN ('r', 'p', 'm', 't'))'''
+LOCATE_ROWS = '''
 SELECT r.owner, (SELECT relkind FROM pg_class WHERE oid = r.owner), (age(c.xmin) <= 0)::int,
-       CASE WHEN %s THEN (SELECT count(*) FROM pg_attribute a
+       CASE WHEN %(pg_attribute)s THEN (SELECT count(*) FROM pg_attribute a
                            WHERE a.attrelid = r.oid AND age(a.xmin) <= 0) ELSE 0 END,
-       CASE WHEN %s THEN (SELECT count(*) FROM pg_constraint k
+       CASE WHEN %(pg_constraint)s THEN (SELECT count(*) FROM pg_constraint k
                            WHERE k.conrelid = r.oid AND age(k.xmin) <= 0) ELSE 0 END,
-       CASE WHEN %s THEN (SELECT count(*) FROM pg_attrdef d
+       CASE WHEN %(pg_attrdef)s THEN (SELECT count(*) FROM pg_attrdef d
                            WHERE d.adrelid = r.oid AND age(d.xmin) <= 0) ELSE 0 END,
-       CASE WHEN %s THEN (SELECT count(*) FROM pg_index i
+       CASE WHEN %(pg_index)s THEN (SELECT count(*) FROM pg_index i
                            WHERE i.indexrelid = r.oid AND age(i.xmin) <= 0) ELSE 0 END,
-       CASE WHEN %s THEN (SELECT count(*) FROM pg_type t
+       CASE WHEN %(pg_type)s THEN (SELECT count(*) FROM pg_type t
                            WHERE c.reltype <> 0 AND age(t.xmin) <= 0 AND t.oid IN (
                                  c.reltype, (SELECT typarray FROM pg_type WHERE oid = c.reltype)))
             ELSE 0 END,
-       CASE WHEN %s THEN (SELECT count(*) FROM pg_description d
+       CASE WHEN %(pg_description)s THEN (SELECT count(*) FROM pg_description d
                            WHERE d.objoid = r.oid AND d.classoid = 'pg_class'::regclass
                              AND age(d.xmin) <= 0)
                        + (SELECT count(*) FROM pg_constraint k JOIN pg_description d
@@ -234,14 +244,34 @@ SELECT r.owner, (SELECT relkind FROM pg_class WHERE oid = r.owner), (age(c.xmin)
                        + (SELECT count(*) FROM pg_policy p JOIN pg_description d
                               ON d.objoid = p.oid AND d.classoid = 'pg_policy'::regclass
                            WHERE p.polrelid = r.oid AND age(d.xmin) <= 0) ELSE 0 END,
-       CASE WHEN %s THEN (SELECT count(*) FROM pg_trigger g
+       CASE WHEN %(pg_trigger)s THEN (SELECT count(*) FROM pg_trigger g
                            WHERE g.tgrelid = r.oid AND age(g.xmin) <= 0) ELSE 0 END,
-       CASE WHEN %s THEN (SELECT count(*) FROM pg_rewrite w
+       CASE WHEN %(pg_rewrite)s THEN (SELECT count(*) FROM pg_rewrite w
                            WHERE w.ev_class = r.oid AND age(w.xmin) <= 0) ELSE 0 END,
-       CASE WHEN %s THEN (SELECT count(*) FROM pg_policy p
+       CASE WHEN %(pg_policy)s THEN (SELECT count(*) FROM pg_policy p
                            WHERE p.polrelid = r.oid AND age(p.xmin) <= 0) ELSE 0 END
   FROM rels r CROSS JOIN LATERAL (SELECT reltype, xmin FROM pg_class WHERE oid = r.oid) c
 '''
+LOCATE = 'WITH ' + (LOCATED + LOCATE_ROWS) % dict(
+    {name: '%s' for name in FOUND[1:]}, gate='')
+
+# A step's CHANGES (rows tagged 0) and, when it wrote to the catalogs, its
+# LOCATE rows (tagged 1), in one round trip: LOCATE only reads what the
+# transaction holds, which the fast path's own reads do not change.
+STEP = '''
+WITH changes AS MATERIALIZED (
+       SELECT * FROM (''' + CHANGES + ''') AS c (o, i, u, d)
+        WHERE o = 0 OR i <> 0 OR u <> 0 OR d <> 0),
+     written AS MATERIALIZED (
+       SELECT ''' + ',\n              '.join(
+    "coalesce(bool_or(o = '%s'::regclass), false) AS %s" % (name, name)
+    for name in FOUND[1:]) + '''
+         FROM changes),
+     ''' + LOCATED % dict(
+    gate='AND EXISTS (SELECT 1 FROM changes WHERE o <> 0)') + '''
+SELECT 0, o, NULL::"char", i, u, d, 0, 0, 0, 0, 0, 0, 0 FROM changes
+UNION ALL''' + LOCATE_ROWS.replace('SELECT ', 'SELECT 1, ', 1) % {
+    name: '(SELECT %s FROM written)' % name for name in FOUND[1:]}
 
 
 # The fallback when the locks do not explain every row written: one pass
@@ -393,9 +423,10 @@ SELECT o FROM unnest(%s::oid[]) AS o WHERE NOT EXISTS (SELECT 1 FROM pg_namespac
 '''
 
 
-def _locate(reader, cursor, delta, found):
+def _locate(reader, cursor, delta, found, located=None):
     """The relations changed (oid -> relkind), found through the locks; None when the
-    counts are not explained.
+    counts are not explained.  ``located`` holds the rows of LOCATE when the
+    caller has them already (:meth:`CatalogReader.step`).
 
     ``found`` holds the rows already explained by other objects (enum
     types).  A relation of another kind (a sequence of its own) that was
@@ -405,8 +436,9 @@ def _locate(reader, cursor, delta, found):
     """
     deleted = any(dele for _, _, dele in delta.values())
     changed = {}
-    written = [name in delta for name in FOUND[1:]]
-    for owner, kind, *counts in reader.execute(cursor, LOCATE, *written):
+    if located is None:
+        located = reader.execute(cursor, LOCATE, *[name in delta for name in FOUND[1:]])
+    for owner, kind, *counts in located:
         if any(counts) or (deleted and kind in ('r', 'p', 'v', 'm', 'c')):
             if owner is None:
                 return None

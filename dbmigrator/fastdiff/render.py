@@ -11,9 +11,10 @@ from .types import (DOMAIN, ENUM, ENUMS_IN_USE, OURS_ENUMS, OURS_OBJECT_COMMENTS
                     _render_relation, _schema)
 
 
-def render(reader, cursor, snapshot, delta):
+def render(reader, cursor, snapshot, delta, located=None):
     """Edit the snapshot to the migration whose catalog writes are ``delta``: the undo
-    log of :meth:`Snapshot.edit`, or None for pg_dump.
+    log of :meth:`Snapshot.edit`, or None for pg_dump.  ``located``: the rows of
+    :data:`LOCATE` when the caller read them with ``delta``.
 
     Runs on the migration's own cursor, inside its transaction, after its
     code and after :meth:`CatalogReader.plan_with_indexes`: it sees exactly
@@ -67,7 +68,7 @@ def render(reader, cursor, snapshot, delta):
             if not add('pg_type', oid, 'e'):
                 snapshot.why = 'it changed an enum type this path does not render'
                 return None
-    changed = _locate(reader, cursor, delta, dict(found))
+    changed = _locate(reader, cursor, delta, dict(found), located)
     if changed is None and ('pg_type' in delta or 'pg_constraint' in delta):
         # Types no relation stands for: new domains, and enums written without
         # labels (a new owner), found by a pass over pg_type.
@@ -77,7 +78,7 @@ def render(reader, cursor, snapshot, delta):
                 snapshot.why = 'it changed a type this path does not render'
                 return None
         if len(objects) > len(done):
-            changed = _locate(reader, cursor, delta, dict(found))
+            changed = _locate(reader, cursor, delta, dict(found), located)
     if changed is None and 'pg_description' in delta:
         # Comments on functions and procedures the migration did not otherwise touch.
         rendered_oids = {r[0] for r in routines}
@@ -99,7 +100,7 @@ def render(reader, cursor, snapshot, delta):
                 snapshot.why = 'it commented on a type or a schema this path does not render'
                 return None
         if more or commented:
-            changed = _locate(reader, cursor, delta, dict(found))
+            changed = _locate(reader, cursor, delta, dict(found), located)
     if delta.get('pg_description', (0, 0, 0))[2]:
         # Comments taken away leave no row; COMMENT locked what they were on.
         # Those that pg_dump writes as this path does are rendered again.
