@@ -105,10 +105,10 @@ def _is_statement_timeout(exc):
     return isinstance(exc, psycopg2.errors.QueryCanceled) and 'statement timeout' in str(exc)
 
 
-def _render_or_why(reader, cursor, snapshot, delta, located=None):
+def _render_or_why(reader, cursor, snapshot, delta, read=None):
     """:func:`fastdiff.render`'s undo log, or why pg_dump must show the change."""
     try:
-        edit = fastdiff.render(reader, cursor, snapshot, delta, located)
+        edit = fastdiff.render(reader, cursor, snapshot, delta, read)
     except psycopg2.Error as exc:
         if exc.pgcode is None or isinstance(exc, psycopg2.errors.QueryCanceled):
             raise
@@ -217,13 +217,13 @@ class Runner:
         self.conn.rollback()
         return snapshot
 
-    def _render(self, cursor, delta, located):
+    def _render(self, cursor, delta, read):
         """In the migration's transaction, after its code: ``(undo log, diff)`` of the
         snapshot edited to it from the catalogs (``super_user()``'s edits included),
         or None for pg_dump."""
         edit = []
         if delta:
-            edit = _render_or_why(self.catalogs, cursor, self._snapshot, delta, located)
+            edit = _render_or_why(self.catalogs, cursor, self._snapshot, delta, read)
             if isinstance(edit, str):
                 self.diff_path = 'pg_dump (%s)' % edit
                 return None
@@ -508,7 +508,7 @@ class Runner:
             # The fast path's settings, in the same round trip; the savepoint undoes them.
             fastdiff.CatalogReader.plan_with_indexes(batch)
         if fast:
-            delta, located = self.catalogs.step(batch)
+            delta, read = self.catalogs.step(batch)
         else:
             delta = self.catalogs.changes(batch)
         self._in_step = False
@@ -521,7 +521,7 @@ class Runner:
                           else 'pg_dump (%s)' % why if why else self._no_fast_path())
         if fast:
             if self.schema_changed and not why:
-                self.rendered = self._render(batch, delta, located)
+                self.rendered = self._render(batch, delta, read)
             batch.execute('ROLLBACK TO SAVEPOINT dbmigrator_diff')
 
     def _no_fast_path(self):

@@ -1,9 +1,11 @@
 """What a migration wrote to the catalogs: its pending write counts, the
 relations its locks lead to, and what it dropped, checked against the counts.
 """
+import dataclasses
 import logging
 
 from ..prepared import Statements
+from .tables import TABLE_COLUMNS
 
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,15 @@ UNION ALL SELECT 0, 0, 0, 0
 '''
 
 
+@dataclasses.dataclass
+class Read:
+    """What :meth:`CatalogReader.step` read ahead: the rows of LOCATE, and the TABLE
+    row of each table the step wrote (oid -> row)."""
+
+    located: list
+    tables: dict
+
+
 class CatalogReader:
     """Reads the catalogs for the fast path over one connection, for one run.
 
@@ -142,11 +153,14 @@ class CatalogReader:
         return self._delta(self.execute(cursor, self.changes_query))
 
     def step(self, cursor):
-        """:meth:`changes`, and the rows of :data:`LOCATE` for :func:`_locate` (None
-        when there are no changes)."""
+        """:meth:`changes`, and what the fast path reads next in the same round trip:
+        a :class:`Read`, or None when there are no changes."""
         rows = self.execute(cursor, self.step_query)
         delta = self._delta([(row[1],) + row[3:6] for row in rows if row[0] == 0])
-        return delta, [row[1:] for row in rows if row[0] == 1] if delta else None
+        if not delta:
+            return delta, None
+        return delta, Read([row[1:13] for row in rows if row[0] == 1],
+                           {row[1]: row[13] for row in rows if row[0] == 2})
 
     def _delta(self, rows):
         if any(oid == 0 for oid, *_ in rows):
@@ -255,8 +269,9 @@ SELECT r.owner, (SELECT relkind FROM pg_class WHERE oid = r.owner), (age(c.xmin)
 LOCATE = 'WITH ' + (LOCATED + LOCATE_ROWS) % dict(
     {name: '%s' for name in FOUND[1:]}, gate='')
 
-# A step's CHANGES (rows tagged 0) and, when it wrote to the catalogs, its
-# LOCATE rows (tagged 1), in one round trip: LOCATE only reads what the
+# A step's CHANGES (rows tagged 0), and when it wrote to the catalogs its
+# LOCATE rows (tagged 1) and the TABLE row of each table among them that it
+# wrote (tagged 2, as JSON), in one round trip: these only read what the
 # transaction holds, which the fast path's own reads do not change.
 STEP = '''
 WITH changes AS MATERIALIZED (
@@ -267,11 +282,18 @@ WITH changes AS MATERIALIZED (
     "coalesce(bool_or(o = '%s'::regclass), false) AS %s" % (name, name)
     for name in FOUND[1:]) + '''
          FROM changes),
-     ''' + LOCATED % dict(
-    gate='AND EXISTS (SELECT 1 FROM changes WHERE o <> 0)') + '''
-SELECT 0, o, NULL::"char", i, u, d, 0, 0, 0, 0, 0, 0, 0 FROM changes
-UNION ALL''' + LOCATE_ROWS.replace('SELECT ', 'SELECT 1, ', 1) % {
-    name: '(SELECT %s FROM written)' % name for name in FOUND[1:]}
+     ''' + LOCATED % dict(gate='AND EXISTS (SELECT 1 FROM changes WHERE o <> 0)') + ''',
+     located (owner, kind, ''' + ', '.join(name + '_rows' for name in FOUND) + ''')
+       AS MATERIALIZED (''' + (
+    LOCATE_ROWS % {name: '(SELECT %s FROM written)' % name for name in FOUND[1:]}) + ''')
+SELECT 0, o, NULL::"char", i, u, d, 0, 0, 0, 0, 0, 0, 0, NULL::json FROM changes
+UNION ALL SELECT 1, *, NULL::json FROM located
+UNION ALL SELECT 2, c.oid, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, json_build_array(''' + (
+    TABLE_COLUMNS) + ''')
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.oid IN (SELECT owner FROM located WHERE kind IN ('r', 'p') AND 0 < ''' + (
+    '\n                  + '.join(name + '_rows' for name in FOUND)) + ''')
+'''
 
 
 # The fallback when the locks do not explain every row written: one pass
@@ -423,10 +445,10 @@ SELECT o FROM unnest(%s::oid[]) AS o WHERE NOT EXISTS (SELECT 1 FROM pg_namespac
 '''
 
 
-def _locate(reader, cursor, delta, found, located=None):
+def _locate(reader, cursor, delta, found, read=None):
     """The relations changed (oid -> relkind), found through the locks; None when the
-    counts are not explained.  ``located`` holds the rows of LOCATE when the
-    caller has them already (:meth:`CatalogReader.step`).
+    counts are not explained.  ``read``: the :class:`Read` of the step, when
+    the caller has it.
 
     ``found`` holds the rows already explained by other objects (enum
     types).  A relation of another kind (a sequence of its own) that was
@@ -436,8 +458,8 @@ def _locate(reader, cursor, delta, found, located=None):
     """
     deleted = any(dele for _, _, dele in delta.values())
     changed = {}
-    if located is None:
-        located = reader.execute(cursor, LOCATE, *[name in delta for name in FOUND[1:]])
+    located = read.located if read is not None else reader.execute(
+        cursor, LOCATE, *[name in delta for name in FOUND[1:]])
     for owner, kind, *counts in located:
         if any(counts) or (deleted and kind in ('r', 'p', 'v', 'm', 'c')):
             if owner is None:

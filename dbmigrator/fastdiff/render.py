@@ -11,10 +11,10 @@ from .types import (DOMAIN, ENUM, ENUMS_IN_USE, OURS_ENUMS, OURS_OBJECT_COMMENTS
                     _render_relation, _schema)
 
 
-def render(reader, cursor, snapshot, delta, located=None):
+def render(reader, cursor, snapshot, delta, read=None):
     """Edit the snapshot to the migration whose catalog writes are ``delta``: the undo
-    log of :meth:`Snapshot.edit`, or None for pg_dump.  ``located``: the rows of
-    :data:`LOCATE` when the caller read them with ``delta``.
+    log of :meth:`Snapshot.edit`, or None for pg_dump.  ``read``: what
+    :meth:`CatalogReader.step` read with ``delta``, when the caller has it.
 
     Runs on the migration's own cursor, inside its transaction, after its
     code and after :meth:`CatalogReader.plan_with_indexes`: it sees exactly
@@ -68,7 +68,7 @@ def render(reader, cursor, snapshot, delta, located=None):
             if not add('pg_type', oid, 'e'):
                 snapshot.why = 'it changed an enum type this path does not render'
                 return None
-    changed = _locate(reader, cursor, delta, dict(found), located)
+    changed = _locate(reader, cursor, delta, dict(found), read)
     if changed is None and ('pg_type' in delta or 'pg_constraint' in delta):
         # Types no relation stands for: new domains, and enums written without
         # labels (a new owner), found by a pass over pg_type.
@@ -78,7 +78,7 @@ def render(reader, cursor, snapshot, delta, located=None):
                 snapshot.why = 'it changed a type this path does not render'
                 return None
         if len(objects) > len(done):
-            changed = _locate(reader, cursor, delta, dict(found), located)
+            changed = _locate(reader, cursor, delta, dict(found), read)
     if changed is None and 'pg_description' in delta:
         # Comments on functions and procedures the migration did not otherwise touch.
         rendered_oids = {r[0] for r in routines}
@@ -100,7 +100,7 @@ def render(reader, cursor, snapshot, delta, located=None):
                 snapshot.why = 'it commented on a type or a schema this path does not render'
                 return None
         if more or commented:
-            changed = _locate(reader, cursor, delta, dict(found), located)
+            changed = _locate(reader, cursor, delta, dict(found), read)
     if delta.get('pg_description', (0, 0, 0))[2]:
         # Comments taken away leave no row; COMMENT locked what they were on.
         # Those that pg_dump writes as this path does are rendered again.
@@ -131,7 +131,7 @@ def render(reader, cursor, snapshot, delta, located=None):
     rendered, pending = [], []
     for oid, kind in sorted(changed.items()):
         if kind in ('r', 'p'):
-            table = _render_table(reader, cursor, oid)
+            table = _render_table(reader, cursor, oid, read and read.tables.get(oid))
             if table is not None and table.sections is not None:
                 rendered.append(table)
                 continue

@@ -349,7 +349,7 @@ class Snapshot:
         that the diff never compares the thousands of sections left alone.
         """
         codes, i, j = [], 0, 0
-        for place, replaced in sorted((self.sections.index(section) + 1, replaced)
+        for place, replaced in sorted((self._place_of(section) + 1, replaced)
                                       for section, replaced in self._edits.items()):
             if place > j:
                 codes.append(['equal', i, i + place - j, j, place])
@@ -444,10 +444,34 @@ class Snapshot:
                    not line.startswith('    CONSTRAINT ')] if start is not None else []
         return place <= len(columns) and columns[place - 1].startswith('    %s ' % quoted)
 
+    def _ordered_index(self, section):
+        """Where a section that is not ATTACHED is among the ordered ones: found by
+        bisect when they are sorted and it is among the sorted head."""
+        if self._sorted and section.key is not None:
+            place = bisect.bisect_left(self._keys, section.key)
+            if place < len(self._keys) and self._ordered[place] is section:
+                return place
+        return self._ordered.index(section)
+
+    def _place_of(self, section, ordered=None):
+        """Where ``section`` is in the dump.  No section is above its place among the
+        ordered ones (``ordered``, or found by bisect), which spares most of the scan."""
+        if ordered is None and section.type not in ATTACHED and self._sorted and (
+                section.key is not None):
+            ordered = bisect.bisect_left(self._keys, section.key)
+            if ordered >= len(self._keys) or self._ordered[ordered] is not section:
+                ordered = None
+        if ordered:
+            try:
+                return self.sections.index(section, ordered)
+            except ValueError:
+                pass
+        return self.sections.index(section)
+
     def position(self, kind, schema, name):
         """Where the section of that type and name is in the dump; None if it is not."""
         section = self._by_name.get((kind, schema, name))
-        return None if section is None else self.sections.index(section)
+        return None if section is None else self._place_of(section)
 
     def put_sections(self, sections):
         """Put new objects that nothing else in the dump names (extensions), each
@@ -591,7 +615,7 @@ class Snapshot:
         existing = self._by_name.get(where)
         if existing is not None:
             if existing.lines != new.lines:
-                position = self.sections.index(existing)
+                position = self._place_of(existing)
                 if self._place_by_sort(new.key, existing) != position or not self._after(
                         needs, position):
                     return self._refuse('%s %s now depends on what pg_dump puts after it' % (
@@ -609,7 +633,7 @@ class Snapshot:
         """Whether every section in ``needs`` comes before ``position``."""
         for key in needs:
             section = self._by_name.get(key[:3])
-            if section is None or self.sections.index(section) >= position:
+            if section is None or self._place_of(section) >= position:
                 return False
         return True
 
@@ -648,7 +672,7 @@ class Snapshot:
 
     def _comments_after(self, section):
         """The COMMENT sections pg_dump wrote right after ``section``, on it."""
-        place, comments = self.sections.index(section) + 1, []
+        place, comments = self._place_of(section) + 1, []
         while place < len(self.sections) and self.sections[place].type in ATTACHED:
             if self.sections[place].type == 'COMMENT':
                 comments.append(self.sections[place])
@@ -761,14 +785,14 @@ class Snapshot:
         followed it), so that the places of the others, and the undo log,
         stay as they are.
         """
-        i = self.sections.index(old)
+        i = self._place_of(old)
         if old.type in TAKES_SETS and i and _trailing_sets(self.sections[i - 1].lines):
             following = next((s for s in self.sections[i + 1:] if s.type not in ATTACHED), None)
             if following is None or following.type not in TAKES_SETS:
                 return False
         gone = Section(GONE, old.schema, old.name, [])
         gone.was = old.type
-        j = None if old.type in ATTACHED else self._ordered.index(old)
+        j = None if old.type in ATTACHED else self._ordered_index(old)
         self._swap(old, gone)
         if j is not None:
             keyed = j < len(self._keys)
@@ -791,8 +815,8 @@ class Snapshot:
         if sets and not _trailing_sets(new.lines):
             new.lines = new.lines + sets  # they belong to what follows, not to this object
         self._note_edit(new, True, old)
-        i = self.sections.index(old)
-        j = None if old.type in ATTACHED else self._ordered.index(old)
+        i = self._place_of(old)
+        j = None if old.type in ATTACHED else self._ordered_index(old)
         self._remember(self._by_name, (new.type, new.schema, new.name))
         self.sections[i] = new
         if j is not None:
@@ -836,7 +860,7 @@ class Snapshot:
             while position < len(self.sections) and self.sections[position].type in ATTACHED:
                 position += 1
             return position
-        position = self.sections.index(self._ordered[after]) + 1
+        position = self._place_of(self._ordered[after], after) + 1
         while position < len(self.sections) and self.sections[position].type in ATTACHED and (
                 self.sections[position] is not leaving):
             position += 1
@@ -910,7 +934,7 @@ class Snapshot:
                 group.append(self.sections[i + len(group)])
             groups.append(group)
         # A table already at the view's place stays; the view goes after it.
-        while groups and self.sections.index(groups[0][0]) == position:
+        while groups and self._place_of(groups[0][0]) == position:
             position += len(groups.pop(0))
         if not groups:
             return position
@@ -969,7 +993,7 @@ class Snapshot:
         """Put ``new`` right after the section it belongs to, as pg_dump writes it."""
         if owner is None:
             return False
-        self._place(new, self.sections.index(owner) + 1)
+        self._place(new, self._place_of(owner) + 1)
         return True
 
     def _note_edit(self, new, replaced, old=None):

@@ -6,9 +6,10 @@ from .snapshot import MEMBERS, Table, _literal, _section
 
 
 # One table as pg_dump would write it: its own flags, then its columns,
-# constraints and indexes as JSON arrays, in one round trip.
-TABLE = '''
-SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.relname),
+# constraints and indexes as JSON arrays, in one round trip.  The columns of
+# ``c`` (pg_class) and ``n`` (its pg_namespace row): a step's STEP reads
+# the tables it wrote with them too.
+TABLE_COLUMNS = '''n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.relname),
        pg_get_userbyid(c.relowner), quote_ident(pg_get_userbyid(c.relowner)),
        c.relkind = 'r' AND NOT c.relispartition
        AND NOT c.relhassubclass AND NOT c.relhasrules AND c.relpersistence = 'p' AND c.reloptions IS NULL
@@ -98,7 +99,8 @@ SELECT n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.reln
           FROM pg_policy p WHERE p.polrelid = c.oid),
        (SELECT json_agg(json_build_array(pn.nspname, p.relname) ORDER BY i.inhseqno)
           FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
-          JOIN pg_namespace pn ON pn.oid = p.relnamespace WHERE i.inhrelid = c.oid)
+          JOIN pg_namespace pn ON pn.oid = p.relnamespace WHERE i.inhrelid = c.oid)'''
+TABLE = 'SELECT ' + TABLE_COLUMNS + '''
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.oid = %s::oid
 '''
@@ -165,13 +167,15 @@ def _policy(qualified, row):
     return line + ';'
 
 
-def _render_table(reader, cursor, oid):
+def _render_table(reader, cursor, oid, row=None):
     """The table as pg_dump writes it; when it has what this module does not render,
     the same :class:`Table` without sections, for ``pg_dump --table`` to fill; None
-    when those could not be put in one by one (see :func:`_sorted_by_name`)."""
+    when those could not be put in one by one (see :func:`_sorted_by_name`).
+    ``row``: its TABLE row, when the caller has it already."""
     [(schema, name, qualified, owner, quoted_owner, plain, columns, constraints,
       indexes, sequences, comment, quoted_name, members, triggers, acl, base_acl,
-      row_security, force_row_security, policies, parents)] = reader.execute(cursor, TABLE, oid)
+      row_security, force_row_security, policies, parents)] = (
+          [row] if row is not None else reader.execute(cursor, TABLE, oid))
     acl_keys = {('ACL', schema, 'TABLE %s' % quoted_name)} | {
         ('ACL', row[0], 'SEQUENCE %s' % row[18]) for row in sequences or ()}
     table = Table(oid, schema, name, frozenset((row[4], row[0]) for row in indexes or ()), None,
