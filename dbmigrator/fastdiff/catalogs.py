@@ -59,10 +59,13 @@ UNION ALL SELECT NULL, count(*), 0, 0 FROM pg_constraint WHERE conrelid = 0
 '''
 
 # The counts before a migration, kept in its own transaction: sent with its
-# BEGIN and claim, they cost no round trip of their own.
+# BEGIN and claim, they cost no round trip of their own.  Only those that are
+# not zero (the backend's pending counts since it last reported them), and
+# the domain constraints' count, which is never left out.
 REMEMBER = '''
 SELECT set_config('dbmigrator.catalog_counts', (
        SELECT json_object_agg(coalesce(o, 0), json_build_array(i, u, d))
+              FILTER (WHERE o IS NULL OR i <> 0 OR u <> 0 OR d <> 0)
          FROM (%s) AS c (o, i, u, d))::text, true)
 '''
 # What changed since: a row of oid 0 when the counts kept are gone (the
