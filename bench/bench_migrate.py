@@ -242,9 +242,11 @@ def schema_scaling(server, work, repeat, tables=5000, workload='plain'):
     """The diff of one migration of each kind on a large schema.
 
     Measured in process, as the runner does it inside the migration's
-    transaction after the run's snapshot: catalog counts around the
-    statement, then the fast path.  The statement itself is timed apart,
-    and so is what the pg_dump engine pays (one more dump and a diff).
+    transaction after the run's snapshot: the catalog counts kept before the
+    statement, one round trip after it for the changes, the relations locked
+    and the tables written, then the fast path.  The statement itself is
+    timed apart, and so is what the pg_dump engine pays (one more dump and a
+    diff).
     The schema is ``tables`` migrations of the workload.
     """
     sys.path.insert(0, ROOT)
@@ -272,15 +274,15 @@ def schema_scaling(server, work, repeat, tables=5000, workload='plain'):
             conn.rollback()
             with conn.cursor() as cursor:
                 started = time.perf_counter()
-                before = catalogs.counts(cursor)
+                catalogs.execute(cursor, catalogs.remember_query)
                 middle = time.perf_counter()
                 cursor.execute(sql)
                 ran = time.perf_counter()
                 catalogs.plan_with_indexes(cursor)
-                after = catalogs.counts(cursor)
-                if after != before:
+                delta, read = catalogs.step(cursor)
+                if delta:
                     old = snapshot.objects()
-                    edit = fastdiff.render(catalogs, cursor, snapshot, fastdiff.touched(before, after))
+                    edit = fastdiff.render(catalogs, cursor, snapshot, delta, read)
                     total += 1
                     if edit is None:
                         print('  %s went to pg_dump: %s' % (label, snapshot.why))
