@@ -422,8 +422,26 @@ CASES = [
     ('drop a partition', 'DROP TABLE readings_2024', 'dump'),
     ('alter a table that has statistics', 'ALTER TABLE measured ADD COLUMN c INT', 'fast'),
     ('rename a column statistics read', 'ALTER TABLE measured RENAME COLUMN a TO first', 'dump'),
-    ('drop a table that has statistics', 'DROP TABLE measured', 'dump'),
-    ('statistics', 'CREATE STATISTICS orders_stats ON id, user_id FROM orders', 'dump'),
+    ('drop a table that has statistics', 'DROP TABLE measured', 'fast'),
+    ('statistics', 'CREATE STATISTICS orders_stats ON id, user_id FROM orders', 'fast'),
+    ('statistics of kinds and expressions, with a target',
+     'CREATE STATISTICS orders_mixed (ndistinct, dependencies) ON id, (user_id + 1) FROM orders;'
+     ' ALTER STATISTICS orders_mixed SET STATISTICS 50', 'fast'),
+    ('statistics target', 'ALTER STATISTICS measured_ab SET STATISTICS 10', 'fast'),
+    ('statistics on one expression', 'CREATE STATISTICS orders_twice ON (total * 2) FROM orders',
+     'fast'),
+    ('comment on statistics', "COMMENT ON STATISTICS measured_ab IS 'a with b'", 'fast'),
+    ('statistics in a schema of their own, with a comment',
+     "CREATE SCHEMA stats; CREATE STATISTICS stats.orders_st ON id, total FROM orders;"
+     " COMMENT ON STATISTICS stats.orders_st IS 'in stats'", 'fast'),
+    ('drop statistics', 'DROP STATISTICS measured_ab', 'fast'),
+    ('statistics owned by another role',
+     'CREATE STATISTICS orders_owned ON id, total FROM orders;'
+     ' ALTER STATISTICS orders_owned OWNER TO diff_owner', 'fast'),
+    ('rename statistics', 'ALTER STATISTICS measured_ab RENAME TO measured_both', 'dump'),
+    ('statistics and their table at once',
+     'CREATE TABLE sampled (a INT, b INT); CREATE STATISTICS sampled_ab ON a, b FROM sampled',
+     'fast'),
     ('partitioned table alone', 'CREATE TABLE measures (at DATE, n INT) PARTITION BY RANGE (at)', 'table'),
 ]
 

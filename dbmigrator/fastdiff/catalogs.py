@@ -22,7 +22,8 @@ DOMAIN_CONSTRAINTS = 'domain constraints'
 WRITABLE = {'pg_class', 'pg_attribute', 'pg_type', 'pg_depend', 'pg_shdepend', 'pg_proc',
             'pg_constraint', 'pg_index', 'pg_attrdef', 'pg_sequence', 'pg_trigger',
             'pg_description', 'pg_rewrite', 'pg_enum', 'pg_statistic', 'pg_namespace',
-            'pg_policy', 'pg_inherits', 'pg_partitioned_table', DOMAIN_CONSTRAINTS}
+            'pg_policy', 'pg_inherits', 'pg_partitioned_table', 'pg_statistic_ext',
+            'pg_statistic_ext_data', DOMAIN_CONSTRAINTS}
 
 
 # Deleting one of these rows takes a lock on the table it belongs to, or goes
@@ -33,7 +34,8 @@ WRITABLE = {'pg_class', 'pg_attribute', 'pg_type', 'pg_depend', 'pg_shdepend', '
 DELETABLE = {'pg_depend', 'pg_shdepend', 'pg_constraint', 'pg_trigger', 'pg_attrdef',
              'pg_description', 'pg_index', 'pg_attribute', 'pg_class', 'pg_proc', 'pg_type',
              'pg_enum', 'pg_rewrite', 'pg_sequence', 'pg_statistic', 'pg_namespace',
-             'pg_policy', 'pg_inherits', 'pg_partitioned_table'}
+             'pg_policy', 'pg_inherits', 'pg_partitioned_table', 'pg_statistic_ext',
+             'pg_statistic_ext_data'}
 
 
 # Catalogs that also hold objects no relation lock stands for (types, domain
@@ -398,6 +400,13 @@ SELECT o FROM unnest(%s::oid[]) AS o WHERE NOT EXISTS (SELECT 1 FROM pg_proc WHE
 '''
 
 
+# Which of the dump's extended statistics are gone.
+GONE_STATISTICS = '''
+SELECT o FROM unnest(%s::oid[]) AS o
+ WHERE NOT EXISTS (SELECT 1 FROM pg_statistic_ext WHERE oid = o)
+'''
+
+
 # Which of the dump's types are gone.
 GONE_TYPES = '''
 SELECT o FROM unnest(%s::oid[]) AS o WHERE NOT EXISTS (SELECT 1 FROM pg_type WHERE oid = o)
@@ -411,6 +420,13 @@ def _dropped(reader, cursor, relations, delta, changed):
     index).  A relation that is not known at all was made and dropped by the
     migration itself (the transient table of a rewrite): it leaves no trace."""
     dropped, covered = [], set()
+    if delta.get('pg_statistic_ext', (0, 0, 0))[2]:
+        # First: a dropped table's statistics must be out before the table.
+        known = sorted(oid for catalog, oid in relations.objects if catalog == 'pg_statistic_ext')
+        gone = [oid for (oid,) in reader.execute(cursor, GONE_STATISTICS, known)] if known else []
+        if len(gone) != delta['pg_statistic_ext'][2]:
+            return None
+        dropped += [('object', ('pg_statistic_ext', oid)) for oid in gone]
     for table in changed:
         covered.update(oid for oid, _ in relations.indexes.get(table, ()))
         covered.update(relations.members.get(table, ()))  # a rewrite's old toast table

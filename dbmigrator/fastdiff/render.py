@@ -5,6 +5,7 @@ from .catalogs import (DOMAIN_CONSTRAINTS, GONE_ROUTINES, OBJECT_LOCKS, _dropped
                        _scan, read_elsewhere, unsupported)
 from .extensions import render_extensions
 from .routines import OURS_ROUTINE_COMMENTS, _render_routines, _routines
+from .statistics import OURS_STATISTICS, STATISTICS, _statistics
 from .tables import _render_table
 from .types import (DOMAIN, ENUM, ENUMS_IN_USE, OURS_ENUMS, OURS_OBJECT_COMMENTS,
                     OURS_SCHEMAS, OURS_TYPES, RELATION, SCHEMA, _domain, _enum,
@@ -68,6 +69,11 @@ def render(reader, cursor, snapshot, delta, read=None):
             if not add('pg_type', oid, 'e'):
                 snapshot.why = 'it changed an enum type this path does not render'
                 return None
+    if any(delta.get('pg_statistic_ext', (0, 0, 0))[:2]):
+        for (oid,) in reader.execute(cursor, OURS_STATISTICS):
+            if not add('pg_statistic_ext', oid):
+                snapshot.why = 'it changed extended statistics this path does not render'
+                return None
     changed = _locate(reader, cursor, delta, dict(found), read)
     if changed is None and ('pg_type' in delta or 'pg_constraint' in delta):
         # Types no relation stands for: new domains, and enums written without
@@ -97,7 +103,8 @@ def render(reader, cursor, snapshot, delta, read=None):
                      if (row[0], row[1]) not in done]
         for catalog, oid, kind, relid in commented:
             if not add(catalog, oid, kind, relid):
-                snapshot.why = 'it commented on a type or a schema this path does not render'
+                snapshot.why = ('it commented on a type, a schema or statistics this path does not '
+                              'render')
                 return None
         if more or commented:
             changed = _locate(reader, cursor, delta, dict(found), read)
@@ -186,13 +193,16 @@ def render(reader, cursor, snapshot, delta, read=None):
 
 
 def _object(reader, cursor, catalog, oid, kind, relid):
-    """A schema, an enum, a domain or a composite type: (its entry for
-    :meth:`Snapshot.edit`, catalog name -> the rows it explains); None if pg_dump
-    would write more than this renders."""
+    """A schema, an enum, a domain, a composite type or extended statistics: (its
+    entry for :meth:`Snapshot.edit`, catalog name -> the rows it explains); None
+    if pg_dump would write more than this renders."""
     needs, acl, explains, constraints = (), None, {}, None
     if catalog == 'pg_namespace':
         section, comments, explains['pg_description'] = _schema(
             reader.execute(cursor, SCHEMA, oid)[0])
+    elif catalog == 'pg_statistic_ext':
+        section, comments, explains['pg_description'] = _statistics(
+            reader.execute(cursor, STATISTICS, oid)[0])
     elif kind == 'e':
         section, explains['pg_type'], comments, explains['pg_description'] = _enum(
             reader.execute(cursor, ENUM, oid)[0])

@@ -160,9 +160,9 @@ SELECT p.oid, n.nspname, ''' + ROUTINE_TAG + ''',
 '''
 
 
-# Views, materialized views, sequences of their own, composite types, and the
-# types of their own (enums are TYPE; what this module does not render, such
-# as domains and ranges, is OTHER), by what identifies them.
+# Views, materialized views, sequences of their own, composite types,
+# extended statistics, and the types of their own (enums are TYPE; what this
+# module does not render, such as ranges, is OTHER), by what identifies them.
 OBJECTS_QUERY = '''
 SELECT 'pg_class', c.oid, CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
                           WHEN 'S' THEN 'SEQUENCE' ELSE 'TYPE' END, n.nspname, c.relname, 0
@@ -172,6 +172,9 @@ SELECT 'pg_class', c.oid, CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MAT
    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
                       AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass
                       AND d.deptype IN ('a', 'i') AND c.relkind = 'S')
+UNION ALL
+SELECT 'pg_statistic_ext', s.oid, 'STATISTICS', n.nspname, s.stxname, 0
+  FROM pg_statistic_ext s JOIN pg_namespace n ON n.oid = s.stxnamespace
 UNION ALL
 SELECT 'pg_namespace', n.oid, 'SCHEMA', '-', n.nspname, 0 FROM pg_namespace n
  WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
@@ -505,7 +508,7 @@ class Snapshot:
         """Whether a section this module does not take out (other than ``acls``) may
         name ``name``."""
         return any(s.type in TIED and s.schema == section.schema and name in s.name
-                   and s not in acls for s in self.sections)
+                   and s is not section and s not in acls for s in self.sections)
 
     def _acls_of(self, sections):
         """The ACL sections of these sections' objects."""

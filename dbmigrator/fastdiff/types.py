@@ -54,14 +54,16 @@ def _schema(row):
         '']), _comments('-', owner, 'SCHEMA', quoted, quoted, comment), written
 
 
-# Schemas and types (their pg_type rows; a composite type's relation) on
-# which this transaction wrote comments.
+# Schemas, types (their pg_type rows; a composite type's relation) and
+# extended statistics on which this transaction wrote comments.
 OURS_OBJECT_COMMENTS = '''
-SELECT DISTINCT CASE WHEN d.classoid = 'pg_namespace'::regclass THEN 'pg_namespace'
-                     ELSE 'pg_type' END, d.objoid, t.typtype, t.typrelid
+SELECT DISTINCT CASE d.classoid WHEN 'pg_namespace'::regclass THEN 'pg_namespace'
+                                WHEN 'pg_statistic_ext'::regclass THEN 'pg_statistic_ext'
+                                ELSE 'pg_type' END, d.objoid, t.typtype, t.typrelid
   FROM pg_description d
   LEFT JOIN pg_type t ON d.classoid = 'pg_type'::regclass AND t.oid = d.objoid
- WHERE age(d.xmin) <= 0 AND d.classoid IN ('pg_type'::regclass, 'pg_namespace'::regclass)
+ WHERE age(d.xmin) <= 0 AND d.classoid IN ('pg_type'::regclass, 'pg_namespace'::regclass,
+                                           'pg_statistic_ext'::regclass)
  ORDER BY 1, 2
 '''
 
