@@ -245,7 +245,10 @@ CASES = [
     ('domain check calling a function', 'CREATE DOMAIN totals AS NUMERIC CHECK (order_total(1) > 0)', 'dump'),
     ('add a domain constraint', 'ALTER DOMAIN positive_int ADD CONSTRAINT small CHECK (VALUE < 100)', 'fast'),
     ('rename a domain constraint', 'ALTER DOMAIN positive_int RENAME CONSTRAINT positive_int_check TO above_zero', 'fast'),
-    ('drop a domain constraint', 'ALTER DOMAIN positive_int DROP CONSTRAINT positive_int_check', 'dump'),
+    ('drop a domain constraint', 'ALTER DOMAIN positive_int DROP CONSTRAINT positive_int_check', 'fast'),
+    ('drop a constraint and create a domain',
+     'CREATE DOMAIN tiny AS INT CHECK (VALUE < 5);'
+     ' ALTER DOMAIN positive_int DROP CONSTRAINT positive_int_check', 'fast'),
     ('domain default', 'ALTER DOMAIN positive_int SET DEFAULT 1', 'fast'),
     ('domain not null', 'ALTER DOMAIN positive_int SET NOT NULL', 'fast'),
     ('domain constraint swapped', '''ALTER DOMAIN positive_int DROP CONSTRAINT positive_int_check;
@@ -652,6 +655,18 @@ OVERLOADS = [
 ]
 
 
+# Domains whose constraints go one by one, one of them a table's column type.
+DOMAINS = [
+    'CREATE DOMAIN small AS INT CONSTRAINT below CHECK (VALUE < 10)'
+    ' CONSTRAINT above CHECK (VALUE > 0); CREATE TABLE smalls (n small)',
+    'ALTER DOMAIN small DROP CONSTRAINT below',
+    "ALTER DOMAIN small DROP CONSTRAINT above; COMMENT ON DOMAIN small IS 'any'",
+    'ALTER DOMAIN positive_int DROP CONSTRAINT positive_int_check;'
+    ' ALTER DOMAIN small ADD CONSTRAINT again CHECK (VALUE <> 3)',
+    'ALTER DOMAIN small DROP CONSTRAINT again; DROP TABLE smalls',
+]
+
+
 COMMENTS = [
     "COMMENT ON VIEW user_names IS 'names'",
     "COMMENT ON COLUMN user_names.name IS 'who'",
@@ -690,6 +705,7 @@ RUNS = [
     ('renames', RENAMES, (5, 5)),
     ('comments', COMMENTS, (1, 0)),
     ('overloads', OVERLOADS, (1, 0)),
+    ('domains', DOMAINS, (1, 0)),
 ]
 
 

@@ -7,9 +7,9 @@ from .extensions import render_extensions
 from .routines import OURS_ROUTINE_COMMENTS, _render_routines, _routines
 from .statistics import OURS_STATISTICS, STATISTICS, _statistics
 from .tables import _render_table
-from .types import (DOMAIN, ENUM, ENUMS_IN_USE, OURS_ENUMS, OURS_OBJECT_COMMENTS,
-                    OURS_SCHEMAS, OURS_TYPES, RELATION, SCHEMA, _domain, _enum,
-                    _render_relation, _schema)
+from .types import (DOMAIN, DOMAINS_RECOUNTED, ENUM, ENUMS_IN_USE, OURS_ENUMS,
+                    OURS_OBJECT_COMMENTS, OURS_SCHEMAS, OURS_TYPES, RELATION, SCHEMA, _domain,
+                    _enum, _render_relation, _schema)
 
 
 def render(reader, cursor, snapshot, delta, read=None):
@@ -170,8 +170,19 @@ def render(reader, cursor, snapshot, delta, read=None):
     domains -= sum(snapshot.relations.domain_constraints.get(key[1], 0)
                    for kind, key in dropped if kind == 'object' and key[0] == 'pg_type')
     if delta.get(DOMAIN_CONSTRAINTS, (0, 0, 0))[0] != domains:
-        snapshot.why = 'it changed the constraints of a domain this path did not render'
-        return None
+        # A constraint dropped alone leaves no row, and ALTER DOMAIN locks
+        # nothing: the domains whose constraints no longer number what the
+        # dump had are rendered again.
+        gone = {key for kind, key in dropped if kind == 'object'}
+        done = {ident for ident, *_ in objects}
+        counted = sorted((oid, n) for oid, n in snapshot.relations.domain_constraints.items()
+                         if ('pg_type', oid) not in gone | done)
+        recounted = reader.execute(cursor, DOMAINS_RECOUNTED, [oid for oid, _ in counted],
+                                   [n for _, n in counted]) if counted else []
+        if not all(add('pg_type', oid, 'd') for (oid,) in recounted) or (
+                delta.get(DOMAIN_CONSTRAINTS, (0, 0, 0))[0] != domains):
+            snapshot.why = 'it changed the constraints of a domain this path did not render'
+            return None
     log = snapshot.edit(rendered, routines, objects, dropped_routines, dropped)
     # Comments written were all found on what was rendered; the deleted ones
     # must be the COMMENT sections that went, net of those that came (the

@@ -78,6 +78,16 @@ ORDER BY 1
 '''
 
 
+# Which of these domains (that the dump has, with this many constraints)
+# have another number of constraints now.
+DOMAINS_RECOUNTED = '''
+SELECT d.o FROM unnest(%s::oid[], %s::bigint[]) AS d (o, n)
+ WHERE (SELECT count(*) FROM pg_constraint WHERE contypid = d.o) <> d.n
+   AND EXISTS (SELECT 1 FROM pg_type WHERE oid = d.o)
+ ORDER BY 1
+'''
+
+
 # A domain as pg_dump writes it, whether it writes nothing more (no grant,
 # comment, label, not an extension's, a built-in base type, constraints that
 # call no function of the schema), and how many of its pg_type rows (itself,
