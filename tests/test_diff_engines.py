@@ -145,7 +145,26 @@ CASES = [
                                     CREATE FUNCTION order_total(o TEXT[]) RETURNS NUMERIC LANGUAGE sql AS $$ SELECT 1.0 $$;
                                     DROP FUNCTION order_total(INT)''', 'fast'),
     ('rename a function', 'ALTER FUNCTION order_total(INT) RENAME TO total_of', 'dump'),
-    ('function of a table type', 'CREATE FUNCTION all_users() RETURNS SETOF users LANGUAGE sql AS $$ SELECT * FROM users $$', 'dump'),
+    ('function of a table type', 'CREATE FUNCTION all_users() RETURNS SETOF users LANGUAGE sql AS $$ SELECT * FROM users $$', 'fast'),
+    ('function of a table type, sorted after the others',
+     'CREATE FUNCTION zz_users() RETURNS SETOF users LANGUAGE sql AS $$ SELECT * FROM users $$', 'fast'),
+    ('function taking a table row', 'CREATE FUNCTION a_total(o orders) RETURNS NUMERIC LANGUAGE sql'
+     ' AS $$ SELECT o.total $$', 'fast'),
+    ('function taking rows of two tables', 'CREATE FUNCTION both_rows(u users, o orders) RETURNS INT'
+     ' LANGUAGE sql AS $$ SELECT 1 $$', 'fast'),
+    ('function taking an array of table rows', 'CREATE FUNCTION many(u users[]) RETURNS INT'
+     ' LANGUAGE sql AS $$ SELECT 1 $$', 'fast'),
+    ('table and a function of its type', 'CREATE TABLE b_new (id INT); CREATE FUNCTION b_f(x b_new)'
+     ' RETURNS INT LANGUAGE sql AS $$ SELECT 1 $$', 'fast'),
+    ('function of a view type', 'CREATE FUNCTION names() RETURNS SETOF user_names LANGUAGE sql'
+     ' AS $$ SELECT * FROM user_names $$', 'dump'),
+    ('function of the type of a table whose check calls a function',
+     'CREATE TABLE guarded (n INT CHECK (order_total(n) > 0));'
+     ' CREATE FUNCTION a_guarded() RETURNS SETOF guarded LANGUAGE sql AS $$ SELECT * FROM guarded $$',
+     'dump'),
+    ('replace a function to return a table type',
+     'DROP FUNCTION order_total(INT); CREATE FUNCTION order_total(o INT) RETURNS SETOF orders'
+     ' LANGUAGE sql STABLE AS $$ SELECT * FROM orders $$', 'fast'),
     ('function with a setting', "CREATE FUNCTION safe() RETURNS INT LANGUAGE sql SET search_path = '' AS $$ SELECT 1 $$", 'fast'),
     ('security definer with a search path', '''CREATE FUNCTION sd() RETURNS INT LANGUAGE sql SECURITY DEFINER
                                                SET search_path = public, pg_temp AS $$ SELECT 1 $$''', 'fast'),
@@ -216,7 +235,8 @@ CASES = [
     ('drop a primary key others reference', 'ALTER TABLE orders DROP CONSTRAINT orders_pkey CASCADE', 'fast'),
     ('drop a function', 'DROP FUNCTION order_total(INT)', 'fast'),
     ('drop a commented function and its triggers', 'DROP FUNCTION touch_all() CASCADE', 'fast'),
-    ('drop a materialized view', 'DROP MATERIALIZED VIEW user_ids', 'fast'),
+    # users had moved up for it; pg_dump puts it back (here, to the same place).
+    ('drop a materialized view', 'DROP MATERIALIZED VIEW user_ids', 'dump'),
     ('identity', 'CREATE TABLE ident (id INT GENERATED ALWAYS AS IDENTITY)', 'fast'),
     ('generated', 'CREATE TABLE gen (a INT, b INT GENERATED ALWAYS AS (a * 2) STORED)', 'table'),
     ('collation', 'CREATE TABLE coll (name TEXT COLLATE "C")', 'table'),
@@ -655,6 +675,29 @@ OVERLOADS = [
 ]
 
 
+# Functions of table row types, which pull their tables up before them.
+ROW_TYPES = [
+    'CREATE TABLE m_rows (id INT, note TEXT)',
+    'CREATE FUNCTION c_rows() RETURNS SETOF m_rows LANGUAGE sql AS $$ SELECT * FROM m_rows $$',
+    'ALTER TABLE m_rows ADD COLUMN at DATE',
+    'CREATE FUNCTION a_rows(r m_rows) RETURNS INT LANGUAGE sql AS $$ SELECT r.id $$',
+    "COMMENT ON TABLE m_rows IS 'rows'",
+    'CREATE FUNCTION z_rows(u users) RETURNS SETOF m_rows LANGUAGE sql AS $$ SELECT * FROM m_rows $$',
+    'DROP FUNCTION c_rows()',
+    'CREATE OR REPLACE FUNCTION a_rows(r m_rows) RETURNS INT LANGUAGE sql IMMUTABLE AS $$ SELECT 2 $$',
+    'DROP TABLE m_rows CASCADE',
+]
+
+
+# A view and a function that moved a table up, dropped: pg_dump puts it back.
+PULLED = [
+    'CREATE TABLE zz_t (id INT); CREATE VIEW a_v AS SELECT * FROM zz_t; CREATE TABLE b_t (id INT)',
+    'DROP VIEW a_v',
+    'CREATE FUNCTION a_f() RETURNS SETOF zz_t LANGUAGE sql AS $$ SELECT * FROM zz_t $$',
+    'DROP FUNCTION a_f()',
+]
+
+
 # Domains whose constraints go one by one, one of them a table's column type.
 DOMAINS = [
     'CREATE DOMAIN small AS INT CONSTRAINT below CHECK (VALUE < 10)'
@@ -706,6 +749,11 @@ RUNS = [
     ('comments', COMMENTS, (1, 0)),
     ('overloads', OVERLOADS, (1, 0)),
     ('domains', DOMAINS, (1, 0)),
+    # The last step drops a function that had moved users up, which pg_dump
+    # puts back: a whole dump.
+    ('rowtypes', ROW_TYPES, (2, 0)),
+    # The snapshot, and the two drops.
+    ('pulled', PULLED, (3, 0)),
 ]
 
 

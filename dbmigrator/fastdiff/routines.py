@@ -1,15 +1,20 @@
 """Functions and procedures, with their comments and grants, as pg_dump writes them.
 """
+import json
+
 from .grants import _acl, acl_items
 from .snapshot import ROUTINE_ARGUMENTS, ROUTINE_TAG, _identifier, _literal, _section
 
 
 # A function or procedure as pg_dump writes it, and whether it writes nothing
 # more than this renders: no SUPPORT or TRANSFORM, not C or internal, not an
-# extension's, and nothing that pg_dump's dependency sort would put after it:
-# its types built in, enums, composite types or domains of built-in types
-# whose checks call no function of the schema (all of them sort before
-# functions), and a SQL-standard body that reads nothing of the schema.
+# extension's, and nothing that pg_dump's dependency sort would put after it
+# but tables and views whose row types it takes or returns: its other types
+# built in, enums, composite types or domains of built-in types whose checks
+# call no function of the schema (all of them sort before functions), and a
+# SQL-standard body that reads nothing of the schema.  Those tables and
+# views are its needs (kind, schema, name, whether pg_dump may move it up:
+# a plain table that calls no function of the schema).
 ROUTINE = '''
 SELECT n.nspname, ''' + ROUTINE_TAG + ''',
        p.prokind, quote_ident(n.nspname) || '.' || quote_ident(p.proname),
@@ -35,8 +40,9 @@ SELECT n.nspname, ''' + ROUTINE_TAG + ''',
                   coalesce(p.proallargtypes, p.proargtypes::oid[]), p.prorettype))
               AND t.typnamespace <> 'pg_catalog'::regnamespace
               AND NOT (t.typtype = 'e'
-                       OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_class r
-                                                       WHERE r.oid = t.typrelid AND r.relkind = 'c'))
+                       OR (t.typtype = 'c' AND EXISTS (
+                               SELECT 1 FROM pg_class r WHERE r.oid = t.typrelid
+                                  AND r.relkind IN ('c', 'r', 'p', 'v', 'm', 'f')))
                        OR (t.typtype = 'd' AND EXISTS (
                                SELECT 1 FROM pg_type b WHERE b.oid = t.typbasetype
                                   AND b.typnamespace = 'pg_catalog'::regnamespace)
@@ -51,7 +57,28 @@ SELECT n.nspname, ''' + ROUTINE_TAG + ''',
            AND classoid = 'pg_proc'::regclass AND objsubid = 0),
        (SELECT count(*) FROM pg_description WHERE objoid = p.oid
            AND classoid = 'pg_proc'::regclass AND age(xmin) <= 0),
-       p.proconfig, pg_get_function_sqlbody(p.oid), ''' + ROUTINE_ARGUMENTS + '''
+       p.proconfig, pg_get_function_sqlbody(p.oid), ''' + ROUTINE_ARGUMENTS + ''',
+       (SELECT json_agg(DISTINCT json_build_array(
+                CASE r.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                               WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END,
+                rn.nspname, r.relname,
+                r.relkind = 'r' AND NOT r.relispartition
+                AND NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = r.oid)
+                AND NOT EXISTS (
+                    SELECT 1 FROM pg_depend d
+                     WHERE d.refclassid = 'pg_proc'::regclass AND d.refobjid >= 16384
+                       AND (d.classid = 'pg_class'::regclass AND d.objid = r.oid
+                            OR d.classid = 'pg_constraint'::regclass AND d.objid IN (
+                                   SELECT oid FROM pg_constraint WHERE conrelid = r.oid)
+                            OR d.classid = 'pg_attrdef'::regclass AND d.objid IN (
+                                   SELECT oid FROM pg_attrdef WHERE adrelid = r.oid))))::text)
+          FROM pg_type a
+          JOIN pg_type t ON t.oid = CASE WHEN a.typcategory = 'A' AND a.typelem <> 0
+                                         THEN a.typelem ELSE a.oid END
+          JOIN pg_class r ON r.oid = t.typrelid AND r.relkind <> 'c'
+          JOIN pg_namespace rn ON rn.oid = r.relnamespace
+         WHERE a.oid = ANY (array_append(
+               coalesce(p.proallargtypes, p.proargtypes::oid[]), p.prorettype)))
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
   JOIN pg_language l ON l.oid = p.prolang
  WHERE p.oid = %s::oid
@@ -76,8 +103,8 @@ def _routines(reader, cursor, counts):
 
 
 def _render_routines(reader, cursor, oids):
-    """(oid, section, ACL, comment, comments written) of each routine; None if one is
-    not plain."""
+    """(oid, section, ACL, comment, comments written, needs) of each routine; None if
+    one is not plain."""
     found = []
     for oid in oids:
         rendered = _routine(reader.execute(cursor, ROUTINE, oid)[0])
@@ -129,11 +156,12 @@ def _dollar_quoted(text):
 
 def _routine(row):
     """(section, (ACL key, ACL section or None), its COMMENT section or None, comments
-    written) of a function or procedure; None if pg_dump would write more."""
+    written, the sections it needs) of a function or procedure; None if pg_dump
+    would write more."""
     (schema, tag, kind, qualified, arguments, identity, result, language, volatility, strict,
      definer, leakproof, cost, rows, returns_set, parallel, source, owner, quoted_owner,
      plain, quoted_name, acl, base_acl, comment, comments_written, settings, sql_body,
-     name, count, types) = row
+     name, count, types, needs) = row
     keyword = 'PROCEDURE' if kind == 'p' else 'FUNCTION'
     grants = _acl(keyword, '%s(%s)' % (qualified, identity), quoted_owner, acl, base_acl)
     if not plain or grants is None:
@@ -166,4 +194,5 @@ def _routine(row):
         '', '', 'ALTER %s %s(%s) OWNER TO %s;' % (keyword, qualified, identity, quoted_owner),
         ''])
     section.sorted_by(tag, (name, count, types))
-    return section, (('ACL', schema, acl_name), granted), remark, comments_written
+    return section, (('ACL', schema, acl_name), granted), remark, comments_written, sorted(
+        tuple(json.loads(need)) for need in needs or ())

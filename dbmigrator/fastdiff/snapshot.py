@@ -412,11 +412,11 @@ class Snapshot:
             if not self._put(table):
                 self.undo(log)
                 return None
-        for oid, section, acl, comment, _ in routines:
+        for oid, section, acl, comment, _, needs in routines:
             key = (section.schema, acl[0][2].partition(' ')[2])
             self._remember(self.relations.acl_names, key)
             self.relations.acl_names[key] = section.name
-            if not self._put_routine(oid, section) or not self._sync_acl(*acl) or (
+            if not self._put_routine(oid, section, needs) or not self._sync_acl(*acl) or (
                     not self._sync_comments(section, [comment] if comment else [])):
                 self.undo(log)
                 return None
@@ -510,6 +510,25 @@ class Snapshot:
         return any(s.type in TIED and s.schema == section.schema and name in s.name
                    and s is not section and s not in acls for s in self.sections)
 
+    def _pulled_up_by(self, section):
+        """Whether the table right before ``section`` sorts after it and after what
+        follows it: pg_dump moved it up for ``section`` (a view or function of its
+        row type), and puts it back further down when ``section`` goes, unless
+        what follows needs it too (which this cannot tell)."""
+        i = j = self._place_of(section)
+        i -= 1
+        while i >= 0 and self.sections[i].type in ATTACHED:
+            i -= 1
+        j += 1
+        while j < len(self.sections) and self.sections[j].type in ATTACHED:
+            j += 1
+        before = self.sections[i] if i >= 0 else None
+        after = self.sections[j] if j < len(self.sections) else None
+        if before is None or before.type != 'TABLE' or None in (before.key, section.key):
+            return False
+        return before.key > section.key and after is not None and (
+            after.key is None or after.key < before.key)
+
     def _acls_of(self, sections):
         """The ACL sections of these sections' objects."""
         names = {(s.schema, s.name) for s in sections}
@@ -527,6 +546,8 @@ class Snapshot:
         acls = self._acls_of([section])
         if self._tied(section, name, acls):
             return self._refuse('%s had a policy or a label' % name)
+        if self._pulled_up_by(section):
+            return self._refuse('%s had moved a table up, which pg_dump puts back' % name)
         for acl in acls:
             if not self._drop(acl):
                 return False
@@ -640,8 +661,9 @@ class Snapshot:
                 return False
         return True
 
-    def _put_routine(self, oid, new):
-        """Put a function or procedure where pg_dump would; False if not certain."""
+    def _put_routine(self, oid, new, needs=()):
+        """Put a function or procedure where pg_dump would; False if not certain.
+        ``needs``: the tables and views whose row types it uses, as for views."""
         where = (new.schema, new.name)
         old = self.relations.routines.get(oid)
         if old is not None and old != where:
@@ -649,8 +671,11 @@ class Snapshot:
         existing = self._by_name.get((new.type,) + where)
         if existing is not None:
             if existing.lines != new.lines:
+                if not self._after(needs, self._place_of(existing)):
+                    return self._refuse('%s %s now uses a table pg_dump puts after it' % (
+                        new.type, new.name))
                 self._swap(existing, new)
-        elif not self._insert(new):
+        elif not self._insert(new, needs):
             return self._refuse('cannot tell where pg_dump puts %s %s' % (new.type, new.name))
         self._remember(self.relations.routines, oid)
         self.relations.routines[oid] = where
@@ -781,8 +806,10 @@ class Snapshot:
         return False
 
     def _drop(self, old):
-        """Take ``old`` out of the dump; False for the first table, which pg_dump's SET
-        lines go with.
+        """Take ``old`` out of the dump; False for the last table, which pg_dump's SET
+        lines go with.  The first table's SET lines move down to the next one
+        (a function's table pulled up before other functions is followed by
+        those).
 
         An empty section stands in its place (keeping the SET lines that
         followed it), so that the places of the others, and the undo log,
@@ -792,7 +819,11 @@ class Snapshot:
         if old.type in TAKES_SETS and i and _trailing_sets(self.sections[i - 1].lines):
             following = next((s for s in self.sections[i + 1:] if s.type not in ATTACHED), None)
             if following is None or following.type not in TAKES_SETS:
-                return False
+                later = next((k for k in range(i + 1, len(self.sections))
+                              if self.sections[k].type in TAKES_SETS), None)
+                if later is None:
+                    return False
+                self._move_sets(self.sections[i - 1], self.sections[later - 1])
         gone = Section(GONE, old.schema, old.name, [])
         gone.was = old.type
         j = None if old.type in ATTACHED else self._ordered_index(old)
@@ -890,8 +921,7 @@ class Snapshot:
                 previous.lines):
             # pg_dump's SETs for the tables that follow move below the new object.
             sets = _trailing_sets(previous.lines)
-            self._swap(previous, Section(previous.type, previous.schema, previous.name,
-                                         previous.lines[:-len(sets)], previous.sort_name),
+            self._swap(previous, _with_lines(previous, previous.lines[:-len(sets)]),
                        carry=False)
             new.lines = new.lines + sets
         if not by_sort:
@@ -910,10 +940,11 @@ class Snapshot:
         return True
 
     def _pull_up(self, needs, position):
-        """pg_dump puts a new view that sorts before a table it reads right after that
-        table, which moves up to the view's place (with its comments), before
-        everything the view sorts before: the view's place then, or None when
-        what it reads is not such a table."""
+        """pg_dump puts a new view or function that sorts before a table it reads right
+        after that table, which moves up to its place (with its comments), before
+        everything the new object sorts before: the new object's place then, or
+        None when what it reads is not such a table.  The SET lines pg_dump
+        writes before the first table move up with a table that becomes the first."""
         places = {id(section): i for i, section in enumerate(self.sections)}
         late = []
         for kind, schema, name, movable in needs:
@@ -929,8 +960,10 @@ class Snapshot:
             i = places[id(section)]
             carriers = [k for k in range(max(position - 1, 0), i)
                         if _trailing_sets(self.sections[k].lines)]
+            if len(carriers) > 1 or (carriers and not position):
+                return None
             if carriers and carriers != [position - 1]:
-                return None  # pg_dump's SET lines would have to move too
+                self._move_sets(self.sections[carriers[0]], self.sections[position - 1])
             group = [section]
             while i + len(group) < len(self.sections) and (
                     self.sections[i + len(group)].type in ATTACHED - {GONE}):
@@ -952,6 +985,12 @@ class Snapshot:
                 position += 1
         self._reorder()
         return position
+
+    def _move_sets(self, carrier, to):
+        """Move pg_dump's trailing SET lines from ``carrier`` to the end of ``to``."""
+        sets = _trailing_sets(carrier.lines)
+        self._swap(carrier, _with_lines(carrier, carrier.lines[:-len(sets)]), carry=False)
+        self._swap(to, _with_lines(to, to.lines + sets), carry=False)
 
     def _acl_owner(self, acl, places):
         """The place in the dump of what an ACL section is for: -1 for a schema
@@ -1042,6 +1081,13 @@ def _unquoted(name):
 
 
 SETTING = re.compile(r"^SET [a-z_]+ = .*;$")
+
+
+def _with_lines(section, lines):
+    """``section`` with other lines, sorted and standing for what it did (``was``)."""
+    copy = Section(section.type, section.schema, section.name, lines, section.sort_name)
+    copy.__dict__.update((k, v) for k, v in section.__dict__.items() if k != 'lines')
+    return copy
 
 
 def _trailing_sets(lines):
