@@ -207,7 +207,19 @@ CASES = [
     # Everything below is handed to pg_dump, which must still give the right text.
     ('toast options', 'ALTER TABLE users SET (toast.autovacuum_enabled = false)', 'table'),
     ('index on a materialized view', 'CREATE INDEX user_ids_idx ON user_ids (id)', 'dump'),
-    ('rename table', 'ALTER TABLE "Zebra" RENAME TO "Yak"', 'dump'),
+    ('rename table', 'ALTER TABLE "Zebra" RENAME TO "Yak"', 'fast'),
+    ('rename a table with a check', 'ALTER TABLE checked RENAME TO verified', 'fast'),
+    ('rename a table with a grant', 'ALTER TABLE granted RENAME TO allowed', 'fast'),
+    ('rename a table with a policy', 'ALTER TABLE secured RENAME TO guarded', 'fast'),
+    ('move a table to another schema', 'ALTER TABLE users_zz SET SCHEMA kept_schema', 'fast'),
+    ('rename a table and add a column',
+     'ALTER TABLE "Zebra" RENAME TO "Yak"; ALTER TABLE "Yak" ADD COLUMN n INT', 'fast'),
+    ('rename a table a view reads', 'ALTER TABLE users RENAME TO people', 'dump'),
+    ('rename a table another table references', 'ALTER TABLE orders RENAME TO purchases', 'dump'),
+    ('rename a table statistics read', 'ALTER TABLE measured RENAME TO gauged', 'dump'),
+    ('rename a table a new function takes',
+     'CREATE FUNCTION of_zebra(z "Zebra") RETURNS INT LANGUAGE sql AS $$ SELECT 1 $$;'
+     ' ALTER TABLE "Zebra" RENAME TO "Yak"', 'dump'),
     ('rename index', 'ALTER INDEX orders_user_idx RENAME TO orders_by_user', 'dump'),
     ('rename constraint', 'ALTER TABLE users RENAME CONSTRAINT users_pkey TO users_key', 'dump'),
     ('enum used by a new table', "CREATE TYPE color AS ENUM ('red'); CREATE TABLE paints (c color)", 'fast'),
@@ -689,6 +701,18 @@ ROW_TYPES = [
 ]
 
 
+# A table renamed, moved to another schema, renamed to sort first, dropped.
+RENAMED_TABLES = [
+    "CREATE TABLE r_one (a INT, b TEXT CHECK (b <> '')); CREATE INDEX r_one_b ON r_one (b);"
+    " COMMENT ON TABLE r_one IS 'one'; GRANT SELECT ON r_one TO PUBLIC",
+    'ALTER TABLE r_one RENAME TO r_two',
+    'ALTER TABLE r_two ADD COLUMN c INT',
+    'ALTER TABLE r_two SET SCHEMA kept_schema',
+    'ALTER TABLE kept_schema.r_two RENAME TO "AAA"',
+    'DROP TABLE kept_schema."AAA"',
+]
+
+
 # A view and a function that moved a table up, dropped: pg_dump puts it back.
 PULLED = [
     'CREATE TABLE zz_t (id INT); CREATE VIEW a_v AS SELECT * FROM zz_t; CREATE TABLE b_t (id INT)',
@@ -754,6 +778,7 @@ RUNS = [
     ('rowtypes', ROW_TYPES, (2, 0)),
     # The snapshot, and the two drops.
     ('pulled', PULLED, (3, 0)),
+    ('renamed', RENAMED_TABLES, (1, 0)),
 ]
 
 

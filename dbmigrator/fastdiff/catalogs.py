@@ -365,6 +365,29 @@ SELECT a.attrelid, quote_ident(a.attname),
 '''
 
 
+# How many objects outside these tables name them: views and rules, other
+# tables' foreign keys, columns of their row types, functions of their row
+# types or whose SQL-standard bodies read them, extended statistics.  A
+# table's own indexes, sequences, toast table, row type, defaults,
+# constraints, triggers and policies are rendered with it.
+TABLE_READERS = '''
+SELECT count(*) FROM unnest(%s::oid[]) AS r (oid)
+  JOIN pg_class c ON c.oid = r.oid
+  JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = r.oid
+                   OR d.refclassid = 'pg_type'::regclass AND d.refobjid = c.reltype
+ WHERE NOT (d.deptype IN ('a', 'i') AND d.classid IN ('pg_class'::regclass,
+                                                      'pg_type'::regclass))
+   AND NOT (d.classid = 'pg_constraint'::regclass AND EXISTS (
+                SELECT 1 FROM pg_constraint k WHERE k.oid = d.objid AND k.conrelid = r.oid))
+   AND NOT (d.classid = 'pg_trigger'::regclass AND EXISTS (
+                SELECT 1 FROM pg_trigger g WHERE g.oid = d.objid AND g.tgrelid = r.oid))
+   AND NOT (d.classid = 'pg_policy'::regclass AND EXISTS (
+                SELECT 1 FROM pg_policy p WHERE p.oid = d.objid AND p.polrelid = r.oid))
+   AND NOT (d.classid = 'pg_attrdef'::regclass AND EXISTS (
+                SELECT 1 FROM pg_attrdef a WHERE a.oid = d.objid AND a.adrelid = r.oid))
+'''
+
+
 def read_elsewhere(reader, cursor, delta, tables):
     """(table oid, quoted name, place among the table's columns) of the columns the
     migration changed that something outside their table reads."""

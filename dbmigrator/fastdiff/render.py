@@ -1,8 +1,8 @@
 """The fast path's entry: edit the snapshot to what one migration changed, or say
 why pg_dump must show it.
 """
-from .catalogs import (DOMAIN_CONSTRAINTS, GONE_ROUTINES, OBJECT_LOCKS, _dropped, _locate,
-                       _scan, read_elsewhere, unsupported)
+from .catalogs import (DOMAIN_CONSTRAINTS, GONE_ROUTINES, OBJECT_LOCKS, TABLE_READERS, _dropped,
+                       _locate, _scan, read_elsewhere, unsupported)
 from .extensions import render_extensions
 from .routines import OURS_ROUTINE_COMMENTS, _render_routines, _routines
 from .statistics import OURS_STATISTICS, STATISTICS, _statistics
@@ -154,6 +154,11 @@ def render(reader, cursor, snapshot, delta, read=None):
                 objects.append((('pg_class', oid),) + made[:4] + (None,))
                 continue
         snapshot.why = '%s has features not rendered here' % _name(cursor, oid)
+        return None
+    moved = [table.oid for table in rendered if snapshot.relations.tables.get(
+        table.oid, (table.schema, table.name)) != (table.schema, table.name)]
+    if moved and reader.execute(cursor, TABLE_READERS, moved)[0][0]:
+        snapshot.why = 'it renamed a table that a view, a function or another table names'
         return None
     dropped_routines = []
     if delta.get('pg_proc', (0, 0, 0))[2]:

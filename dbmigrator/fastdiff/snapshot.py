@@ -733,11 +733,14 @@ class Snapshot:
             self._undo.append(lambda: mapping.pop(key, None))
 
     def _put(self, table):
-        """Put a table's sections (its constraints', its indexes') where pg_dump would."""
+        """Put a table's sections (its constraints', its indexes') where pg_dump would.
+
+        A renamed table is taken out and put in again under its new name:
+        the caller has checked that nothing outside it names it."""
         where = (table.schema, table.name)
         old = self.relations.tables.get(table.oid)
-        if old is not None and old != where:
-            return self._refuse('%s.%s was renamed' % where)
+        if old is not None and old != where and not self._drop_table(table.oid):
+            return False
         old_indexes = self.relations.indexes.get(table.oid, frozenset())
         now = dict(table.indexes)
         if any(now.get(oid, name) != name for oid, name in old_indexes):
