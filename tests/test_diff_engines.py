@@ -220,8 +220,13 @@ CASES = [
     ('rename a table a new function takes',
      'CREATE FUNCTION of_zebra(z "Zebra") RETURNS INT LANGUAGE sql AS $$ SELECT 1 $$;'
      ' ALTER TABLE "Zebra" RENAME TO "Yak"', 'dump'),
-    ('rename index', 'ALTER INDEX orders_user_idx RENAME TO orders_by_user', 'dump'),
-    ('rename constraint', 'ALTER TABLE users RENAME CONSTRAINT users_pkey TO users_key', 'dump'),
+    ('rename index', 'ALTER INDEX orders_user_idx RENAME TO orders_by_user', 'fast'),
+    ('rename constraint', 'ALTER TABLE users RENAME CONSTRAINT users_pkey TO users_key', 'fast'),
+    ('rename a primary key index', 'ALTER INDEX orders_pkey RENAME TO orders_key', 'fast'),
+    ('rename a commented index', "COMMENT ON INDEX orders_user_idx IS 'by user';"
+     ' ALTER INDEX orders_user_idx RENAME TO a_idx', 'fast'),
+    ('rename a check constraint', 'ALTER TABLE checked RENAME CONSTRAINT checked_n_check TO n_positive',
+     'fast'),
     ('enum used by a new table', "CREATE TYPE color AS ENUM ('red'); CREATE TABLE paints (c color)", 'fast'),
     ('alter type (a rewrite)', 'ALTER TABLE users ALTER COLUMN email TYPE VARCHAR(200)', 'fast'),
     ('alter the type of an indexed column', 'ALTER TABLE orders ALTER COLUMN user_id TYPE BIGINT', 'fast'),

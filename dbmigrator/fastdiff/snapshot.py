@@ -743,9 +743,8 @@ class Snapshot:
             return False
         old_indexes = self.relations.indexes.get(table.oid, frozenset())
         now = dict(table.indexes)
-        if any(now.get(oid, name) != name for oid, name in old_indexes):
-            return self._refuse('an index of %s.%s was renamed' % where)
-        dropped = {name for oid, name in old_indexes if oid not in now}
+        # A renamed index goes out under its old name and comes in under its new one.
+        dropped = {name for oid, name in old_indexes if now.get(oid) != name}
         old_sequences = self.relations.sequences.get(table.oid, frozenset())
         if not old_sequences <= table.sequence_names:
             return self._refuse('a sequence of %s.%s was renamed' % where)
