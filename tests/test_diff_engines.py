@@ -144,7 +144,11 @@ CASES = [
     ('two overloads and a drop', '''CREATE FUNCTION order_total(o shade) RETURNS NUMERIC LANGUAGE sql AS $$ SELECT 1.0 $$;
                                     CREATE FUNCTION order_total(o TEXT[]) RETURNS NUMERIC LANGUAGE sql AS $$ SELECT 1.0 $$;
                                     DROP FUNCTION order_total(INT)''', 'fast'),
-    ('rename a function', 'ALTER FUNCTION order_total(INT) RENAME TO total_of', 'dump'),
+    ('rename a function', 'ALTER FUNCTION order_total(INT) RENAME TO total_of', 'fast'),
+    ('rename a function with a grant', 'ALTER FUNCTION granted_f() RENAME TO a_granted', 'fast'),
+    ('move a function to another schema', 'ALTER FUNCTION order_total(INT) SET SCHEMA kept_schema',
+     'fast'),
+    ('rename a function a trigger calls', 'ALTER FUNCTION touch_all() RENAME TO touch_every', 'dump'),
     ('function of a table type', 'CREATE FUNCTION all_users() RETURNS SETOF users LANGUAGE sql AS $$ SELECT * FROM users $$', 'fast'),
     ('function of a table type, sorted after the others',
      'CREATE FUNCTION zz_users() RETURNS SETOF users LANGUAGE sql AS $$ SELECT * FROM users $$', 'fast'),
@@ -346,7 +350,12 @@ CASES = [
                                                 AS SELECT id FROM users WHERE id > 0 WITH CASCADED CHECK OPTION''', 'fast'),
     ('set an option of a view', 'ALTER VIEW user_names SET (security_invoker = true)', 'fast'),
     ('security barrier view', 'CREATE VIEW sb WITH (security_barrier) AS SELECT id FROM users', 'fast'),
-    ('rename a view', 'ALTER VIEW user_names RENAME TO names_of_users', 'dump'),
+    ('rename a view', 'ALTER VIEW user_names RENAME TO names_of_users', 'fast'),
+    ('move a view to another schema', 'ALTER VIEW user_names SET SCHEMA kept_schema', 'fast'),
+    ('rename a view another view reads', 'CREATE VIEW names_again AS SELECT name FROM user_names;'
+     ' ALTER VIEW user_names RENAME TO names_of_users', 'dump'),
+    ('rename a composite type', 'ALTER TYPE pair RENAME TO couple', 'fast'),
+    ('rename a materialized view', 'ALTER MATERIALIZED VIEW user_ids RENAME TO ids', 'dump'),
     ('drop a view', 'DROP VIEW user_names', 'fast'),
     ('view owner', 'ALTER VIEW user_names OWNER TO diff_owner', 'fast'),
     # Filling it builds and drops a transient table, which leaves no trace.
@@ -718,6 +727,18 @@ RENAMED_TABLES = [
 ]
 
 
+# A function and a view renamed, commented on, moved, dropped.
+RENAMED_OBJECTS = [
+    'CREATE FUNCTION m_f(x INT) RETURNS INT LANGUAGE sql AS $$ SELECT x $$;'
+    ' CREATE VIEW m_v AS SELECT 1 AS one',
+    'ALTER FUNCTION m_f(INT) RENAME TO a_f',
+    'ALTER VIEW m_v RENAME TO z_v',
+    "COMMENT ON FUNCTION a_f(INT) IS 'renamed'",
+    'ALTER FUNCTION a_f(INT) SET SCHEMA kept_schema',
+    'DROP VIEW z_v',
+]
+
+
 # A view and a function that moved a table up, dropped: pg_dump puts it back.
 PULLED = [
     'CREATE TABLE zz_t (id INT); CREATE VIEW a_v AS SELECT * FROM zz_t; CREATE TABLE b_t (id INT)',
@@ -784,6 +805,7 @@ RUNS = [
     # The snapshot, and the two drops.
     ('pulled', PULLED, (3, 0)),
     ('renamed', RENAMED_TABLES, (1, 0)),
+    ('renamedobjects', RENAMED_OBJECTS, (1, 0)),
 ]
 
 

@@ -365,11 +365,12 @@ SELECT a.attrelid, quote_ident(a.attname),
 '''
 
 
-# How many objects outside these tables name them: views and rules, other
-# tables' foreign keys, columns of their row types, functions of their row
-# types or whose SQL-standard bodies read them, extended statistics.  A
-# table's own indexes, sequences, toast table, row type, defaults,
-# constraints, triggers and policies are rendered with it.
+# How many objects outside these tables (or views) name them: views and
+# rules, other tables' foreign keys, columns of their row types, functions of
+# their row types or whose SQL-standard bodies read them, extended
+# statistics.  A table's own indexes, sequences, toast table, row type,
+# defaults, constraints, triggers and policies are rendered with it, and so
+# is a view's own rule.
 TABLE_READERS = '''
 SELECT count(*) FROM unnest(%s::oid[]) AS r (oid)
   JOIN pg_class c ON c.oid = r.oid
@@ -385,6 +386,17 @@ SELECT count(*) FROM unnest(%s::oid[]) AS r (oid)
                 SELECT 1 FROM pg_policy p WHERE p.oid = d.objid AND p.polrelid = r.oid))
    AND NOT (d.classid = 'pg_attrdef'::regclass AND EXISTS (
                 SELECT 1 FROM pg_attrdef a WHERE a.oid = d.objid AND a.adrelid = r.oid))
+   AND NOT (d.classid = 'pg_rewrite'::regclass AND EXISTS (
+                SELECT 1 FROM pg_rewrite w WHERE w.oid = d.objid AND w.ev_class = r.oid
+                   AND w.rulename = '_RETURN'))
+'''
+
+
+# How many objects name these functions or procedures: triggers, defaults,
+# checks, views, other routines' SQL-standard bodies.
+ROUTINE_READERS = '''
+SELECT count(*) FROM pg_depend
+ WHERE refclassid = 'pg_proc'::regclass AND refobjid = ANY(%s::oid[])
 '''
 
 

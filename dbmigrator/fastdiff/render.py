@@ -1,8 +1,8 @@
 """The fast path's entry: edit the snapshot to what one migration changed, or say
 why pg_dump must show it.
 """
-from .catalogs import (DOMAIN_CONSTRAINTS, GONE_ROUTINES, OBJECT_LOCKS, TABLE_READERS, _dropped,
-                       _locate, _scan, read_elsewhere, unsupported)
+from .catalogs import (DOMAIN_CONSTRAINTS, GONE_ROUTINES, OBJECT_LOCKS, ROUTINE_READERS,
+                       TABLE_READERS, _dropped, _locate, _scan, read_elsewhere, unsupported)
 from .extensions import render_extensions
 from .routines import OURS_ROUTINE_COMMENTS, _render_routines, _routines
 from .statistics import OURS_STATISTICS, STATISTICS, _statistics
@@ -156,9 +156,17 @@ def render(reader, cursor, snapshot, delta, read=None):
         snapshot.why = '%s has features not rendered here' % _name(cursor, oid)
         return None
     moved = [table.oid for table in rendered if snapshot.relations.tables.get(
-        table.oid, (table.schema, table.name)) != (table.schema, table.name)]
+        table.oid, (table.schema, table.name)) != (table.schema, table.name)] + [
+        ident[1] for ident, section, *_ in objects if ident[0] == 'pg_class' and (
+            snapshot.relations.objects.get(ident, (section.type, section.schema, section.name))
+            != (section.type, section.schema, section.name))]
     if moved and reader.execute(cursor, TABLE_READERS, moved)[0][0]:
-        snapshot.why = 'it renamed a table that a view, a function or another table names'
+        snapshot.why = 'it renamed a table or view that a view, a function or another table names'
+        return None
+    moved = [oid for oid, section, *_ in routines if snapshot.relations.routines.get(
+        oid, (section.schema, section.name)) != (section.schema, section.name)]
+    if moved and reader.execute(cursor, ROUTINE_READERS, moved)[0][0]:
+        snapshot.why = 'it renamed a function that a trigger, a default, a check or a view calls'
         return None
     dropped_routines = []
     if delta.get('pg_proc', (0, 0, 0))[2]:

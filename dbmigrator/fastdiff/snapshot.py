@@ -634,7 +634,8 @@ class Snapshot:
         certain.  ``needs`` are the (type, schema, name) of the sections it depends on."""
         where = (new.type, new.schema, new.name)
         old = self.relations.objects.get(ident)
-        if old is not None and old != where:
+        if old is not None and old != where and (
+                ident[0] != 'pg_class' or not self._drop_object(ident)):
             return self._refuse('%s %s.%s was renamed' % old)
         existing = self._by_name.get(where)
         if existing is not None:
@@ -666,7 +667,7 @@ class Snapshot:
         ``needs``: the tables and views whose row types it uses, as for views."""
         where = (new.schema, new.name)
         old = self.relations.routines.get(oid)
-        if old is not None and old != where:
+        if old is not None and old != where and not self._drop_routine(oid):
             return self._refuse('%s.%s was renamed, or its arguments changed' % old)
         existing = self._by_name.get((new.type,) + where)
         if existing is not None:
