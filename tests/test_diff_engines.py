@@ -271,6 +271,16 @@ CASES = [
     ('unlogged sequence', 'CREATE TABLE un_s (id SERIAL); ALTER SEQUENCE un_s_id_seq SET UNLOGGED', 'table'),
     ('default from a shared sequence', "CREATE TABLE shared (id INT DEFAULT nextval('counter'))", 'table'),
     ('owned sequence', 'CREATE SEQUENCE s2 OWNED BY users.id', 'dump'),
+    ('sequence of its own', 'CREATE SEQUENCE invoice_numbers START 1000', 'fast'),
+    ('sequence with options, a comment and a grant',
+     "CREATE SEQUENCE a_seq AS integer INCREMENT BY -1 CYCLE; COMMENT ON SEQUENCE a_seq IS 'down';"
+     ' GRANT USAGE ON SEQUENCE a_seq TO PUBLIC', 'fast'),
+    ('alter a sequence of its own', 'ALTER SEQUENCE counter INCREMENT BY 5 MAXVALUE 100', 'fast'),
+    ('comment on a sequence of its own', "COMMENT ON SEQUENCE counter IS 'c'", 'fast'),
+    ('grant on a sequence of its own', 'GRANT SELECT ON SEQUENCE counter TO PUBLIC', 'fast'),
+    ('rename a sequence of its own', 'ALTER SEQUENCE counter RENAME TO tally', 'fast'),
+    ('rename a sequence a default uses', "ALTER TABLE users ALTER COLUMN id SET DEFAULT"
+     " nextval('counter'); ALTER SEQUENCE counter RENAME TO tally", 'dump'),
     ('exclusion', 'CREATE TABLE ex (r INT4RANGE, EXCLUDE USING gist (r WITH &&))', 'table'),
     ('view', 'CREATE VIEW v2 AS SELECT id FROM users', 'fast'),
     ('materialized view', 'CREATE MATERIALIZED VIEW mv AS SELECT id FROM users', 'fast'),

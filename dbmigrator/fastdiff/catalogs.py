@@ -198,8 +198,9 @@ def unsupported(delta):
 
 
 # The relations this transaction holds locks on, the tables among them (an
-# index stands for its table; a view, a materialized view or a composite type
-# for itself), and what each of those owns; for each, its kind and how many
+# index stands for its table, a sequence for the table that owns it; a view,
+# a materialized view, a composite type or a sequence of its own for
+# itself), and what each of those owns; for each, its kind and how many
 # of its catalog rows this transaction wrote, in the catalogs it wrote to
 # (FOUND[1:]; pg_description counts comments on it, its columns, constraints,
 # triggers and policies).  Every lookup goes through a catalog index: the
@@ -228,10 +229,10 @@ LOCATED = '''locked AS (
         CROSS JOIN LATERAL (SELECT indexrelid FROM pg_index WHERE indrelid = t.oid) i
        UNION ALL SELECT i.indexrelid, t.owner FROM toast t
         CROSS JOIN LATERAL (SELECT indexrelid FROM pg_index WHERE indrelid = t.oid) i
-       UNION ALL SELECT k.oid, (SELECT d.refobjid FROM pg_depend d
+       UNION ALL SELECT k.oid, coalesce((SELECT d.refobjid FROM pg_depend d
                                  WHERE d.classid = 'pg_class'::regclass AND d.objid = k.oid
                                    AND d.refclassid = 'pg_class'::regclass
-                                   AND d.deptype IN ('a', 'i') LIMIT 1)
+                                   AND d.deptype IN ('a', 'i') LIMIT 1), k.oid)
          FROM kinds k WHERE k.relkind = 'S'
        UNION ALL SELECT oid, oid FROM kinds WHERE relkind IN ('v', 'c')
        UNION ALL SELECT oid, NULL FROM kinds

@@ -6,7 +6,7 @@ from .catalogs import (DOMAIN_CONSTRAINTS, GONE_ROUTINES, OBJECT_LOCKS, ROUTINE_
 from .extensions import render_extensions
 from .routines import OURS_ROUTINE_COMMENTS, _render_routines, _routines
 from .statistics import OURS_STATISTICS, STATISTICS, _statistics
-from .tables import _render_table
+from .tables import SEQUENCE, _render_table, _sequence_of_its_own
 from .types import (DOMAIN, DOMAINS_RECOUNTED, ENUM, ENUMS_IN_USE, OURS_ENUMS,
                     OURS_OBJECT_COMMENTS, OURS_SCHEMAS, OURS_TYPES, RELATION, SCHEMA, _domain,
                     _enum, _render_relation, _schema)
@@ -147,6 +147,11 @@ def render(reader, cursor, snapshot, delta, read=None):
                     table.parents or snapshot.position(
                         'TABLE ATTACH', table.schema, table.name) is None):
                 pending.append(table)
+                continue
+        elif kind == 'S':
+            made = _sequence_of_its_own(reader.execute(cursor, SEQUENCE, oid)[0])
+            if made is not None:
+                objects.append((('pg_class', oid),) + made + (None,))
                 continue
         else:
             made = _render_relation(reader.execute(cursor, RELATION, oid)[0])

@@ -111,6 +111,18 @@ LIMITS = {'smallint': (-2 ** 15, 2 ** 15 - 1), 'integer': (-2 ** 31, 2 ** 31 - 1
           'bigint': (-2 ** 63, 2 ** 63 - 1)}
 
 
+def _sequence_options(type_name, start, increment, minimum, maximum, cache, cycle):
+    """A sequence's option lines as pg_dump writes them, leaving out default limits."""
+    low, high = LIMITS[type_name]
+    ascending = not increment.startswith('-')
+    return ['    START WITH %s' % start, '    INCREMENT BY %s' % increment,
+            '    NO MINVALUE' if int(minimum) == (1 if ascending else low)
+            else '    MINVALUE %s' % minimum,
+            '    NO MAXVALUE' if int(maximum) == (high if ascending else -1)
+            else '    MAXVALUE %s' % maximum,
+            '    CACHE %s' % cache] + (['    CYCLE'] if cycle else [])
+
+
 def _sequence(qualified, row):
     """The sections of a serial or identity column's sequence as pg_dump writes them,
     and a serial column's DEFAULT line; None when pg_dump would write otherwise."""
@@ -123,14 +135,7 @@ def _sequence(qualified, row):
         return None, None
     granted = [_section('ACL', schema, 'SEQUENCE %s' % quoted_name, owner,
                         grants + ['', ''])] if grants else []
-    low, high = LIMITS[type_name]
-    ascending = not increment.startswith('-')
-    options = ['    START WITH %s' % start, '    INCREMENT BY %s' % increment,
-               '    NO MINVALUE' if int(minimum) == (1 if ascending else low)
-               else '    MINVALUE %s' % minimum,
-               '    NO MAXVALUE' if int(maximum) == (high if ascending else -1)
-               else '    MAXVALUE %s' % maximum,
-               '    CACHE %s' % cache] + (['    CYCLE'] if cycle else [])
+    options = _sequence_options(type_name, start, increment, minimum, maximum, cache, cycle)
     if deptype == 'i':
         return [_section('SEQUENCE', schema, name, owner, [
             'ALTER TABLE %s ALTER COLUMN %s ADD GENERATED %s AS IDENTITY (' % (
@@ -138,16 +143,59 @@ def _sequence(qualified, row):
             '    SEQUENCE NAME %s' % seq_qualified] + options + [');', '', ''])] + granted, None
     if not is_nextval:
         return None, None
-    options[-1] += ';'
     return [
-        _section('SEQUENCE', schema, name, owner, ['CREATE SEQUENCE %s' % seq_qualified] + (
-            ['    AS %s' % type_name] if type_name != 'bigint' else []) + options + [
-            '', '', 'ALTER SEQUENCE %s OWNER TO %s;' % (seq_qualified, quoted_owner), '']),
+        _create_sequence(schema, name, seq_qualified, owner, quoted_owner, type_name, options),
         _section('SEQUENCE OWNED BY', schema, name, owner, [
             'ALTER SEQUENCE %s OWNED BY %s.%s;' % (seq_qualified, qualified, column), '', ''])
     ] + granted, [
         'ALTER TABLE ONLY %s ALTER COLUMN %s SET DEFAULT nextval(%s::regclass);' % (
             qualified, column, _literal(seq_qualified)), '', '']
+
+
+def _create_sequence(schema, name, qualified, owner, quoted_owner, type_name, options):
+    """The SEQUENCE section of a sequence pg_dump writes with CREATE SEQUENCE."""
+    return _section('SEQUENCE', schema, name, owner, ['CREATE SEQUENCE %s' % qualified] + (
+        ['    AS %s' % type_name] if type_name != 'bigint' else []) + options[:-1] + [
+        options[-1] + ';', '', '', 'ALTER SEQUENCE %s OWNER TO %s;' % (qualified, quoted_owner),
+        ''])
+
+
+# A sequence of its own (no column owns it) as pg_dump writes it, whether it
+# writes nothing more (logged, no label, not an extension's), and its comment.
+SEQUENCE = '''
+SELECT n.nspname, s.relname, quote_ident(n.nspname) || '.' || quote_ident(s.relname),
+       pg_get_userbyid(s.relowner), quote_ident(pg_get_userbyid(s.relowner)),
+       format_type(q.seqtypid, NULL), q.seqstart::text, q.seqincrement::text,
+       q.seqmin::text, q.seqmax::text, q.seqcache::text, q.seqcycle,
+       s.relpersistence = 'p' AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = s.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_class'::regclass
+                          AND objid = s.oid AND deptype IN ('a', 'i', 'e')),
+       quote_ident(s.relname), ''' + acl_items('s.relacl', 's.relowner') + ''',
+       ''' + acl_items("acldefault('s', s.relowner)", 's.relowner') + ''',
+       (SELECT description FROM pg_description WHERE objoid = s.oid
+           AND classoid = 'pg_class'::regclass AND objsubid = 0)
+  FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace
+  JOIN pg_sequence q ON q.seqrelid = s.oid
+ WHERE s.oid = %s::oid AND s.relkind = 'S'
+'''
+
+
+def _sequence_of_its_own(row):
+    """(section, needs, its ACL, its comments) of a sequence no column owns; None
+    when pg_dump would write more than this does."""
+    (schema, name, qualified, owner, quoted_owner, type_name, start, increment, minimum,
+     maximum, cache, cycle, plain, quoted_name, acl, base_acl, comment) = row
+    grants = _acl('SEQUENCE', qualified, quoted_owner, acl, base_acl)
+    if not plain or grants is None or type_name not in LIMITS:
+        return None
+    acl_name = 'SEQUENCE %s' % quoted_name
+    granted = (('ACL', schema, acl_name),
+               _section('ACL', schema, acl_name, owner, grants + ['', '']) if grants else None)
+    remarks = [] if comment is None else [_comment(
+        schema, owner, acl_name, 'SEQUENCE %s' % qualified, comment)]
+    return _create_sequence(schema, name, qualified, owner, quoted_owner, type_name,
+                            _sequence_options(type_name, start, increment, minimum, maximum,
+                                              cache, cycle)), (), granted, remarks
 
 
 POLICY_COMMANDS = {'*': None, 'r': 'SELECT', 'a': 'INSERT', 'w': 'UPDATE', 'd': 'DELETE'}
