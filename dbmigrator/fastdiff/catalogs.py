@@ -393,6 +393,17 @@ SELECT count(*) FROM unnest(%s::oid[]) AS r (oid)
 '''
 
 
+# How many objects name these enum types or domains: columns, functions,
+# views, other domains; not their own array types and domain constraints.
+TYPE_READERS = '''
+SELECT count(*) FROM pg_depend d
+ WHERE d.refclassid = 'pg_type'::regclass AND d.refobjid = ANY(%s::oid[])
+   AND NOT (d.classid = 'pg_type'::regclass AND d.deptype = 'i')
+   AND NOT (d.classid = 'pg_constraint'::regclass AND EXISTS (
+                SELECT 1 FROM pg_constraint k WHERE k.oid = d.objid AND k.contypid = d.refobjid))
+'''
+
+
 # How many objects name these functions or procedures: triggers, defaults,
 # checks, views, other routines' SQL-standard bodies.
 ROUTINE_READERS = '''

@@ -2,7 +2,8 @@
 why pg_dump must show it.
 """
 from .catalogs import (DOMAIN_CONSTRAINTS, GONE_ROUTINES, OBJECT_LOCKS, ROUTINE_READERS,
-                       TABLE_READERS, _dropped, _locate, _scan, read_elsewhere, unsupported)
+                       TABLE_READERS, TYPE_READERS, _dropped, _locate, _scan, read_elsewhere,
+                       unsupported)
 from .extensions import render_extensions
 from .routines import OURS_ROUTINE_COMMENTS, _render_routines, _routines
 from .statistics import OURS_STATISTICS, STATISTICS, _statistics
@@ -167,6 +168,12 @@ def render(reader, cursor, snapshot, delta, read=None):
             != (section.type, section.schema, section.name))]
     if moved and reader.execute(cursor, TABLE_READERS, moved)[0][0]:
         snapshot.why = 'it renamed a table or view that a view, a function or another table names'
+        return None
+    moved = [ident[1] for ident, section, *_ in objects if ident[0] == 'pg_type' and (
+        snapshot.relations.objects.get(ident, (section.type, section.schema, section.name))
+        != (section.type, section.schema, section.name))]
+    if moved and reader.execute(cursor, TYPE_READERS, moved)[0][0]:
+        snapshot.why = 'it renamed a type that a column, a function or a view uses'
         return None
     moved = [oid for oid, section, *_ in routines if snapshot.relations.routines.get(
         oid, (section.schema, section.name)) != (section.schema, section.name)]

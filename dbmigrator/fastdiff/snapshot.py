@@ -635,7 +635,7 @@ class Snapshot:
         where = (new.type, new.schema, new.name)
         old = self.relations.objects.get(ident)
         if old is not None and old != where and (
-                ident[0] != 'pg_class' or not self._drop_object(ident)):
+                ident[0] == 'pg_namespace' or not self._drop_object(ident)):
             return self._refuse('%s %s.%s was renamed' % old)
         existing = self._by_name.get(where)
         if existing is not None:
