@@ -104,8 +104,8 @@ def render(reader, cursor, snapshot, delta, read=None):
                      if (row[0], row[1]) not in done]
         for catalog, oid, kind, relid in commented:
             if not add(catalog, oid, kind, relid):
-                snapshot.why = ('it commented on a type, a schema or statistics this path does not '
-                              'render')
+                snapshot.why = ('it commented on a type, a schema or statistics this path '
+                                'does not render')
                 return None
         if more or commented:
             changed = _locate(reader, cursor, delta, dict(found), read)
@@ -161,24 +161,9 @@ def render(reader, cursor, snapshot, delta, read=None):
                 continue
         snapshot.why = '%s has features not rendered here' % _name(cursor, oid)
         return None
-    moved = [table.oid for table in rendered if snapshot.relations.tables.get(
-        table.oid, (table.schema, table.name)) != (table.schema, table.name)] + [
-        ident[1] for ident, section, *_ in objects if ident[0] == 'pg_class' and (
-            snapshot.relations.objects.get(ident, (section.type, section.schema, section.name))
-            != (section.type, section.schema, section.name))]
-    if moved and reader.execute(cursor, TABLE_READERS, moved)[0][0]:
-        snapshot.why = 'it renamed a table or view that a view, a function or another table names'
-        return None
-    moved = [ident[1] for ident, section, *_ in objects if ident[0] == 'pg_type' and (
-        snapshot.relations.objects.get(ident, (section.type, section.schema, section.name))
-        != (section.type, section.schema, section.name))]
-    if moved and reader.execute(cursor, TYPE_READERS, moved)[0][0]:
-        snapshot.why = 'it renamed a type that a column, a function or a view uses'
-        return None
-    moved = [oid for oid, section, *_ in routines if snapshot.relations.routines.get(
-        oid, (section.schema, section.name)) != (section.schema, section.name)]
-    if moved and reader.execute(cursor, ROUTINE_READERS, moved)[0][0]:
-        snapshot.why = 'it renamed a function that a trigger, a default, a check or a view calls'
+    snapshot.why = _renamed_and_named(reader, cursor, snapshot.relations, rendered, objects,
+                                      routines)
+    if snapshot.why:
         return None
     dropped_routines = []
     if delta.get('pg_proc', (0, 0, 0))[2]:
@@ -226,6 +211,31 @@ def render(reader, cursor, snapshot, delta, read=None):
         snapshot.why = ', '.join(table.qualified for table in pending) + (
             ' has' if len(pending) == 1 else ' have') + ' features not rendered here'
     return log
+
+
+def _renamed_and_named(reader, cursor, relations, tables, objects, routines):
+    """Why renamed (or moved) objects are pg_dump's to show: something else names
+    them, whose text changes too; None when nothing does.  A renamed object
+    is otherwise taken out of the dump and put in again."""
+    def renamed(known, key, where):
+        return known.get(key, where) != where
+
+    def of(catalog):
+        return [ident[1] for ident, section, *_ in objects if ident[0] == catalog and renamed(
+            relations.objects, ident, (section.type, section.schema, section.name))]
+
+    checks = [
+        (TABLE_READERS, [table.oid for table in tables if renamed(
+            relations.tables, table.oid, (table.schema, table.name))] + of('pg_class'),
+         'it renamed a table or view that a view, a function or another table names'),
+        (TYPE_READERS, of('pg_type'), 'it renamed a type that a column, a function or a view uses'),
+        (ROUTINE_READERS, [oid for oid, section, *_ in routines if renamed(
+            relations.routines, oid, (section.schema, section.name))],
+         'it renamed a function that a trigger, a default, a check or a view calls')]
+    for query, oids, why in checks:
+        if oids and reader.execute(cursor, query, oids)[0][0]:
+            return why
+    return None
 
 
 def _object(reader, cursor, catalog, oid, kind, relid):
