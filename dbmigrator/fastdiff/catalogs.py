@@ -441,23 +441,17 @@ SELECT DISTINCT CASE l.classid WHEN 'pg_proc'::regclass THEN 'pg_proc'
 '''
 
 
-# Which of the dump's functions and procedures are gone.
-GONE_ROUTINES = '''
-SELECT o FROM unnest(%s::oid[]) AS o WHERE NOT EXISTS (SELECT 1 FROM pg_proc WHERE oid = o)
+# Which of these oids of one catalog's rows are gone.
+GONE = '''
+SELECT o FROM unnest(%%s::oid[]) AS o
+ WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.%s WHERE oid = o)
 '''
 
 
-# Which of the dump's extended statistics are gone.
-GONE_STATISTICS = '''
-SELECT o FROM unnest(%s::oid[]) AS o
- WHERE NOT EXISTS (SELECT 1 FROM pg_statistic_ext WHERE oid = o)
-'''
-
-
-# Which of the dump's types are gone.
-GONE_TYPES = '''
-SELECT o FROM unnest(%s::oid[]) AS o WHERE NOT EXISTS (SELECT 1 FROM pg_type WHERE oid = o)
-'''
+def gone(reader, cursor, catalog, known):
+    """Which of ``known`` (oids of rows of ``catalog`` that the dump has) are gone."""
+    known = sorted(known)
+    return [oid for (oid,) in reader.execute(cursor, GONE % catalog, known)] if known else []
 
 
 def _dropped(reader, cursor, relations, delta, changed):
@@ -466,22 +460,25 @@ def _dropped(reader, cursor, relations, delta, changed):
     the snapshot knows but does not render (a domain, a materialized view's
     index).  A relation that is not known at all was made and dropped by the
     migration itself (the transient table of a rewrite): it leaves no trace."""
+    def gone_objects(catalog):
+        return gone(reader, cursor, catalog,
+                    [oid for kind, oid in relations.objects if kind == catalog])
+
     dropped, covered = [], set()
     if delta.get('pg_statistic_ext', (0, 0, 0))[2]:
         # First: a dropped table's statistics must be out before the table.
-        known = sorted(oid for catalog, oid in relations.objects if catalog == 'pg_statistic_ext')
-        gone = [oid for (oid,) in reader.execute(cursor, GONE_STATISTICS, known)] if known else []
-        if len(gone) != delta['pg_statistic_ext'][2]:
+        statistics = gone_objects('pg_statistic_ext')
+        if len(statistics) != delta['pg_statistic_ext'][2]:
             return None
-        dropped += [('object', ('pg_statistic_ext', oid)) for oid in gone]
+        dropped += [('object', ('pg_statistic_ext', oid)) for oid in statistics]
     for table in changed:
         covered.update(oid for oid, _ in relations.indexes.get(table, ()))
         covered.update(relations.members.get(table, ()))  # a rewrite's old toast table
     if delta.get('pg_class', (0, 0, 0))[2]:
-        gone = [oid for (oid,) in reader.execute(cursor, GONE_RELATIONS)]
-        if len(gone) != delta['pg_class'][2]:
+        relations_gone = [oid for (oid,) in reader.execute(cursor, GONE_RELATIONS)]
+        if len(relations_gone) != delta['pg_class'][2]:
             return None
-        for oid in gone:
+        for oid in relations_gone:
             if oid in relations.tables:
                 dropped.append(('table', oid))
                 covered.add(oid)
@@ -490,25 +487,16 @@ def _dropped(reader, cursor, relations, delta, changed):
             elif ('pg_class', oid) in relations.objects:
                 dropped.append(('object', ('pg_class', oid)))
                 covered.add(oid)
-        if (set(gone) - covered) & relations.known:
+        if (set(relations_gone) - covered) & relations.known:
             return None
     if delta.get('pg_namespace', (0, 0, 0))[2]:
-        known = sorted(oid for catalog, oid in relations.objects if catalog == 'pg_namespace')
-        dropped += [('object', ('pg_namespace', oid))
-                    for (oid,) in reader.execute(cursor, GONE_SCHEMAS, known)]
+        dropped += [('object', ('pg_namespace', oid)) for oid in gone_objects('pg_namespace')]
     if delta.get('pg_type', (0, 0, 0))[2]:
-        known = sorted(oid for catalog, oid in relations.objects if catalog == 'pg_type')
-        for (oid,) in reader.execute(cursor, GONE_TYPES, known) if known else ():
+        for oid in gone_objects('pg_type'):
             if relations.objects[('pg_type', oid)][0] not in ('TYPE', 'DOMAIN'):
                 return None
             dropped.append(('object', ('pg_type', oid)))
     return dropped
-
-
-# Which of the dump's schemas are gone.
-GONE_SCHEMAS = '''
-SELECT o FROM unnest(%s::oid[]) AS o WHERE NOT EXISTS (SELECT 1 FROM pg_namespace WHERE oid = o)
-'''
 
 
 def _locate(reader, cursor, delta, found, read=None):

@@ -1,8 +1,8 @@
 """The fast path's entry: edit the snapshot to what one migration changed, or say
 why pg_dump must show it.
 """
-from .catalogs import (DOMAIN_CONSTRAINTS, GONE_ROUTINES, OBJECT_LOCKS, ROUTINE_READERS,
-                       TABLE_READERS, TYPE_READERS, _dropped, _locate, _scan, read_elsewhere,
+from .catalogs import (DOMAIN_CONSTRAINTS, OBJECT_LOCKS, ROUTINE_READERS, TABLE_READERS,
+                       TYPE_READERS, _dropped, _locate, _scan, gone, read_elsewhere,
                        unsupported)
 from .extensions import render_extensions
 from .routines import OURS_ROUTINE_COMMENTS, _render_routines, _routines
@@ -167,9 +167,7 @@ def render(reader, cursor, snapshot, delta, read=None):
         return None
     dropped_routines = []
     if delta.get('pg_proc', (0, 0, 0))[2]:
-        known = sorted(snapshot.relations.routines)
-        dropped_routines = [oid for (oid,) in reader.execute(cursor, GONE_ROUTINES, known)
-                            ] if known else []
+        dropped_routines = gone(reader, cursor, 'pg_proc', snapshot.relations.routines)
         if len(dropped_routines) != delta['pg_proc'][2]:
             snapshot.why = 'it dropped a function this path does not know'
             return None
@@ -183,10 +181,10 @@ def render(reader, cursor, snapshot, delta, read=None):
         # A constraint dropped alone leaves no row, and ALTER DOMAIN locks
         # nothing: the domains whose constraints no longer number what the
         # dump had are rendered again.
-        gone = {key for kind, key in dropped if kind == 'object'}
+        taken_out = {key for kind, key in dropped if kind == 'object'}
         done = {ident for ident, *_ in objects}
         counted = sorted((oid, n) for oid, n in snapshot.relations.domain_constraints.items()
-                         if ('pg_type', oid) not in gone | done)
+                         if ('pg_type', oid) not in taken_out | done)
         recounted = reader.execute(cursor, DOMAINS_RECOUNTED, [oid for oid, _ in counted],
                                    [n for _, n in counted]) if counted else []
         if not all(add('pg_type', oid, 'd') for (oid,) in recounted) or (

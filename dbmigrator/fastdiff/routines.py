@@ -6,6 +6,15 @@ from .grants import _acl, acl_items
 from .snapshot import ROUTINE_ARGUMENTS, ROUTINE_TAG, _identifier, _literal, _section
 
 
+# The types (``t``) a routine ``p`` takes or returns, an array standing for
+# its element type.
+USED_TYPES = '''pg_type a
+             JOIN pg_type t ON t.oid = CASE WHEN a.typcategory = 'A' AND a.typelem <> 0
+                                            THEN a.typelem ELSE a.oid END
+            WHERE a.oid = ANY (array_append(
+                  coalesce(p.proallargtypes, p.proargtypes::oid[]), p.prorettype))'''
+
+
 # A function or procedure as pg_dump writes it, and whether it writes nothing
 # more than this renders: no SUPPORT or TRANSFORM, not C or internal, not an
 # extension's, and nothing that pg_dump's dependency sort would put after it
@@ -33,11 +42,7 @@ SELECT n.nspname, ''' + ROUTINE_TAG + ''',
        AND NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_proc'::regclass
                           AND objid = p.oid AND deptype = 'e')
        AND NOT EXISTS (
-           SELECT 1 FROM pg_type a
-             JOIN pg_type t ON t.oid = CASE WHEN a.typcategory = 'A' AND a.typelem <> 0
-                                            THEN a.typelem ELSE a.oid END
-            WHERE a.oid = ANY (array_append(
-                  coalesce(p.proallargtypes, p.proargtypes::oid[]), p.prorettype))
+           SELECT 1 FROM ''' + USED_TYPES + '''
               AND t.typnamespace <> 'pg_catalog'::regnamespace
               AND NOT (t.typtype = 'e'
                        OR (t.typtype = 'c' AND EXISTS (
@@ -72,13 +77,8 @@ SELECT n.nspname, ''' + ROUTINE_TAG + ''',
                                    SELECT oid FROM pg_constraint WHERE conrelid = r.oid)
                             OR d.classid = 'pg_attrdef'::regclass AND d.objid IN (
                                    SELECT oid FROM pg_attrdef WHERE adrelid = r.oid))))::text)
-          FROM pg_type a
-          JOIN pg_type t ON t.oid = CASE WHEN a.typcategory = 'A' AND a.typelem <> 0
-                                         THEN a.typelem ELSE a.oid END
-          JOIN pg_class r ON r.oid = t.typrelid AND r.relkind <> 'c'
-          JOIN pg_namespace rn ON rn.oid = r.relnamespace
-         WHERE a.oid = ANY (array_append(
-               coalesce(p.proallargtypes, p.proargtypes::oid[]), p.prorettype)))
+          FROM pg_class r JOIN pg_namespace rn ON rn.oid = r.relnamespace
+         WHERE r.relkind <> 'c' AND r.oid IN (SELECT t.typrelid FROM ''' + USED_TYPES + '''))
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
   JOIN pg_language l ON l.oid = p.prolang
  WHERE p.oid = %s::oid

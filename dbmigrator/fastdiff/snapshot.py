@@ -2,6 +2,7 @@
 edited in place to each migration; and what the dump stands for (relations).
 """
 import bisect
+import copy
 import dataclasses
 import re
 
@@ -447,23 +448,26 @@ class Snapshot:
                    not line.startswith('    CONSTRAINT ')] if start is not None else []
         return place <= len(columns) and columns[place - 1].startswith('    %s ' % quoted)
 
+    def _sorted_place(self, section):
+        """Where ``section`` is among the ordered ones when bisect can tell (they are
+        sorted and it is in their sorted head); None otherwise."""
+        if not self._sorted or section.key is None or section.type in ATTACHED:
+            return None
+        place = bisect.bisect_left(self._keys, section.key)
+        if place < len(self._keys) and self._ordered[place] is section:
+            return place
+        return None
+
     def _ordered_index(self, section):
-        """Where a section that is not ATTACHED is among the ordered ones: found by
-        bisect when they are sorted and it is among the sorted head."""
-        if self._sorted and section.key is not None:
-            place = bisect.bisect_left(self._keys, section.key)
-            if place < len(self._keys) and self._ordered[place] is section:
-                return place
-        return self._ordered.index(section)
+        """Where a section that is not ATTACHED is among the ordered ones."""
+        place = self._sorted_place(section)
+        return self._ordered.index(section) if place is None else place
 
     def _place_of(self, section, ordered=None):
         """Where ``section`` is in the dump.  No section is above its place among the
         ordered ones (``ordered``, or found by bisect), which spares most of the scan."""
-        if ordered is None and section.type not in ATTACHED and self._sorted and (
-                section.key is not None):
-            ordered = bisect.bisect_left(self._keys, section.key)
-            if ordered >= len(self._keys) or self._ordered[ordered] is not section:
-                ordered = None
+        if ordered is None:
+            ordered = self._sorted_place(section)
         if ordered:
             try:
                 return self.sections.index(section, ordered)
@@ -1088,9 +1092,9 @@ SETTING = re.compile(r"^SET [a-z_]+ = .*;$")
 
 def _with_lines(section, lines):
     """``section`` with other lines, sorted and standing for what it did (``was``)."""
-    copy = Section(section.type, section.schema, section.name, lines, section.sort_name)
-    copy.__dict__.update((k, v) for k, v in section.__dict__.items() if k != 'lines')
-    return copy
+    other = copy.copy(section)
+    other.lines = lines
+    return other
 
 
 def _trailing_sets(lines):
