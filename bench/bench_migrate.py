@@ -27,9 +27,11 @@ the schema diff of one ``ALTER TABLE ... ADD COLUMN`` and of one data-only
 migration, against a pg_dump and a whole-document diff.
 
 Figures are medians of ``--repeat`` runs, as ratios to the floor and to
-``--no-diff`` measured in the same run, since machines are noisy.  Usage:
+``--no-diff`` measured in the same run, since machines are noisy.  The
+timed runs leave pg_stat_statements, which only the counted runs need, out
+of their databases (``--track-statements`` keeps it in).  Usage:
 python bench/bench_migrate.py [--sizes 100,1000,5000] [--repeat 3] [--workload serial]
-[--no-diff-runs] [--bookkeeping] [--schema-scaling] [--disk]
+[--no-diff-runs] [--bookkeeping] [--schema-scaling] [--disk] [--track-statements]
 """
 import argparse
 import gc
@@ -99,7 +101,7 @@ class Server:
     figures measure what dbmigrator adds.  ``--disk`` keeps the data on disk.
     """
 
-    def __init__(self, disk=False):
+    def __init__(self, disk=False, track_statements=False):
         memory = '/dev/shm' if os.path.isdir('/dev/shm') and not disk else None
         pgdata = tempfile.mkdtemp(dir=memory)
         # Started once to load pg_stat_statements at the next start, which
@@ -117,12 +119,18 @@ class Server:
         with self.admin.cursor() as cursor:
             cursor.execute('CREATE EXTENSION pg_stat_statements')
         self.count = 0
+        self.track_statements = track_statements
 
-    def fresh(self):
+    def fresh(self, counting=False):
+        """A new database; only one ``counting`` statements has pg_stat_statements
+        track them, whose bookkeeping on each statement would weigh on the
+        timed runs (13 statements per migration against the floor's 4)."""
         self.count += 1
         name = 'bench_%d' % self.count
         with self.admin.cursor() as cursor:
             cursor.execute('CREATE DATABASE %s' % name)
+            if not (counting or self.track_statements):
+                cursor.execute("ALTER DATABASE %s SET pg_stat_statements.track = 'none'" % name)
         return self.srv.get_uri(name)
 
 
@@ -158,7 +166,7 @@ def dbmigrator(dsn, folder, *argv, verbosity='-q'):
 def counted(server, folder, count, *argv):
     """Commits and statements per migration, and the share of steps on each diff path,
     of one run (pg_dump's statements count too)."""
-    dsn = server.fresh()
+    dsn = server.fresh(counting=True)
     name = 'bench_%d' % server.count
     done = dbmigrator(dsn, folder, 'migrate', *argv, verbosity='-v')
     with server.admin.cursor() as cursor:
@@ -344,8 +352,10 @@ def main():
                         help='what each migration does (default: plain)')
     parser.add_argument('--disk', action='store_true',
                         help="keep the server's data on disk, not in /dev/shm")
+    parser.add_argument('--track-statements', action='store_true',
+                        help='time the runs with pg_stat_statements tracking them too')
     args = parser.parse_args()
-    server = Server(args.disk)
+    server = Server(args.disk, args.track_statements)
     work = tempfile.mkdtemp()
     print('%-28s %8s %12s %8s %8s' % ('case', 'N', 'ms/migration', 'x floor', 'x no-diff'))
     if args.bookkeeping or args.schema_scaling:
