@@ -22,6 +22,15 @@ PRIVILEGES = {
 }
 
 
+def default_acl(keyword, quoted_owner, server_version):
+    """What :func:`acl_items` reads from acldefault() for a table or a sequence:
+    the owner holds every privilege of the kind (MAINTAIN only from
+    PostgreSQL 17), granted by itself.  Worked out here, it costs the
+    statement that reads a table no subquery of its own."""
+    return [[quoted_owner, privilege, False, True] for privilege in PRIVILEGES[keyword]
+            if privilege != 'MAINTAIN' or server_version >= 170000]
+
+
 def _acl(keyword, target, owner, acl, base):
     """The GRANT and REVOKE lines pg_dump writes for ``acl`` against the default
     ``base`` (both from :func:`acl_items`); None when it would write more: grants

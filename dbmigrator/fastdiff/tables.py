@@ -1,7 +1,7 @@
 """A table with its constraints, indexes, sequences, triggers, policies, comments
 and grants, as pg_dump writes them.
 """
-from .grants import _acl, acl_items
+from .grants import _acl, acl_items, default_acl
 from .snapshot import MEMBERS, Table, _literal, _section
 
 
@@ -64,8 +64,7 @@ TABLE_COLUMNS = '''n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_
                     format('nextval(%%L::regclass)', s.oid::regclass::text),
                     format('nextval(%%L::regclass)',
                            quote_ident(sn.nspname) || '.' || quote_ident(s.relname))),
-                quote_ident(s.relname), ''' + acl_items('s.relacl', 's.relowner') + ''',
-                ''' + acl_items("acldefault('s', s.relowner)", 's.relowner') + ''')
+                quote_ident(s.relname), ''' + acl_items('s.relacl', 's.relowner') + ''')
                 ORDER BY a.attnum)
           FROM pg_depend d JOIN pg_class s ON s.oid = d.objid
           JOIN pg_namespace sn ON sn.oid = s.relnamespace
@@ -85,7 +84,6 @@ TABLE_COLUMNS = '''n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_
                 ORDER BY g.tgname)
           FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal),
        ''' + acl_items('c.relacl', 'c.relowner') + ''',
-       ''' + acl_items("acldefault('r', c.relowner)", 'c.relowner') + ''',
        c.relrowsecurity, c.relforcerowsecurity,
        (SELECT json_agg(json_build_array(
                 p.polname, quote_ident(p.polname), p.polpermissive, p.polcmd,
@@ -123,13 +121,14 @@ def _sequence_options(type_name, start, increment, minimum, maximum, cache, cycl
             '    CACHE %s' % cache] + (['    CYCLE'] if cycle else [])
 
 
-def _sequence(qualified, row):
+def _sequence(qualified, row, server_version):
     """The sections of a serial or identity column's sequence as pg_dump writes them,
     and a serial column's DEFAULT line; None when pg_dump would write otherwise."""
     (schema, name, seq_qualified, owner, quoted_owner, _, column, deptype, identity, type_name,
-     start, increment, minimum, maximum, cache, cycle, plain, is_nextval, quoted_name, acl,
-     base_acl) = row
-    grants = _acl('SEQUENCE', seq_qualified, quoted_owner, acl, base_acl)
+     start, increment, minimum, maximum, cache, cycle, plain, is_nextval, quoted_name,
+     acl) = row
+    grants = _acl('SEQUENCE', seq_qualified, quoted_owner, acl,
+                  default_acl('SEQUENCE', quoted_owner, server_version))
     if not plain or grants is None or type_name not in LIMITS or (deptype == 'i') != (
             identity in ('a', 'd')):
         return None, None
@@ -221,7 +220,7 @@ def _render_table(reader, cursor, oid, row=None):
     when those could not be put in one by one (see :func:`_sorted_by_name`).
     ``row``: its TABLE row, when the caller has it already."""
     [(schema, name, qualified, owner, quoted_owner, plain, columns, constraints,
-      indexes, sequences, comment, quoted_name, members, triggers, acl, base_acl,
+      indexes, sequences, comment, quoted_name, members, triggers, acl,
       row_security, force_row_security, policies, parents)] = (
           [row] if row is not None else reader.execute(cursor, TABLE, oid))
     acl_keys = {('ACL', schema, 'TABLE %s' % quoted_name)} | {
@@ -235,7 +234,7 @@ def _render_table(reader, cursor, oid, row=None):
         return table if _sorted_by_name(table, sequences) else None
     table.sections = _sections(cursor, table, owner, quoted_owner, quoted_name, columns,
                                constraints, indexes, sequences, comment, triggers, acl,
-                               base_acl, row_security, force_row_security, policies)
+                               row_security, force_row_security, policies)
     if table.sections is None and not _sorted_by_name(table, sequences):
         return None
     return table
@@ -262,14 +261,15 @@ def _comment(schema, owner, tag, target, text):
 
 
 def _sections(cursor, table, owner, quoted_owner, quoted_name, columns, constraints, indexes,
-              sequences, comment, triggers, acl, base_acl, row_security, force_row_security,
+              sequences, comment, triggers, acl, row_security, force_row_security,
               policies):
     """The table's sections in the order pg_dump writes them; None when pg_dump would
     write something this module does not."""
     schema, name, qualified = table.schema, table.name, table.qualified
+    server_version = cursor.connection.server_version
     owned, serial = [], {}
     for row in sequences or ():
-        rendered = _sequence(qualified, row)
+        rendered = _sequence(qualified, row, server_version)
         if rendered[0] is None:
             return None
         attname = row[5]
@@ -316,7 +316,7 @@ def _sections(cursor, table, owner, quoted_owner, quoted_name, columns, constrai
             default = None
         if not plain_column or (default and 'nextval(' in default):
             return None
-        if attnotnull and cursor.connection.server_version >= 180000 and attname not in not_null:
+        if attnotnull and server_version >= 180000 and attname not in not_null:
             return None
         line = '    %s %s' % (quoted, type_name)
         if default is not None:
@@ -343,7 +343,8 @@ def _sections(cursor, table, owner, quoted_owner, quoted_name, columns, constrai
                 quoted_schema = qualified[:-len(quoted_name) - 1]
                 sections.append(_comment(schema, owner, 'INDEX %s' % quoted,
                                          'INDEX %s.%s' % (quoted_schema, quoted), remark))
-    grants = _acl('TABLE', qualified, quoted_owner, acl, base_acl)
+    grants = _acl('TABLE', qualified, quoted_owner, acl,
+                  default_acl('TABLE', quoted_owner, server_version))
     if grants is None:
         return None
     if grants:
