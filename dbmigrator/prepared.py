@@ -33,7 +33,7 @@ class Statements:
         self.enabled = enabled
         self.prefix = 'dbmigrator_%d_%d' % (os.getpid(), next(self._runs))
         self._names = {}
-        self._generation = 0
+        self._numbers = itertools.count()
 
     def execute(self, execute, sql, params=()):
         """Send ``sql`` through the cursor method ``execute``, prepared when it can be."""
@@ -45,7 +45,7 @@ class Statements:
             return
         execution = self._names.get(sql)
         if execution is None:
-            name = '%s_%d_%d' % (self.prefix, self._generation, len(self._names))
+            name = '%s_%d' % (self.prefix, next(self._numbers))
             execute('PREPARE %s AS %s' % (name, _numbered(sql) if params else sql))
             execution = 'EXECUTE ' + name
             if params:
@@ -58,4 +58,16 @@ class Statements:
 
     def forget(self):
         self._names.clear()
-        self._generation += 1
+
+    def replan(self):
+        """The DEALLOCATEs of every statement prepared so far, each then prepared and
+        planned again at its next use.
+
+        A generic plan keeps the join order of the table sizes it was made
+        for: the catalog reads planned on an empty database walk every
+        sequence of a schema of thousands.  Only for statements that ran:
+        one not there makes DEALLOCATE fail.
+        """
+        names = [execution.split()[1].split('(')[0] for execution in self._names.values()]
+        self._names.clear()
+        return ['DEALLOCATE ' + name for name in names]

@@ -358,6 +358,30 @@ def test_a_migration_may_deallocate_prepared_statements(dbm, migrations, db, ato
     assert db.table_exists('third_table')
 
 
+def test_catalog_reads_are_planned_again_as_the_schema_grows(dbm, migrations, db):
+    """A run that starts on an empty database plans its statements (the schema
+    diff's catalog reads among them) for a few tables.  Once the schema has
+    doubled they are prepared again, and the ones they replace are dropped:
+    the server keeps one of each, not one per growth."""
+    db.query('CREATE TABLE seen (step INT, names TEXT[])')
+    for step in range(90):
+        migrations.add('2020010100%04d' % step, 'table_%d' % step, '''\
+            def up(cursor):
+                cursor.execute('CREATE TABLE table_%d (id serial PRIMARY KEY)')
+                cursor.execute("INSERT INTO seen SELECT %d, array_agg(name ORDER BY name)"
+                               " FROM pg_prepared_statements WHERE name LIKE 'dbmigrator%%%%'")
+            ''' % (step, step))
+    dbm('init', '--version=0')
+    result = dbm('migrate')
+    assert result.code == 0, result.output
+    names = [set(row[0]) for row in db.query('SELECT names FROM seen ORDER BY step')]
+    assert len(names) == 90
+    # Those a step uses are prepared again, under new names; no more are left.
+    assert 5 < len(names[-1]) <= len(names[5])
+    assert not names[5] & names[-1]
+    assert max(len(now) for now in names) == len(names[5])
+
+
 def test_cancel_between_steps_leaves_no_server_warning(dbm, migrations, db):
     """A cancel that arrives while a migration is in Python, not in a statement,
     stops the run after that migration commits (as the heartbeat would flag it)."""
