@@ -53,6 +53,9 @@ CREATE TABLE readings_2024 PARTITION OF readings FOR VALUES FROM ('2024-01-01') 
 CREATE INDEX readings_at ON readings (at);
 CREATE TABLE measured (a INT, b INT);
 CREATE STATISTICS measured_ab ON a, b FROM measured;
+CREATE FUNCTION tally_two(a INT, b INT) RETURNS INT LANGUAGE sql IMMUTABLE AS $$ SELECT a + b $$;
+CREATE AGGREGATE summed(INT) (SFUNC = tally_two, STYPE = INT, INITCOND = '0');
+CREATE AGGREGATE counted(*) (SFUNC = int8inc, STYPE = int8, INITCOND = '0');
 '''
 
 # (name, DDL, the path its diff must take: 'fast', rendered from the catalogs;
@@ -192,6 +195,32 @@ CASES = [
                                               COMMENT ON PROCEDURE zz_p() IS 'p';
                                               COMMENT ON TABLE users IS 'people' ''', 'fast'),
     ('sql-standard body', 'CREATE FUNCTION std(a INT) RETURNS INT LANGUAGE sql RETURN a + 1', 'fast'),
+    ('aggregate', "CREATE AGGREGATE biggest(INT) (SFUNC = int4larger, STYPE = INT)", 'fast'),
+    ('aggregate of functions of the schema', '''CREATE FUNCTION as_text(n INT) RETURNS TEXT LANGUAGE sql
+                                                AS $$ SELECT n::text $$;
+                                                CREATE AGGREGATE summed_text(INT) (SFUNC = tally_two,
+                                                    STYPE = INT, INITCOND = '5', FINALFUNC = as_text,
+                                                    COMBINEFUNC = tally_two, PARALLEL = SAFE)''', 'fast'),
+    ('aggregate of no arguments', "CREATE AGGREGATE also_counted(*) (SFUNC = int8inc, STYPE = int8, INITCOND = '0')", 'fast'),
+    ('aggregate overloading a function name', "CREATE AGGREGATE tally_two(INT) (SFUNC = tally_two, STYPE = INT, PARALLEL = RESTRICTED)", 'fast'),
+    ('aggregate with a comment', '''CREATE AGGREGATE zz_agg(NUMERIC) (SFUNC = numeric_add, STYPE = NUMERIC);
+                                    COMMENT ON AGGREGATE zz_agg(NUMERIC) IS 'adds' ''', 'fast'),
+    ('comment on an aggregate of no arguments', "COMMENT ON AGGREGATE counted(*) IS 'rows'", 'fast'),
+    ('grant on an aggregate', 'REVOKE ALL ON FUNCTION summed(INT) FROM PUBLIC', 'fast'),
+    ('grant on an aggregate of no arguments', 'REVOKE ALL ON FUNCTION counted() FROM PUBLIC', 'fast'),
+    ('replace an aggregate', "CREATE OR REPLACE AGGREGATE summed(INT) (SFUNC = tally_two, STYPE = INT, INITCOND = '1')", 'fast'),
+    ('rename an aggregate', 'ALTER AGGREGATE summed(INT) RENAME TO totalled', 'fast'),
+    ('aggregate owner', 'ALTER AGGREGATE counted(*) OWNER TO diff_owner', 'fast'),
+    ('drop an aggregate', 'DROP AGGREGATE counted(*)', 'fast'),
+    ('drop the function of an aggregate', 'DROP FUNCTION tally_two(INT, INT) CASCADE', 'fast'),
+    ('ordered-set aggregate', '''CREATE AGGREGATE pct(float8 ORDER BY float8) (SFUNC = ordered_set_transition,
+                                 STYPE = internal, FINALFUNC = percentile_disc_final, FINALFUNC_EXTRA)''', 'dump'),
+    ('moving aggregate', '''CREATE AGGREGATE moving(INT) (SFUNC = int4pl, STYPE = INT, MSFUNC = int4pl,
+                            MINVFUNC = int4mi, MSTYPE = INT)''', 'dump'),
+    ('aggregate with a sort operator', 'CREATE AGGREGATE top(INT) (SFUNC = int4larger, STYPE = INT, SORTOP = >)', 'dump'),
+    ('aggregate of a table row', '''CREATE FUNCTION keep_last(a users, b users) RETURNS users LANGUAGE sql
+                                    AS $$ SELECT b $$;
+                                    CREATE AGGREGATE last_user(users) (SFUNC = keep_last, STYPE = users)''', 'dump'),
     ('rename a column a view reads', 'ALTER TABLE users RENAME COLUMN name TO full_name', 'dump'),
     ('rename a column a foreign key references', 'ALTER TABLE orders RENAME COLUMN id TO order_id', 'dump'),
     # super_user(): what its connection changed is rendered on it, before it commits.
@@ -716,6 +745,21 @@ OVERLOADS = [
 ]
 
 
+# Aggregates beside functions of the same names, each step from the catalogs.
+AGGREGATES = [
+    "CREATE AGGREGATE area(INT) (SFUNC = int4pl, STYPE = INT, INITCOND = '0')",
+    'CREATE FUNCTION area(r INT, s INT) RETURNS INT LANGUAGE sql AS $$ SELECT r + s $$',
+    "CREATE AGGREGATE area(BIGINT) (SFUNC = int8pl, STYPE = BIGINT, PARALLEL = SAFE)",
+    "CREATE AGGREGATE area(*) (SFUNC = int8inc, STYPE = BIGINT, INITCOND = '0')",
+    "COMMENT ON AGGREGATE area(*) IS 'rows'",
+    'REVOKE ALL ON FUNCTION area(BIGINT) FROM PUBLIC',
+    "CREATE OR REPLACE AGGREGATE area(INT) (SFUNC = area, STYPE = INT, INITCOND = '1')",
+    'ALTER AGGREGATE area(BIGINT) RENAME TO big_area',
+    'DROP AGGREGATE area(*)',
+    'DROP FUNCTION area(INT, INT) CASCADE',
+]
+
+
 # Functions of table row types, which pull their tables up before them.
 ROW_TYPES = [
     'CREATE TABLE m_rows (id INT, note TEXT)',
@@ -813,6 +857,7 @@ RUNS = [
     ('renames', RENAMES, (5, 5)),
     ('comments', COMMENTS, (1, 0)),
     ('overloads', OVERLOADS, (1, 0)),
+    ('aggregates', AGGREGATES, (1, 0)),
     ('domains', DOMAINS, (1, 0)),
     # The last step drops a function that had moved users up, which pg_dump
     # puts back: a whole dump.

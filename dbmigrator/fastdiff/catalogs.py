@@ -18,12 +18,13 @@ DOMAIN_CONSTRAINTS = 'domain constraints'
 
 
 # Catalogs whose rows a supported migration may write; deletions are only
-# allowed in the dependency catalogs.
+# allowed in the dependency catalogs.  An aggregate's pg_aggregate row is
+# written and deleted with its pg_proc row, which has it rendered or taken out.
 WRITABLE = {'pg_class', 'pg_attribute', 'pg_type', 'pg_depend', 'pg_shdepend', 'pg_proc',
             'pg_constraint', 'pg_index', 'pg_attrdef', 'pg_sequence', 'pg_trigger',
             'pg_description', 'pg_rewrite', 'pg_enum', 'pg_statistic', 'pg_namespace',
             'pg_policy', 'pg_inherits', 'pg_partitioned_table', 'pg_statistic_ext',
-            'pg_statistic_ext_data', DOMAIN_CONSTRAINTS}
+            'pg_statistic_ext_data', 'pg_aggregate', DOMAIN_CONSTRAINTS}
 
 
 # Deleting one of these rows takes a lock on the table it belongs to, or goes
@@ -35,7 +36,7 @@ DELETABLE = {'pg_depend', 'pg_shdepend', 'pg_constraint', 'pg_trigger', 'pg_attr
              'pg_description', 'pg_index', 'pg_attribute', 'pg_class', 'pg_proc', 'pg_type',
              'pg_enum', 'pg_rewrite', 'pg_sequence', 'pg_statistic', 'pg_namespace',
              'pg_policy', 'pg_inherits', 'pg_partitioned_table', 'pg_statistic_ext',
-             'pg_statistic_ext_data'}
+             'pg_statistic_ext_data', 'pg_aggregate'}
 
 
 # Catalogs that also hold objects no relation lock stands for (types, domain

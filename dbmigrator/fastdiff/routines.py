@@ -15,7 +15,19 @@ USED_TYPES = '''pg_type a
                   coalesce(p.proallargtypes, p.proargtypes::oid[]), p.prorettype))'''
 
 
-# A function or procedure as pg_dump writes it, and whether it writes nothing
+# An ordinary aggregate with no more than a state function and type, an
+# initial state, a final and a combine function (each function named by
+# regproc, as pg_dump's search path has it), of a built-in state type.
+PLAIN_AGGREGATE = '''
+SELECT 1 FROM pg_aggregate a JOIN pg_type st ON st.oid = a.aggtranstype
+ WHERE a.aggfnoid = p.oid AND a.aggkind = 'n' AND a.aggtransspace = 0
+   AND NOT a.aggfinalextra AND a.aggfinalmodify = 'r' AND a.aggserialfn = 0
+   AND a.aggdeserialfn = 0 AND a.aggmtransfn = 0 AND a.aggminvtransfn = 0
+   AND a.aggmtranstype = 0 AND a.aggmfinalfn = 0 AND a.aggminitval IS NULL
+   AND a.aggsortop = 0 AND st.typnamespace = 'pg_catalog'::regnamespace'''
+
+
+# A function, procedure or aggregate as pg_dump writes it, and whether it writes nothing
 # more than this renders: no SUPPORT or TRANSFORM, not C or internal, not an
 # extension's, and nothing that pg_dump's dependency sort would put after it
 # but tables and views whose row types it takes or returns: its other types
@@ -32,8 +44,9 @@ SELECT n.nspname, ''' + ROUTINE_TAG + ''',
        p.prosecdef, p.proleakproof, p.procost::text, p.prorows::text, p.proretset,
        p.proparallel, p.prosrc, pg_get_userbyid(p.proowner),
        quote_ident(pg_get_userbyid(p.proowner)),
-       p.prokind IN ('f', 'p') AND p.prosupport = 0 AND p.protrftypes IS NULL
-       AND l.lanname NOT IN ('c', 'internal')
+       (p.prokind IN ('f', 'p') AND l.lanname NOT IN ('c', 'internal')
+        OR p.prokind = 'a' AND EXISTS (''' + PLAIN_AGGREGATE + '''))
+       AND p.prosupport = 0 AND p.protrftypes IS NULL
        AND NOT EXISTS (SELECT 1 FROM pg_depend d
                         WHERE p.prosqlbody IS NOT NULL AND d.classid = 'pg_proc'::regclass
                           AND d.objid = p.oid AND d.deptype = 'n' AND d.refobjid >= 16384
@@ -78,7 +91,13 @@ SELECT n.nspname, ''' + ROUTINE_TAG + ''',
                             OR d.classid = 'pg_attrdef'::regclass AND d.objid IN (
                                    SELECT oid FROM pg_attrdef WHERE adrelid = r.oid))))::text)
           FROM pg_class r JOIN pg_namespace rn ON rn.oid = r.relnamespace
-         WHERE r.relkind <> 'c' AND r.oid IN (SELECT t.typrelid FROM ''' + USED_TYPES + '''))
+         WHERE r.relkind <> 'c' AND r.oid IN (SELECT t.typrelid FROM ''' + USED_TYPES + ''')),
+       CASE WHEN p.prokind = 'a' THEN (
+            SELECT json_build_array(a.aggtransfn::text, format_type(a.aggtranstype, NULL),
+                                    a.agginitval,
+                                    CASE WHEN a.aggfinalfn <> 0 THEN a.aggfinalfn::text END,
+                                    CASE WHEN a.aggcombinefn <> 0 THEN a.aggcombinefn::text END)
+              FROM pg_aggregate a WHERE a.aggfnoid = p.oid) END
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
   JOIN pg_language l ON l.oid = p.prolang
  WHERE p.oid = %s::oid
@@ -156,20 +175,65 @@ def _dollar_quoted(text):
 
 def _routine(row):
     """(section, (ACL key, ACL section or None), its COMMENT section or None, comments
-    written, the sections it needs) of a function or procedure; None if pg_dump
-    would write more."""
+    written, the sections it needs) of a function, procedure or aggregate; None
+    if pg_dump would write more."""
     (schema, tag, kind, qualified, arguments, identity, result, language, volatility, strict,
      definer, leakproof, cost, rows, returns_set, parallel, source, owner, quoted_owner,
      plain, quoted_name, acl, base_acl, comment, comments_written, settings, sql_body,
-     name, count, types, needs) = row
+     name, count, types, needs, aggregate) = row
     keyword = 'PROCEDURE' if kind == 'p' else 'FUNCTION'
+    # A grant is on the FUNCTION, an aggregate too (of no arguments: "name()").
     grants = _acl(keyword, '%s(%s)' % (qualified, identity), quoted_owner, acl, base_acl)
-    if not plain or grants is None:
+    if not plain or grants is None or (aggregate is not None and needs):
         return None
     acl_name = '%s %s(%s)' % (keyword, quoted_name, identity)
     granted = _section('ACL', schema, acl_name, owner, grants + ['', '']) if grants else None
+    if aggregate is not None:
+        # Elsewhere an aggregate of no arguments is "name(*)".
+        keyword, identity = 'AGGREGATE', arguments or '*'
+        body = _aggregate(qualified, identity, parallel, *aggregate)
+    else:
+        body = _function(keyword, qualified, arguments, result, language, volatility, strict,
+                         definer, leakproof, cost, rows, returns_set, parallel, source,
+                         settings, sql_body)
+    signature = '%s %s(%s)' % (keyword, quoted_name, identity)
+    remark = None if comment is None else _section('COMMENT', schema, signature, owner, (
+        'COMMENT ON %s %s(%s) IS %s;' % (keyword, qualified, identity, _literal(comment))
+    ).split('\n') + ['', ''])
+    section = _section(keyword, schema, tag, owner, body.split('\n') + [
+        '', '', 'ALTER %s %s(%s) OWNER TO %s;' % (keyword, qualified, identity, quoted_owner),
+        ''])
+    section.sorted_by(tag, (name, count, types))
+    return section, (('ACL', schema, acl_name), granted), remark, comments_written, sorted(
+        tuple(json.loads(need)) for need in needs or ())
+
+
+# How pg_dump spells an aggregate's PARALLEL option (unsafe, the default, not at all).
+PARALLEL = {'s': 'safe', 'r': 'restricted'}
+
+
+def _aggregate(qualified, arguments, parallel, state_function, state_type, initial, final,
+               combine):
+    """CREATE AGGREGATE as pg_dump writes it, its options in pg_dump's order."""
+    options = ['SFUNC = %s' % state_function, 'STYPE = %s' % state_type]
+    if initial is not None:
+        options.append('INITCOND = %s' % _literal(initial))
+    if final is not None:
+        options.append('FINALFUNC = %s' % final)
+    if combine is not None:
+        options.append('COMBINEFUNC = %s' % combine)
+    if parallel in PARALLEL:
+        options.append('PARALLEL = %s' % PARALLEL[parallel])
+    return 'CREATE AGGREGATE %s(%s) (\n%s\n);' % (
+        qualified, arguments, ',\n'.join('    ' + option for option in options))
+
+
+
+def _function(keyword, qualified, arguments, result, language, volatility, strict, definer,
+              leakproof, cost, rows, returns_set, parallel, source, settings, sql_body):
+    """CREATE FUNCTION or PROCEDURE as pg_dump writes it."""
     head = 'CREATE %s %s(%s)' % (keyword, qualified, arguments)
-    if kind != 'p':
+    if keyword != 'PROCEDURE':
         head += ' RETURNS %s' % result
     options = '    LANGUAGE %s' % language
     options += {'i': ' IMMUTABLE', 's': ' STABLE'}.get(volatility, '')
@@ -184,15 +248,5 @@ def _routine(row):
         options += '\n    SET %s TO %s' % (_identifier(name), ', '.join(
             _literal(item) for item in _guc_list(value)) if name.lower() in LIST_SETTINGS
             else _literal(value))
-    body = '%s\n%s\n    %s' % (head, options, sql_body + ';' if sql_body is not None
+    return '%s\n%s\n    %s' % (head, options, sql_body + ';' if sql_body is not None
                                  else 'AS %s;' % _dollar_quoted(source))
-    signature = '%s %s(%s)' % (keyword, quoted_name, identity)
-    remark = None if comment is None else _section('COMMENT', schema, signature, owner, (
-        'COMMENT ON %s %s(%s) IS %s;' % (keyword, qualified, identity, _literal(comment))
-    ).split('\n') + ['', ''])
-    section = _section(keyword, schema, tag, owner, body.split('\n') + [
-        '', '', 'ALTER %s %s(%s) OWNER TO %s;' % (keyword, qualified, identity, quoted_owner),
-        ''])
-    section.sorted_by(tag, (name, count, types))
-    return section, (('ACL', schema, acl_name), granted), remark, comments_written, sorted(
-        tuple(json.loads(need)) for need in needs or ())

@@ -43,7 +43,7 @@ RANKS = {'TABLE ATTACH': 2.5, 'DEFAULT': 3, 'CONSTRAINT': 4, 'CHECK CONSTRAINT':
          'INDEX': 5, 'INDEX ATTACH': 5.5, 'STATISTICS': 5.7, 'RULE': 6, 'TRIGGER': 7,
          'FK CONSTRAINT': 8, 'POLICY': 9, 'ROW SECURITY': 9, 'ACL': 20, 'DEFAULT ACL': 20}
 LAST_RANK = 20
-ROUTINES = ('FUNCTION', 'PROCEDURE')
+ROUTINES = ('FUNCTION', 'PROCEDURE', 'AGGREGATE')
 
 
 def _rank(kind):
@@ -136,10 +136,12 @@ SELECT c.oid, n.nspname, c.relname, c.relkind IN ('r', 'p'), ''' + MEMBERS + '''
 '''
 
 
-# The tag pg_dump gives a function or procedure: name(argument types).
+# The tag pg_dump gives a function, procedure or aggregate: name(argument
+# types), and name(*) for an aggregate of no arguments.
 ROUTINE_TAG = """p.proname || '(' || coalesce((
          SELECT string_agg(format_type(t, NULL), ', ' ORDER BY i)
-           FROM unnest(p.proargtypes) WITH ORDINALITY AS a(t, i)), '') || ')'"""
+           FROM unnest(p.proargtypes) WITH ORDINALITY AS a(t, i)),
+         CASE p.prokind WHEN 'a' THEN '*' ELSE '' END) || ')'"""
 
 
 # What pg_dump sorts functions of one name by: their number of arguments,
@@ -1006,7 +1008,7 @@ class Snapshot:
         if keyword == 'SCHEMA':
             return -1
         kinds = {'TABLE': ('TABLE', 'VIEW', 'MATERIALIZED VIEW', 'FOREIGN TABLE'),
-                 'SEQUENCE': ('SEQUENCE',), 'FUNCTION': ('FUNCTION',),
+                 'SEQUENCE': ('SEQUENCE',), 'FUNCTION': ('FUNCTION', 'AGGREGATE'),
                  'PROCEDURE': ('PROCEDURE',)}.get(keyword, ())
         name = self._acl_object(acl)
         for kind in kinds:
