@@ -213,6 +213,9 @@ CASES = [
     ('aggregate owner', 'ALTER AGGREGATE counted(*) OWNER TO diff_owner', 'fast'),
     ('drop an aggregate', 'DROP AGGREGATE counted(*)', 'fast'),
     ('drop the function of an aggregate', 'DROP FUNCTION tally_two(INT, INT) CASCADE', 'fast'),
+    ('view of aggregates', 'CREATE VIEW summed_ids AS SELECT summed(id) AS s, counted(*) AS n FROM users', 'fast'),
+    ('drop an aggregate a view uses', '''CREATE VIEW counted_users AS SELECT counted(*) AS n FROM users;
+                                         DROP AGGREGATE counted(*) CASCADE''', 'fast'),
     ('ordered-set aggregate', '''CREATE AGGREGATE pct(float8 ORDER BY float8) (SFUNC = ordered_set_transition,
                                  STYPE = internal, FINALFUNC = percentile_disc_final, FINALFUNC_EXTRA)''', 'dump'),
     ('moving aggregate', '''CREATE AGGREGATE moving(INT) (SFUNC = int4pl, STYPE = INT, MSFUNC = int4pl,
