@@ -53,8 +53,8 @@ CREATE TABLE readings_2024 PARTITION OF readings FOR VALUES FROM ('2024-01-01') 
 CREATE INDEX readings_at ON readings (at);
 CREATE TABLE measured (a INT, b INT);
 CREATE STATISTICS measured_ab ON a, b FROM measured;
-CREATE FUNCTION tally_two(a INT, b INT) RETURNS INT LANGUAGE sql IMMUTABLE AS $$ SELECT a + b $$;
-CREATE AGGREGATE summed(INT) (SFUNC = tally_two, STYPE = INT, INITCOND = '0');
+CREATE FUNCTION add_two(a INT, b INT) RETURNS INT LANGUAGE sql IMMUTABLE AS $$ SELECT a + b $$;
+CREATE AGGREGATE summed(INT) (SFUNC = add_two, STYPE = INT, INITCOND = '0');
 CREATE AGGREGATE counted(*) (SFUNC = int8inc, STYPE = int8, INITCOND = '0');
 '''
 
@@ -198,21 +198,21 @@ CASES = [
     ('aggregate', "CREATE AGGREGATE biggest(INT) (SFUNC = int4larger, STYPE = INT)", 'fast'),
     ('aggregate of functions of the schema', '''CREATE FUNCTION as_text(n INT) RETURNS TEXT LANGUAGE sql
                                                 AS $$ SELECT n::text $$;
-                                                CREATE AGGREGATE summed_text(INT) (SFUNC = tally_two,
+                                                CREATE AGGREGATE summed_text(INT) (SFUNC = add_two,
                                                     STYPE = INT, INITCOND = '5', FINALFUNC = as_text,
-                                                    COMBINEFUNC = tally_two, PARALLEL = SAFE)''', 'fast'),
+                                                    COMBINEFUNC = add_two, PARALLEL = SAFE)''', 'fast'),
     ('aggregate of no arguments', "CREATE AGGREGATE also_counted(*) (SFUNC = int8inc, STYPE = int8, INITCOND = '0')", 'fast'),
-    ('aggregate overloading a function name', "CREATE AGGREGATE tally_two(INT) (SFUNC = tally_two, STYPE = INT, PARALLEL = RESTRICTED)", 'fast'),
+    ('aggregate overloading a function name', "CREATE AGGREGATE add_two(INT) (SFUNC = add_two, STYPE = INT, PARALLEL = RESTRICTED)", 'fast'),
     ('aggregate with a comment', '''CREATE AGGREGATE zz_agg(NUMERIC) (SFUNC = numeric_add, STYPE = NUMERIC);
                                     COMMENT ON AGGREGATE zz_agg(NUMERIC) IS 'adds' ''', 'fast'),
     ('comment on an aggregate of no arguments', "COMMENT ON AGGREGATE counted(*) IS 'rows'", 'fast'),
     ('grant on an aggregate', 'REVOKE ALL ON FUNCTION summed(INT) FROM PUBLIC', 'fast'),
     ('grant on an aggregate of no arguments', 'REVOKE ALL ON FUNCTION counted() FROM PUBLIC', 'fast'),
-    ('replace an aggregate', "CREATE OR REPLACE AGGREGATE summed(INT) (SFUNC = tally_two, STYPE = INT, INITCOND = '1')", 'fast'),
+    ('replace an aggregate', "CREATE OR REPLACE AGGREGATE summed(INT) (SFUNC = add_two, STYPE = INT, INITCOND = '1')", 'fast'),
     ('rename an aggregate', 'ALTER AGGREGATE summed(INT) RENAME TO totalled', 'fast'),
     ('aggregate owner', 'ALTER AGGREGATE counted(*) OWNER TO diff_owner', 'fast'),
     ('drop an aggregate', 'DROP AGGREGATE counted(*)', 'fast'),
-    ('drop the function of an aggregate', 'DROP FUNCTION tally_two(INT, INT) CASCADE', 'fast'),
+    ('drop the function of an aggregate', 'DROP FUNCTION add_two(INT, INT) CASCADE', 'fast'),
     ('view of aggregates', 'CREATE VIEW summed_ids AS SELECT summed(id) AS s, counted(*) AS n FROM users', 'fast'),
     ('drop an aggregate a view uses', '''CREATE VIEW counted_users AS SELECT counted(*) AS n FROM users;
                                          DROP AGGREGATE counted(*) CASCADE''', 'fast'),
