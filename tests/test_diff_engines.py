@@ -195,6 +195,10 @@ CASES = [
                                               COMMENT ON PROCEDURE zz_p() IS 'p';
                                               COMMENT ON TABLE users IS 'people' ''', 'fast'),
     ('sql-standard body', 'CREATE FUNCTION std(a INT) RETURNS INT LANGUAGE sql RETURN a + 1', 'fast'),
+    ('create and rename a table', 'CREATE TABLE zz_new (id INT, v TEXT); ALTER TABLE zz_new RENAME TO zz_newer', 'fast'),
+    # Its primary key and NOT NULL constraints keep the old name, which pg_dump writes.
+    ('swap in a rebuilt table', '''CREATE TABLE zz_new (id INT PRIMARY KEY, v TEXT); DROP TABLE users_zz;
+                                   ALTER TABLE zz_new RENAME TO users_zz''', 'table'),
     ('aggregate', "CREATE AGGREGATE biggest(INT) (SFUNC = int4larger, STYPE = INT)", 'fast'),
     ('aggregate of functions of the schema', '''CREATE FUNCTION as_text(n INT) RETURNS TEXT LANGUAGE sql
                                                 AS $$ SELECT n::text $$;
