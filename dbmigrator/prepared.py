@@ -43,14 +43,15 @@ class Statements:
             else:
                 execute(sql)
             return
-        execution = self._names.get(sql)
-        if execution is None:
+        prepared = self._names.get(sql)
+        if prepared is None:
             name = '%s_%d' % (self.prefix, next(self._numbers))
             execute('PREPARE %s AS %s' % (name, _numbered(sql) if params else sql))
             execution = 'EXECUTE ' + name
             if params:
                 execution += '(%s)' % ', '.join(['%s'] * len(params))
-            self._names[sql] = execution
+            prepared = self._names[sql] = name, execution
+        execution = prepared[1]
         if params:
             execute(execution, params)
         else:
@@ -68,6 +69,6 @@ class Statements:
         sequence of a schema of thousands.  Only for statements that ran:
         one not there makes DEALLOCATE fail.
         """
-        names = [execution.split()[1].split('(')[0] for execution in self._names.values()]
+        statements = ['DEALLOCATE ' + name for name, _ in self._names.values()]
         self._names.clear()
-        return ['DEALLOCATE ' + name for name in names]
+        return statements

@@ -528,7 +528,6 @@ class Runner:
             batch.execute('SAVEPOINT dbmigrator_diff')
             # The fast path's settings, in the same round trip; the savepoint undoes them.
             fastdiff.CatalogReader.plan_with_indexes(batch)
-        if fast:
             delta, read = self.catalogs.step(batch)
         else:
             delta = self.catalogs.changes(batch)

@@ -23,19 +23,21 @@ PRIVILEGES = {
 
 
 def default_acl(keyword, quoted_owner, server_version):
-    """What :func:`acl_items` reads from acldefault() for a table or a sequence:
-    the owner holds every privilege of the kind (MAINTAIN only from
-    PostgreSQL 17), granted by itself.  Worked out here, it costs the
-    statement that reads a table no subquery of its own."""
-    return [[quoted_owner, privilege, False, True] for privilege in PRIVILEGES[keyword]
-            if privilege != 'MAINTAIN' or server_version >= 170000]
+    """What :func:`acl_items` would read from acldefault(): the owner holds every
+    privilege of the kind (MAINTAIN only from PostgreSQL 17), granted by
+    itself, and PUBLIC may run functions and procedures.  Worked out here,
+    it costs the statements that read objects no subquery of their own."""
+    public = [['PUBLIC', 'EXECUTE', False, True]] if keyword in ('FUNCTION', 'PROCEDURE') else []
+    return public + [[quoted_owner, privilege, False, True] for privilege in PRIVILEGES[keyword]
+                     if privilege != 'MAINTAIN' or server_version >= 170000]
 
 
 def _acl(keyword, target, owner, acl, base):
-    """The GRANT and REVOKE lines pg_dump writes for ``acl`` against the default
-    ``base`` (both from :func:`acl_items`); None when it would write more: grants
-    made by another role, the owner's own privileges changed, or some of a
-    role's privileges grantable and others not."""
+    """The GRANT and REVOKE lines pg_dump writes for ``acl`` (from :func:`acl_items`)
+    against the default ``base`` (from :func:`default_acl`); None when it
+    would write more: grants made by another role, the owner's own
+    privileges changed, or some of a role's privileges grantable and others
+    not."""
     def by_grantee(items):
         grouped = {}
         for grantee, privilege, grantable, by_owner in items or ():

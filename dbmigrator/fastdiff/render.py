@@ -150,12 +150,14 @@ def render(reader, cursor, snapshot, delta, read=None):
                 pending.append(table)
                 continue
         elif kind == 'S':
-            made = _sequence_of_its_own(reader.execute(cursor, SEQUENCE, oid)[0])
+            made = _sequence_of_its_own(reader.execute(cursor, SEQUENCE, oid)[0],
+                                        cursor.connection.server_version)
             if made is not None:
                 objects.append((('pg_class', oid),) + made + (None,))
                 continue
         else:
-            made = _render_relation(reader.execute(cursor, RELATION, oid)[0])
+            made = _render_relation(reader.execute(cursor, RELATION, oid)[0],
+                                    cursor.connection.server_version)
             if made is not None:
                 objects.append((('pg_class', oid),) + made[:4] + (None,))
                 continue
@@ -255,7 +257,8 @@ def _object(reader, cursor, catalog, oid, kind, relid):
          explains['pg_description'], constraints) = _domain(
              reader.execute(cursor, DOMAIN, oid)[0])
     elif kind == 'c':
-        made = _render_relation(reader.execute(cursor, RELATION, relid)[0])
+        made = _render_relation(reader.execute(cursor, RELATION, relid)[0],
+                                cursor.connection.server_version)
         if made is None:
             return None
         section, needs, acl, comments, explains['pg_description'] = made

@@ -2,7 +2,7 @@
 """
 import json
 
-from .grants import _acl, acl_items
+from .grants import _acl, acl_items, default_acl
 from .snapshot import ROUTINE_ARGUMENTS, ROUTINE_TAG, _identifier, _literal, _section
 
 
@@ -70,7 +70,6 @@ SELECT n.nspname, ''' + ROUTINE_TAG + ''',
                                 WHERE k.contypid = t.oid AND d.refclassid = 'pg_proc'::regclass
                                   AND d.refobjid >= 16384)))),
        quote_ident(p.proname), ''' + acl_items('p.proacl', 'p.proowner') + ''',
-       ''' + acl_items("acldefault('f', p.proowner)", 'p.proowner') + ''',
        (SELECT description FROM pg_description WHERE objoid = p.oid
            AND classoid = 'pg_proc'::regclass AND objsubid = 0),
        (SELECT count(*) FROM pg_description WHERE objoid = p.oid
@@ -126,7 +125,8 @@ def _render_routines(reader, cursor, oids):
     one is not plain."""
     found = []
     for oid in oids:
-        rendered = _routine(reader.execute(cursor, ROUTINE, oid)[0])
+        rendered = _routine(reader.execute(cursor, ROUTINE, oid)[0],
+                            cursor.connection.server_version)
         if rendered is None:
             return None
         found.append((oid,) + rendered)
@@ -173,17 +173,18 @@ def _dollar_quoted(text):
     return tag + '$' + text + tag + '$'
 
 
-def _routine(row):
+def _routine(row, server_version):
     """(section, (ACL key, ACL section or None), its COMMENT section or None, comments
     written, the sections it needs) of a function, procedure or aggregate; None
     if pg_dump would write more."""
     (schema, tag, kind, qualified, arguments, identity, result, language, volatility, strict,
      definer, leakproof, cost, rows, returns_set, parallel, source, owner, quoted_owner,
-     plain, quoted_name, acl, base_acl, comment, comments_written, settings, sql_body,
+     plain, quoted_name, acl, comment, comments_written, settings, sql_body,
      name, count, types, needs, aggregate) = row
     keyword = 'PROCEDURE' if kind == 'p' else 'FUNCTION'
     # A grant is on the FUNCTION, an aggregate too (of no arguments: "name()").
-    grants = _acl(keyword, '%s(%s)' % (qualified, identity), quoted_owner, acl, base_acl)
+    grants = _acl(keyword, '%s(%s)' % (qualified, identity), quoted_owner, acl,
+                  default_acl(keyword, quoted_owner, server_version))
     if not plain or grants is None or (aggregate is not None and needs):
         return None
     acl_name = '%s %s(%s)' % (keyword, quoted_name, identity)

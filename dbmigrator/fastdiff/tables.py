@@ -170,7 +170,6 @@ SELECT n.nspname, s.relname, quote_ident(n.nspname) || '.' || quote_ident(s.reln
        AND NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_class'::regclass
                           AND objid = s.oid AND deptype IN ('a', 'i', 'e')),
        quote_ident(s.relname), ''' + acl_items('s.relacl', 's.relowner') + ''',
-       ''' + acl_items("acldefault('s', s.relowner)", 's.relowner') + ''',
        (SELECT description FROM pg_description WHERE objoid = s.oid
            AND classoid = 'pg_class'::regclass AND objsubid = 0)
   FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace
@@ -179,12 +178,13 @@ SELECT n.nspname, s.relname, quote_ident(n.nspname) || '.' || quote_ident(s.reln
 '''
 
 
-def _sequence_of_its_own(row):
+def _sequence_of_its_own(row, server_version):
     """(section, needs, its ACL, its comments) of a sequence no column owns; None
     when pg_dump would write more than this does."""
     (schema, name, qualified, owner, quoted_owner, type_name, start, increment, minimum,
-     maximum, cache, cycle, plain, quoted_name, acl, base_acl, comment) = row
-    grants = _acl('SEQUENCE', qualified, quoted_owner, acl, base_acl)
+     maximum, cache, cycle, plain, quoted_name, acl, comment) = row
+    grants = _acl('SEQUENCE', qualified, quoted_owner, acl,
+                  default_acl('SEQUENCE', quoted_owner, server_version))
     if not plain or grants is None or type_name not in LIMITS:
         return None
     acl_name = 'SEQUENCE %s' % quoted_name

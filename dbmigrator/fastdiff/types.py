@@ -3,7 +3,7 @@ pg_dump writes them.
 """
 import json
 
-from .grants import _acl, acl_items
+from .grants import _acl, acl_items, default_acl
 from .snapshot import ROUTINE_TAG, _identifier, _literal, _section
 
 
@@ -251,7 +251,6 @@ SELECT c.relkind, n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_i
                           AND t.typnamespace <> 'pg_catalog'::regnamespace
                           AND t.typtype NOT IN ('d', 'e')),
        quote_ident(c.relname), ''' + acl_items('c.relacl', 'c.relowner') + ''',
-       ''' + acl_items("acldefault('r', c.relowner)", 'c.relowner') + ''',
        (SELECT json_agg(DISTINCT json_build_array(
                 CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, tn.nspname, t.typname,
                 false)::text)
@@ -279,14 +278,15 @@ SELECT c.relkind, n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_i
 VIEW_KINDS = {'v': 'VIEW', 'm': 'MATERIALIZED VIEW'}
 
 
-def _render_relation(row):
+def _render_relation(row, server_version):
     """(section, the sections it needs, its ACL, its comments, comments written on its
     type) of a view, materialized view or composite type; None when pg_dump would
     write more than this does."""
     (kind, schema, name, qualified, owner, quoted_owner, definition, columns, needs,
-     plain, quoted_name, acl, base_acl, types, comment, column_comments, written, options,
+     plain, quoted_name, acl, types, comment, column_comments, written, options,
      check_option) = row
-    grants = _acl('TABLE', qualified, quoted_owner, acl, base_acl)
+    grants = _acl('TABLE', qualified, quoted_owner, acl,
+                  default_acl('TABLE', quoted_owner, server_version))
     if not plain or grants is None or kind not in ('v', 'm', 'c') or (kind == 'c' and grants):
         return None
     acl = (('ACL', schema, 'TABLE %s' % quoted_name),
