@@ -646,11 +646,15 @@ class Runner:
     def run(self, plan):
         """Run the plan's steps in order; stop at the first failure."""
         if plan.steps and self.dumper.enabled:
-            self._before = self.dumper.dump()
+            # The first dump runs while the catalog reads are planned.
+            dumped = self.dumper.started()
+            try:
+                with self.conn.cursor() as cursor:
+                    self.catalogs = fastdiff.CatalogReader(cursor, self.statements)
+                self.conn.rollback()
+            finally:
+                self._before = dumped()
             self._snapshot = self._snapshot_of(self._before)
-            with self.conn.cursor() as cursor:
-                self.catalogs = fastdiff.CatalogReader(cursor, self.statements)
-            self.conn.rollback()
             self._planned_for = self._schema_size()
         interrupts.reset()
         skips = [s for s in plan.skipped if s.reason == SKIP_DEFERRED] if plan.action == UP else []

@@ -37,21 +37,37 @@ def _candidates():
     return seen
 
 
-@functools.lru_cache(maxsize=None)
-def _major(path):
-    try:
-        out = subprocess.run([path, '--version'], capture_output=True, text=True,
-                             timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    match = re.search(r'(\d+)(?:\.\d+)*', out)
-    return int(match.group(1)) if match else None
+_MAJORS = {}  # pg_dump path -> its major version (None: it did not say)
+
+
+def _majors(paths):
+    """Each pg_dump's major version, asked of all of them at once: every answer
+    costs a process start, and most machines have two or three pg_dumps."""
+    running = {}
+    for path in paths:
+        if path in _MAJORS:
+            continue
+        try:
+            running[path] = subprocess.Popen([path, '--version'], stdout=subprocess.PIPE,
+                                             stderr=subprocess.DEVNULL, text=True)
+        except OSError:
+            _MAJORS[path] = None
+    for path, process in running.items():
+        try:
+            out = process.communicate(timeout=10)[0]
+        except subprocess.SubprocessError:
+            process.kill()
+            process.communicate()
+            out = ''
+        match = re.search(r'(\d+)(?:\.\d+)*', out)
+        _MAJORS[path] = int(match.group(1)) if match else None
+    return {path: _MAJORS[path] for path in paths}
 
 
 def find_pg_dump(server_major):
     """The oldest pg_dump whose major version is at least the server's."""
-    usable = [(major, path) for path in _candidates()
-              for major in [_major(path)] if major is not None and major >= server_major]
+    usable = [(major, path) for path, major in _majors(_candidates()).items()
+              if major is not None and major >= server_major]
     return min(usable)[1] if usable else None
 
 
@@ -98,25 +114,40 @@ class SchemaDumper:
     def dump(self, tables=()):
         """The schema as pg_dump writes it; only these ``--table`` patterns' tables,
         when given."""
+        return self.started(tables)()
+
+    def started(self, tables=()):
+        """:meth:`dump`, begun: pg_dump runs while the caller does other work, and the
+        function returned waits for it and returns what :meth:`dump` would."""
         if not self.enabled or not self._find():
-            return None
+            return lambda: None
         if tables:
             self.partial_dumps += 1
         else:
             self.dumps += 1
         try:
-            result = subprocess.run(
+            process = subprocess.Popen(
                 [self.pg_dump, '--schema-only', '--no-password'] + self.only + [
                     '--table=%s' % pattern for pattern in tables],
-                env=self.env, capture_output=True, text=True, timeout=600)
-        except (OSError, subprocess.SubprocessError) as exc:
+                env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        except OSError as exc:
             self._give_up('pg_dump could not run: %s' % exc)
+            return lambda: None
+        return functools.partial(self._finished, process)
+
+    def _finished(self, process):
+        try:
+            out, err = process.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            self._give_up('pg_dump could not run: it took more than 600 s')
             return None
-        if result.returncode:
-            reason = (result.stderr.strip().splitlines() or ['exit %d' % result.returncode])[-1]
+        if process.returncode:
+            reason = (err.strip().splitlines() or ['exit %d' % process.returncode])[-1]
             self._give_up('pg_dump failed: %s' % scrub(reason))
             return None
-        return [line for line in result.stdout.splitlines() if not _VOLATILE.match(line)]
+        return [line for line in out.splitlines() if not _VOLATILE.match(line)]
 
 
 def unified(before, after):
@@ -248,6 +279,32 @@ class Lines:
     def __init__(self, objects):
         self.objects = objects
         self._indexes, self._offsets = [0], [0]  # known: object index -> first line
+
+    KEPT = 64  # known offsets carried from one step's Lines to the next, at most
+
+    @classmethod
+    def after(cls, objects, before, opcodes):
+        """Lines of ``objects``, which ``opcodes`` say how ``before`` became, knowing
+        the offsets ``before`` knew of the objects left alone (spread out to
+        KEPT of them): a diff of the next step then sums the lines of a few
+        objects, not of the whole dump up to its change."""
+        lines = cls(objects)
+        indexes, offsets, shift = [], [], 0
+        for tag, i1, i2, j1, j2 in opcodes:
+            if tag != 'equal':
+                shift += sum(map(len, objects[j1:j2])) - sum(map(len, before.objects[i1:i2]))
+                continue
+            low = bisect.bisect_left(before._indexes, i1)
+            high = bisect.bisect_right(before._indexes, i2)
+            moved = [index + j1 - i1 for index in before._indexes[low:high]]
+            if moved and indexes and indexes[-1] == moved[0]:
+                del indexes[-1], offsets[-1]  # an object both ranges end at
+            indexes += moved
+            offsets += [offset + shift for offset in before._offsets[low:high]]
+        if indexes[:1] == [0]:
+            step = -(-len(indexes) // cls.KEPT)
+            lines._indexes, lines._offsets = indexes[::step], offsets[::step]
+        return lines
 
     @classmethod
     def of(cls, objects):

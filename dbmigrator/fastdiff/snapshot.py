@@ -67,6 +67,7 @@ class Section:
     def __post_init__(self):
         self.rank = _rank(self.type)
         self.key = None
+        self.place = 0  # where Snapshot._place_of last found it: a hint
         if self.sort_name is not None:
             self.sorted_by(self.sort_name)
 
@@ -262,6 +263,7 @@ class Snapshot:
         self.editable = relations is not None and self._index()
         # The sections the step's edits put in: section -> whether it replaced one.
         self._edits, self._this_edit, self._undo, self._objects = {}, [], [], None
+        self._codes = None  # opcodes() as objects() last worked them out
         self._moved = False
         self.step_before = None
         # What objects() returns, kept up to date by the edits.
@@ -339,7 +341,10 @@ class Snapshot:
         Made once: a snapshot is diffed as the new one, then as the old.
         """
         if self._objects is None:
-            self._objects = Lines(list(self._lines))
+            codes = self.opcodes() if self._edits and self.step_before is not None else None
+            self._objects = (Lines(list(self._lines)) if codes is None else
+                             Lines.after(list(self._lines), self.step_before, codes))
+            self._codes = codes
         return self._objects
 
     def begin_step(self):
@@ -347,6 +352,7 @@ class Snapshot:
         (``super_user()``'s, then the migration's own), against ``step_before``."""
         self._edits, self._moved = {}, False
         self.step_before = self.objects()
+        self._codes = None
 
     def opcodes(self):
         """How :meth:`objects` differs from ``step_before``.
@@ -360,6 +366,8 @@ class Snapshot:
         """
         if self._moved:
             return None
+        if self._objects is not None and self._codes is not None:
+            return self._codes
         codes, i, j = [], 0, 0
         for place, replaced in sorted((self._place_of(section) + 1, replaced)
                                       for section, replaced in self._edits.items()):
@@ -473,15 +481,20 @@ class Snapshot:
 
     def _place_of(self, section, ordered=None):
         """Where ``section`` is in the dump.  No section is above its place among the
-        ordered ones (``ordered``, or found by bisect), which spares most of the scan."""
+        ordered ones (``ordered``, or found by bisect), nor above where it was last
+        found, unless an undo took sections out: the scan starts at the lower of
+        those bounds it can trust, and from the top when that was wrong."""
         if ordered is None:
             ordered = self._sorted_place(section)
-        if ordered:
+        start = max(ordered or 0, section.place)
+        if start:
             try:
-                return self.sections.index(section, ordered)
+                section.place = self.sections.index(section, start)
+                return section.place
             except ValueError:
                 pass
-        return self.sections.index(section)
+        section.place = self.sections.index(section)
+        return section.place
 
     def position(self, kind, schema, name):
         """Where the section of that type and name is in the dump; None if it is not."""
