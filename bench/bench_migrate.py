@@ -180,8 +180,8 @@ def counted(server, folder, count, *argv):
     for line in (done.stdout + done.stderr).splitlines():
         if line.startswith('schema diff of '):
             path = line.split(': ', 1)[1].split(' (')[0]
-            if path.startswith('pg_dump --table'):
-                path = 'pg_dump --table'
+            if path.startswith(('pg_dump --table', 'pg_dump --schema')):
+                path = ' '.join(path.split()[:2])
             paths[path] = paths.get(path, 0) + 1
     share = ', '.join('%s %.0f%%' % (path, n * 100 / count) for path, n in sorted(paths.items()))
     return commits / count, sent / count, share

@@ -145,6 +145,7 @@ class Runner:
         self.statements = Statements(ours)
         self._planned_for = 0
         self.rendered = None
+        self.confined_to = None  # the one schema a step left to pg_dump changed
         self._snapshot = None
         self._in_step = False
         self._super_user_edits, self._super_user_why = [], None
@@ -182,6 +183,10 @@ class Runner:
             if text is not None:
                 self._before = None
                 return text
+        if self.confined_to is not None:
+            text = self._finish_with_schema(self.confined_to)
+            if text is not None:
+                return text
         if self._before is None and self._snapshot is not None:
             self._undo_super_user()
             self._before = self._snapshot.lines()
@@ -211,6 +216,52 @@ class Runner:
             snapshot.undo(undo_log)
         return text
 
+    def _confined(self, cursor, delta):
+        """The one schema of its own (not public) that a step the fast path refused
+        changed, for ``pg_dump --schema``; None when a whole dump must show it."""
+        if self.settings.schema or self._super_user_edits or (
+                cursor.connection.info.transaction_status !=
+                psycopg2.extensions.TRANSACTION_STATUS_INTRANS):
+            return None
+        try:
+            return fastdiff.confined(cursor, self._snapshot, delta)
+        except psycopg2.Error as exc:
+            if exc.pgcode is None or isinstance(exc, psycopg2.errors.QueryCanceled):
+                raise
+        except Exception:  # a defect of the diff must not fail the migration
+            log.debug('finding the schema a migration changed failed', exc_info=True)
+        return None
+
+    def _finish_with_schema(self, schema):
+        """The diff of a step that changed one schema alone, from ``pg_dump --schema``
+        of it; None, with the snapshot as before the step, when a whole dump
+        must show it."""
+        snapshot, why = self._snapshot, self.diff_path
+        lines = self.dumper.dump(schemas=[fastdiff.pattern(schema)])
+        edit = None
+        if lines:
+            try:
+                with self.conn.cursor() as cursor:
+                    now = fastdiff.relations(cursor)
+                self.conn.rollback()
+                edit = fastdiff.fill_schema(snapshot, schema, lines, now)
+            except Exception as exc:  # a defect of the diff must not cost the step its diff
+                log.debug('splicing pg_dump --schema failed', exc_info=True)
+                snapshot.why = 'the fast path failed: %s: %s' % (type(exc).__name__, exc)
+        if edit is None:
+            self.diff_path = '%s; pg_dump --schema %s: %s' % (
+                why, schema, snapshot.why if lines else 'it failed')
+            return None
+        self.diff_path = 'pg_dump --schema %s (%s)' % (schema, why[len('pg_dump ('):-1])
+        text = self._rendered_diff()
+        after = snapshot.lines()
+        self._snapshot = self._snapshot_of(after) if text is not None else snapshot
+        if text is None:
+            snapshot.undo(edit)
+            return None
+        self._before = None
+        return text
+
     def _snapshot_of(self, dump):
         """The fast path's view of a fresh dump, with the tables it names."""
         if not (self.fast and dump):
@@ -230,6 +281,7 @@ class Runner:
             edit = _render_or_why(self.catalogs, cursor, self._snapshot, delta, read)
             if isinstance(edit, str):
                 self.diff_path = 'pg_dump (%s)' % edit
+                self.confined_to = self._confined(cursor, delta)
                 return None
             if self._snapshot.pending:
                 self.diff_path = 'pg_dump --table %s (%s)' % (
@@ -619,7 +671,7 @@ class Runner:
         for attempt in range(1, attempts + 1):
             self.watch.last = self.watch.blocked = None
             self.schema_changed = True
-            self.rendered = self.diff_path = None
+            self.rendered = self.diff_path = self.confined_to = None
             try:
                 if migration.is_atomic:
                     return self._atomic(planned)

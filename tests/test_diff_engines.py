@@ -543,6 +543,51 @@ CASES = [
      'CREATE TABLE sampled (a INT, b INT); CREATE STATISTICS sampled_ab ON a, b FROM sampled',
      'fast'),
     ('partitioned table alone', 'CREATE TABLE measures (at DATE, n INT) PARTITION BY RANGE (at)', 'table'),
+    # What this path does not render, in a schema of its own: pg_dump --schema of it.
+    ('range type in a schema', 'CREATE TYPE kept_schema.span AS RANGE (subtype = float8)', 'schema'),
+    ('range type in a schema with tables', 'CREATE TYPE filled_schema.span AS RANGE (subtype = int4)',
+     'schema'),
+    ('range type and a table of it in a schema',
+     'CREATE TYPE filled_schema.span AS RANGE (subtype = int4);'
+     ' CREATE TABLE filled_schema.booked (id SERIAL PRIMARY KEY, during filled_schema.span)',
+     'schema'),
+    ('range type with a comment in a schema',
+     "CREATE TYPE kept_schema.span AS RANGE (subtype = float8);"
+     " COMMENT ON TYPE kept_schema.span IS 'from low to high'", 'schema'),
+    ('ordered-set aggregate in a schema',
+     'CREATE AGGREGATE filled_schema.pct(float8 ORDER BY float8) (SFUNC = ordered_set_transition,'
+     ' STYPE = internal, FINALFUNC = percentile_disc_final, FINALFUNC_EXTRA)', 'schema'),
+    ('range type in a schema, altered and dropped',
+     'CREATE TYPE kept_schema.span AS RANGE (subtype = float8);'
+     ' CREATE TYPE kept_schema.gone AS RANGE (subtype = int8); DROP TYPE kept_schema.gone', 'schema'),
+    ('range type in a schema read by a public table',
+     'CREATE TYPE kept_schema.span AS RANGE (subtype = float8); CREATE TABLE spans (s kept_schema.span)',
+     'dump'),
+    ('range type in a schema and a public table',
+     'CREATE TYPE kept_schema.span AS RANGE (subtype = float8); CREATE TABLE unrelated (id INT)',
+     'dump'),
+    ('range type in a new schema', 'CREATE SCHEMA ranges; CREATE TYPE ranges.span AS RANGE (subtype = float8)',
+     'dump'),
+    ('range type in public', 'CREATE TYPE span AS RANGE (subtype = float8)', 'dump'),
+    ('range type in a schema and a grant on a table there',
+     'CREATE TYPE filled_schema.span AS RANGE (subtype = int4);'
+     ' GRANT SELECT ON filled_schema.inside TO diff_owner', 'schema'),
+    ('range type in a schema and the first table dropped',
+     'CREATE TYPE filled_schema.span AS RANGE (subtype = int4); DROP TABLE filled_schema.inside',
+     'schema'),
+    ('grant on a range type in a schema',
+     'CREATE TYPE kept_schema.span AS RANGE (subtype = float8);'
+     ' GRANT USAGE ON TYPE kept_schema.span TO diff_owner', 'schema'),
+    ('range type and a function of it in a schema',
+     'CREATE TYPE kept_schema.span AS RANGE (subtype = float8);'
+     ' CREATE FUNCTION kept_schema.width(s kept_schema.span) RETURNS float8 LANGUAGE sql'
+     ' AS $$ SELECT upper(s) - lower(s) $$', 'schema'),
+    ('range type in a schema and a view of a public table there',
+     'CREATE TYPE kept_schema.span AS RANGE (subtype = float8);'
+     ' CREATE VIEW kept_schema.names AS SELECT name FROM users', 'dump'),
+    ('range type in a schema and a comment on a public table',
+     "CREATE TYPE kept_schema.span AS RANGE (subtype = float8); COMMENT ON TABLE users IS 'people'",
+     'dump'),
 ]
 
 
@@ -617,7 +662,8 @@ def diff_owner(server):
 # Whole dumps and pg_dump --table dumps each path runs: the run's snapshot,
 # then none, one of the tables changed, a whole one, or both (the tables'
 # sections would not go where their names put them).
-DUMPS = {'fast': (1, 0), 'table': (1, 1), 'dump': (2, 0), 'table, then dump': (2, 1)}
+DUMPS = {'fast': (1, 0), 'table': (1, 1), 'schema': (1, 1), 'dump': (2, 0),
+         'table, then dump': (2, 1)}
 
 
 @pytest.mark.parametrize('label, ddl, path', CASES, ids=[c[0] for c in CASES])
@@ -653,6 +699,18 @@ def test_a_defect_after_pg_dump_table_costs_a_whole_dump(server, tmp_path, monke
         raise RuntimeError('a defect')
     monkeypatch.setattr(fastdiff.partial, '_misplaced', broken_check)
     actual, dumper = migrate_once(server, tmp_path, ddl, 'auto', 'defect_table')
+    assert changed_lines(actual) == changed_lines(expected)
+    assert (dumper.dumps, dumper.partial_dumps) == (2, 1)
+
+
+def test_a_defect_after_pg_dump_schema_costs_a_whole_dump(server, tmp_path, monkeypatch):
+    ddl = 'CREATE TYPE kept_schema.span AS RANGE (subtype = float8)'
+    expected, _ = migrate_once(server, tmp_path, ddl, 'pg_dump', 'defect_schema')
+
+    def broken_put(snapshot, schema, sections):
+        raise RuntimeError('a defect')
+    monkeypatch.setattr(fastdiff.snapshot.Snapshot, 'put_schema', broken_put)
+    actual, dumper = migrate_once(server, tmp_path, ddl, 'auto', 'defect_schema')
     assert changed_lines(actual) == changed_lines(expected)
     assert (dumper.dumps, dumper.partial_dumps) == (2, 1)
 
@@ -847,8 +905,22 @@ COMMENTS = [
 ]
 
 
+SCHEMAS = [
+    'CREATE TYPE filled_schema.span AS RANGE (subtype = int4)',
+    'CREATE TABLE filled_schema.booked (id SERIAL PRIMARY KEY, during filled_schema.span)',
+    "COMMENT ON TYPE filled_schema.span IS 'a stretch'",
+    'ALTER TABLE filled_schema.inside ADD COLUMN at DATE',
+    'CREATE TYPE filled_schema.aspan AS RANGE (subtype = int8)',
+    'DROP TABLE filled_schema.booked',
+    'DROP TYPE filled_schema.span',
+    'CREATE TABLE public.after_ranges (id SERIAL PRIMARY KEY)',
+    'CREATE TYPE kept_schema.later AS RANGE (subtype = float8)',
+    "COMMENT ON SCHEMA kept_schema IS 'kept'",
+]
+
+
 # Runs of many steps, each with the dumps it must take: whole ones, then
-# pg_dump --table ones.
+# pg_dump --table and --schema ones.
 RUNS = [
     # The snapshot and the rename; the two changes of the renamed table (its
     # NOT NULL constraint kept the old table's name, which the fast path does
@@ -873,6 +945,10 @@ RUNS = [
     ('pulled', PULLED, (3, 0)),
     ('renamed', RENAMED_TABLES, (1, 0)),
     ('renamedobjects', RENAMED_OBJECTS, (1, 0)),
+    # The snapshot; pg_dump --schema for the steps that made, commented on
+    # and dropped range types in a schema of their own.  The rest, the table
+    # of a range type and its drop among them, from the catalogs.
+    ('schemas', SCHEMAS, (1, 5)),
 ]
 
 
@@ -893,10 +969,13 @@ def test_verbose_names_the_path_of_each_steps_diff(dbm, migrations):
              ('20200103000000', 'extension', 'CREATE EXTENSION pg_trgm'),
              ('20200103120000', 'rule', 'CREATE RULE t_i_keep AS ON DELETE TO t_i DO INSTEAD NOTHING'),
              ('20200104000000', 'range', 'CREATE TYPE span AS RANGE (subtype = float8)'),
+             ('20200104100000', 'schema', 'CREATE SCHEMA ranges'),
+             ('20200104200000', 'range_in_schema',
+              'CREATE TYPE ranges.span AS RANGE (subtype = float8)'),
              ('20200105000000', 'later', 'CREATE TABLE later (id INT)')]
     for version, name, ddl in steps:
         migrations.add(version, name, 'def up(cursor):\n    cursor.execute(%r)\n' % ddl)
-    result = dbm('-v', 'migrate', '--version', '20200104000000')
+    result = dbm('-v', 'migrate', '--version', '20200104200000')
     assert result.code == 0, result.err
     said = [line for line in (result.out + result.err).splitlines()
             if line.startswith('schema diff of ')]
@@ -907,7 +986,10 @@ def test_verbose_names_the_path_of_each_steps_diff(dbm, migrations):
         'schema diff of 20200103120000 rule: pg_dump --table "public"."t_i" (public.t_i has '
         'features not rendered here)',
         'schema diff of 20200104000000 range: pg_dump (it wrote to pg_cast, pg_range, which this '
-        'path does not render)']
+        'path does not render)',
+        'schema diff of 20200104100000 schema: fast path (rendered from the catalogs)',
+        'schema diff of 20200104200000 range_in_schema: pg_dump --schema ranges (it wrote to '
+        'pg_cast, pg_range, which this path does not render)']
     result = dbm('migrate')
     assert result.code == 0 and 'later' in result.out
     assert 'schema diff of' not in result.out + result.err

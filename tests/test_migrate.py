@@ -256,9 +256,9 @@ def test_one_dump_between_consecutive_migrations(dbm, migrations, db, monkeypatc
     calls = []
     original = schemadiff.SchemaDumper.started
 
-    def counting(self, tables=()):
+    def counting(self, tables=(), schemas=()):
         calls.append(1)
-        return original(self, tables)
+        return original(self, tables, schemas)
     monkeypatch.setattr(schemadiff.SchemaDumper, 'started', counting)
     for i in range(3):
         migrations.table('2020010100000%d' % i, 'm%d' % i, 't%d' % i)

@@ -23,6 +23,8 @@ is as slow.
 from .catalogs import CatalogReader, touched
 from .partial import fill, patterns
 from .render import render
+from .schema_dump import confined, fill_schema, pattern
 from .snapshot import Snapshot, relations
 
-__all__ = ['CatalogReader', 'Snapshot', 'fill', 'patterns', 'relations', 'render', 'touched']
+__all__ = ['CatalogReader', 'Snapshot', 'confined', 'fill', 'fill_schema', 'pattern', 'patterns',
+           'relations', 'render', 'touched']

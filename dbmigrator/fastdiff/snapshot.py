@@ -501,6 +501,79 @@ class Snapshot:
         section = self._by_name.get((kind, schema, name))
         return None if section is None else self._place_of(section)
 
+    def has(self, kind):
+        """Whether the dump has a section of this type."""
+        return any(section.type == kind for section in self.sections)
+
+    @property
+    def sorted(self):
+        """Whether the sections stand in pg_dump's sort order, moved by no dependency."""
+        return self._sorted
+
+    def put_schema(self, schema, sections):
+        """Put a dump of one schema (``sections``, of ``pg_dump --schema``) in place of
+        the sections of that schema and of the schema itself; the undo log, or
+        None (``why``).  Sections the same as before stay where they are."""
+        return self._undone_on_error(self._put_schema, schema, sections)
+
+    def _put_schema(self, schema, sections):
+        self._this_edit, self._undo = [], []
+        log = self._undo
+        named = 'SCHEMA %s' % _identifier(schema)
+        old = {(s.type, s.schema, s.name) for s in self.sections
+               if s.type != GONE and (s.schema == schema or s.schema == '-' and (
+                   (s.type, s.name) == ('SCHEMA', schema) or s.name == named))}
+        new = {(s.type, s.schema, s.name) for s in sections}
+        # What goes with an object first; a table last, as its SET lines may move.
+        gone = sorted((key for key in old if key not in new),
+                      key=lambda key: (key[0] not in ATTACHED, key[0] in TAKES_SETS))
+        for key in gone:
+            if not self._drop(self._current(key)):
+                return self._refused(log, 'cannot take out %s %s' % key[:2])
+        previous = None
+        for section in sections:
+            sets = _trailing_sets(section.lines)
+            if sets:  # they belong to the first table of this dump, not of the whole one
+                section.lines = section.lines[:-len(sets)]
+            key = (section.type, section.schema, section.name)
+            if key in old:
+                before = self._current(key)
+                section.lines = section.lines + _trailing_sets(before.lines)
+                if before.lines != section.lines:
+                    self._swap(before, section, carry=False)
+                    before = section
+                previous = before
+                continue
+            if section.type in ATTACHED:
+                placed = previous is not None and self._attach(section, previous)
+            elif section.type == 'ACL':
+                placed = self._insert_acl(section)
+            else:
+                placed = section.rank is not None and section.rank < LAST_RANK and (
+                    self._insert(section))
+            if not placed:
+                return self._refused(log, 'cannot tell where pg_dump puts %s %s' % (
+                    section.type, section.name))
+            previous = section
+        self._objects = None
+        return log
+
+    def _current(self, key):
+        """The section of this (type, schema, name) now: moving SET lines swaps the
+        section they leave or join for a copy."""
+        section = self._by_name.get(key)
+        if section is not None:
+            try:
+                self._place_of(section)
+                return section
+            except ValueError:
+                pass
+        return next(s for s in self.sections if (s.type, s.schema, s.name) == key)
+
+    def _refused(self, log, why):
+        self.undo(log)
+        return self._refuse(why) or None
+
     def put_sections(self, sections):
         """Put new objects that nothing else in the dump names (extensions), each
         followed by its comment, where pg_dump's sort would; the undo log, or None."""
@@ -1029,7 +1102,8 @@ class Snapshot:
             return -1
         kinds = {'TABLE': ('TABLE', 'VIEW', 'MATERIALIZED VIEW', 'FOREIGN TABLE'),
                  'SEQUENCE': ('SEQUENCE',), 'FUNCTION': ('FUNCTION', 'AGGREGATE'),
-                 'PROCEDURE': ('PROCEDURE',)}.get(keyword, ())
+                 'PROCEDURE': ('PROCEDURE',), 'TYPE': ('TYPE',),
+                 'DOMAIN': ('DOMAIN',)}.get(keyword, ())
         name = self._acl_object(acl)
         for kind in kinds:
             section = self._by_name.get((kind, acl.schema, name))

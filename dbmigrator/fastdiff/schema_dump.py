@@ -1,0 +1,208 @@
+"""A migration that changed one schema of its own alone (not public), shown from
+``pg_dump --schema`` after it committed, not from a dump of the whole
+database: which schema, read inside its transaction, and that schema's
+sections put in place of the ones the snapshot had.
+
+It is for what the fast path does not render (a range type, an ordered-set
+aggregate...) in a schema of its own.  Nothing outside the schema may have
+changed, and nothing that changed may depend on, or be depended on by,
+anything in another schema: pg_dump's sort could then move sections across
+schemas, which a dump of one schema does not show.
+"""
+from .snapshot import Snapshot
+
+
+# Where each catalog's rows (``x``, those this transaction wrote) lead: the
+# object they are or belong to, as (classid, objid).
+WRITTEN = {
+    'pg_class': "SELECT 'pg_class'::regclass, oid FROM pg_class x",
+    'pg_type': "SELECT 'pg_type'::regclass, oid FROM pg_type x",
+    'pg_proc': "SELECT 'pg_proc'::regclass, oid FROM pg_proc x",
+    'pg_constraint': "SELECT 'pg_constraint'::regclass, oid FROM pg_constraint x",
+    'pg_statistic_ext': "SELECT 'pg_statistic_ext'::regclass, oid FROM pg_statistic_ext x",
+    'pg_operator': "SELECT 'pg_operator'::regclass, oid FROM pg_operator x",
+    'pg_collation': "SELECT 'pg_collation'::regclass, oid FROM pg_collation x",
+    'pg_attrdef': "SELECT 'pg_class'::regclass, adrelid FROM pg_attrdef x",
+    'pg_attribute': "SELECT 'pg_class'::regclass, attrelid FROM pg_attribute x",
+    'pg_index': "SELECT 'pg_class'::regclass, indrelid FROM pg_index x",
+    'pg_trigger': "SELECT 'pg_class'::regclass, tgrelid FROM pg_trigger x",
+    'pg_rewrite': "SELECT 'pg_class'::regclass, ev_class FROM pg_rewrite x",
+    'pg_policy': "SELECT 'pg_class'::regclass, polrelid FROM pg_policy x",
+    'pg_sequence': "SELECT 'pg_class'::regclass, seqrelid FROM pg_sequence x",
+    'pg_partitioned_table': "SELECT 'pg_class'::regclass, partrelid FROM pg_partitioned_table x",
+    'pg_aggregate': "SELECT 'pg_proc'::regclass, aggfnoid FROM pg_aggregate x",
+    'pg_range': "SELECT 'pg_type'::regclass, rngtypid FROM pg_range x",
+    'pg_enum': "SELECT 'pg_type'::regclass, enumtypid FROM pg_enum x",
+    'pg_statistic_ext_data': "SELECT 'pg_statistic_ext'::regclass, stxoid"
+                             " FROM pg_statistic_ext_data x",
+    'pg_description': 'SELECT classoid, objoid FROM pg_description x',
+    'pg_inherits': "SELECT 'pg_class'::regclass, inhrelid FROM pg_inherits x",
+    # A cast made with a type (a range's to its multirange) is that type's.
+    'pg_cast': "SELECT coalesce(d.refclassid, 'pg_cast'::regclass), coalesce(d.refobjid, x.oid)"
+               " FROM pg_cast x LEFT JOIN pg_depend d ON d.classid = 'pg_cast'::regclass"
+               " AND d.objid = x.oid AND d.deptype = 'i'",
+}
+# What a dependency the transaction made leads to (what depends is among
+# the objects it wrote).
+NEW_DEPENDENCIES = 'SELECT refclassid, refobjid FROM pg_depend WHERE age(xmin) <= 0'
+# Catalogs written with the rest, that name no object of a schema.
+IGNORED = {'pg_depend', 'pg_shdepend', 'pg_statistic', 'domain constraints'}
+
+
+# What the transaction holds a lock on: every DDL locks what it alters and
+# drops.  A read lock only counts when comments were deleted (COMMENT ON
+# CONSTRAINT ... IS NULL takes no other), and never the one of the step's
+# claim on schema_migrations and its index.
+LOCKED = '''SELECT 'pg_class'::regclass, relation FROM pg_locks
+ WHERE pid = pg_backend_pid() AND locktype = 'relation' AND relation >= 16384
+   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND (mode <> 'AccessShareLock' OR %s AND relation NOT IN (
+            SELECT c.oid FROM pg_class c WHERE c.relname = 'schema_migrations'
+            UNION SELECT i.indexrelid FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+             WHERE c.relname = 'schema_migrations'))
+ UNION SELECT classid, objid FROM pg_locks
+ WHERE pid = pg_backend_pid() AND locktype = 'object'
+   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())'''
+
+
+# What belongs to a table and stands for it: catalog, the column naming the table.
+OF_TABLE = (('pg_trigger', 'tgrelid'), ('pg_rewrite', 'ev_class'), ('pg_policy', 'polrelid'),
+            ('pg_attrdef', 'adrelid'))
+
+
+# The schema of each object of ``found``; a trigger, rule, policy or default is
+# its table's.  The last column tells an object that is gone.
+OF_FOUND = '''owned (classid, objid) AS (
+       SELECT CASE WHEN f.classid IN (%s) THEN 'pg_class'::regclass ELSE f.classid END,
+              coalesce(CASE f.classid %s END, f.objid)
+         FROM found f)
+SELECT DISTINCT o.classid::regclass::text, o.classid::oid, o.objid, i.type,
+       CASE WHEN i.type = 'schema' THEN i.name ELSE i.schema END, i.identity IS NULL
+  FROM owned o, pg_identify_object(o.classid, o.objid, 0) AS i
+''' % (', '.join("'%s'::regclass" % catalog for catalog, _ in OF_TABLE), ' '.join(
+    "WHEN '%s'::regclass THEN (SELECT %s FROM %s WHERE oid = f.objid)" % (catalog, column, catalog)
+    for catalog, column in OF_TABLE))
+SCHEMAS = 'WITH found (classid, objid) AS (%s),\n     ' + OF_FOUND
+
+
+# What depends on these objects (and on their parts), and what they depend on;
+# not what is part of them (a range's multirange casts).
+NEIGHBOURS = '''
+WITH changed (classid, objid) AS (SELECT * FROM unnest(%%s::oid[], %%s::oid[])),
+     tables AS (SELECT objid AS oid FROM changed WHERE classid = 'pg_class'::regclass),
+     parts (classid, objid) AS (
+       SELECT classid, objid FROM changed
+       UNION SELECT 'pg_constraint'::regclass, oid FROM pg_constraint
+              WHERE conrelid IN (SELECT oid FROM tables)
+                 OR contypid IN (SELECT objid FROM changed WHERE classid = 'pg_type'::regclass)
+       UNION SELECT 'pg_class'::regclass, indexrelid FROM pg_index
+              WHERE indrelid IN (SELECT oid FROM tables)
+       UNION SELECT 'pg_type'::regclass, reltype FROM pg_class
+              WHERE oid IN (SELECT oid FROM tables) AND reltype <> 0
+       %s),
+     found (classid, objid) AS (
+       SELECT d.refclassid, d.refobjid FROM pg_depend d
+         JOIN parts p ON d.classid = p.classid AND d.objid = p.objid AND d.deptype <> 'i'
+       UNION SELECT d.classid, d.objid FROM pg_depend d
+         JOIN parts p ON d.refclassid = p.classid AND d.refobjid = p.objid AND d.deptype <> 'i'),
+     ''' % '\n       '.join(
+    "UNION SELECT '%s'::regclass, oid FROM %s WHERE %s IN (SELECT oid FROM tables)" % (
+        catalog, catalog, column)
+    for catalog, column in OF_TABLE + (('pg_statistic_ext', 'stxrelid'),)) + OF_FOUND
+
+
+# Catalogs of what is part of a table, a domain or a type.
+PARTS = {'pg_constraint'} | {catalog for catalog, _ in OF_TABLE}
+# Objects of no schema that any object may depend on without moving in the dump.
+PLACELESS = {'language', 'access method'}
+# Schemas pg_dump does not write, or whose objects only follow others.
+UNDUMPED = ('pg_catalog', 'information_schema', 'pg_toast')
+
+
+def confined(cursor, snapshot, delta):
+    """The schema the migration changed alone, when ``pg_dump --schema`` of it
+    shows the change; None otherwise.  Read inside its transaction."""
+    if not delta or not snapshot.editable or {'pg_namespace', 'pg_extension'} & set(delta):
+        return None
+    parts = []
+    for catalog, (ins, upd, dele) in sorted(delta.items()):
+        if catalog in IGNORED:
+            continue
+        if catalog not in WRITTEN:
+            return None
+        if ins or upd:
+            parts.append(WRITTEN[catalog] + ' WHERE age(x.xmin) <= 0')
+    if 'pg_depend' in delta:
+        parts.append(NEW_DEPENDENCIES)
+    reads = 'true' if delta.get('pg_description', (0, 0, 0))[2] else 'false'
+    parts.append(LOCKED % reads)
+    cursor.execute(SCHEMAS % ' UNION '.join(parts))
+    schemas, changed = set(), []
+    for catalog, classid, oid, kind, schema, gone in cursor.fetchall():
+        if gone:
+            schema = _gone(snapshot, catalog, oid)
+            if schema is False:
+                return None
+            if schema is not None:
+                schemas.add(schema)
+            continue
+        if kind in PLACELESS or (schema or '').startswith(UNDUMPED + ('pg_temp_',)):
+            continue
+        if schema is None:
+            return None
+        schemas.add(schema)
+        changed.append((classid, oid))
+    if len(schemas) != 1 or 'public' in schemas:
+        return None
+    (schema,) = schemas
+    cursor.execute(NEIGHBOURS, ([classid for classid, _ in changed],
+                                [oid for _, oid in changed]))
+    for _, _, _, kind, theirs, gone in cursor.fetchall():
+        if gone or kind in PLACELESS:
+            continue
+        if theirs != schema and not (theirs or '').startswith(UNDUMPED):
+            return None
+    return schema
+
+
+def _gone(snapshot, catalog, oid):
+    """The schema a dropped object was in, as the snapshot knew it; None for one the
+    migration made itself; False when it cannot tell."""
+    relations = snapshot.relations
+    if catalog == 'pg_class':
+        if oid in relations.tables:
+            return relations.tables[oid][0]
+        if ('pg_class', oid) in relations.objects:
+            return relations.objects[('pg_class', oid)][1]
+        for table, members in relations.members.items():
+            if oid in members or oid in {index for index, _ in relations.indexes.get(table, ())}:
+                return relations.tables[table][0]
+        return False if oid in relations.known else None
+    if catalog == 'pg_proc':
+        return relations.routines.get(oid, (None,))[0]
+    if catalog == 'pg_type':
+        # Types it does not know are array types, which go with their own.
+        return relations.objects.get(('pg_type', oid), (None, None))[1]
+    if catalog in PARTS:
+        return None  # what it was part of is locked too: its table, domain or type
+    if catalog == 'pg_statistic_ext':
+        return relations.objects.get(('pg_statistic_ext', oid), (None, None))[1]
+    if catalog == 'pg_cast':
+        # With no cast in the dump, it was one the migration made, or a type's own.
+        return False if snapshot.has('CAST') else None
+    return False
+
+
+def pattern(schema):
+    """A ``--schema`` pattern that names exactly this schema."""
+    return '"%s"' % schema.replace('"', '""')
+
+
+def fill_schema(snapshot, schema, lines, relations):
+    """Put the sections of a ``pg_dump --schema`` dump (``lines``) in place of the
+    schema's in the snapshot; the undo log, or None with ``snapshot.why``."""
+    dumped = Snapshot(lines, relations)
+    if not dumped.editable or not dumped.sorted:
+        snapshot.why = 'pg_dump --schema %s wrote sections this path cannot order' % schema
+        return None
+    return snapshot.put_schema(schema, dumped.sections)
