@@ -243,6 +243,9 @@ def scaling_cases(workload):
             'ALTER TABLE t_1 ADD CONSTRAINT positive_%d CHECK (id > 0) NOT VALID' % r)
         cases['rule (--table)'] = lambda r: (
             'CREATE RULE keep_%d AS ON DELETE TO t_2 DO INSTEAD NOTHING' % r)
+        # What it leaves to pg_dump --schema: a range type in a schema of its own.
+        cases['range in a schema (--schema)'] = lambda r: (
+            'CREATE TYPE billing.span_%d AS RANGE (subtype = float8)' % r)
     return cases
 
 
@@ -264,11 +267,16 @@ def schema_scaling(server, work, repeat, tables=5000, workload='plain'):
     dsn = server.fresh()
     floor(dsn, tables, workload)
     conn = psycopg2.connect(dsn)
+    if workload == 'real':
+        with conn.cursor() as cursor:
+            cursor.execute('CREATE SCHEMA billing; CREATE TABLE billing.invoices'
+                           ' (id SERIAL PRIMARY KEY, total NUMERIC(12, 2) NOT NULL)')
+        conn.commit()
     dumper = SchemaDumper(conn, dsn)
     with conn.cursor() as cursor:
         catalogs = fastdiff.CatalogReader(cursor)
     conn.rollback()
-    fast = table = total = 0
+    fast = table = schema_only = total = 0
     for label, statement_of in cases.items():
         diff, statement, full = [], [], []
         for round_ in range(repeat):
@@ -288,21 +296,39 @@ def schema_scaling(server, work, repeat, tables=5000, workload='plain'):
                 ran = time.perf_counter()
                 catalogs.plan_with_indexes(cursor)
                 delta, read = catalogs.step(cursor)
+                confined = None
                 if delta:
                     old = snapshot.objects()
                     edit = fastdiff.render(catalogs, cursor, snapshot, delta, read)
                     total += 1
                     if edit is None:
+                        confined = fastdiff.confined(cursor, snapshot, delta)
+                    if edit is None and confined is None:
                         print('  %s went to pg_dump: %s' % (label, snapshot.why))
                         conn.rollback()
                         continue
-                    if not snapshot.pending:
+                    if edit is not None and not snapshot.pending:
                         fast += 1
                         unified_objects(old, snapshot.objects(), snapshot.opcodes())
                 done = time.perf_counter()
             conn.commit()
             after_commit = 0
-            if snapshot.pending:
+            if confined is not None:
+                # The runner's pg_dump --schema of the one schema the step changed.
+                begun = time.perf_counter()
+                lines = dumper.dump(schemas=[fastdiff.pattern(confined)])
+                with conn.cursor() as cursor:
+                    now = fastdiff.relations(cursor, confined)
+                conn.rollback()
+                if fastdiff.fill_schema(snapshot, confined, lines, now) is None:
+                    print('  %s went to pg_dump: %s' % (label, snapshot.why))
+                else:
+                    schema_only += 1
+                    unified_objects(old, snapshot.objects(), snapshot.opcodes())
+                    # The runner indexes the snapshot again after such a step.
+                    snapshot.reindex(snapshot.relations.merged(confined, now))
+                after_commit = time.perf_counter() - begun
+            elif snapshot.pending:
                 # The runner's pg_dump --table of what the catalogs path left, after the commit.
                 begun = time.perf_counter()
                 lines = dumper.dump(fastdiff.patterns(snapshot.pending))
@@ -327,8 +353,10 @@ def schema_scaling(server, work, repeat, tables=5000, workload='plain'):
             label, tables, statistics.median(diff) * 1000,
             statistics.median(statement) * 1000, statistics.median(full) * 1000,
             statistics.median(full) / statistics.median(diff)))
-    print('fast path: %d of %d diffed steps (%.0f%%); pg_dump --table: %d (%.0f%%)' % (
-        fast, total, 100 * fast / (total or 1), table, 100 * table / (total or 1)))
+    print('fast path: %d of %d diffed steps (%.0f%%); pg_dump --table: %d (%.0f%%);'
+          ' pg_dump --schema: %d (%.0f%%)' % (
+              fast, total, 100 * fast / (total or 1), table, 100 * table / (total or 1),
+              schema_only, 100 * schema_only / (total or 1)))
     conn.close()
 
 

@@ -242,7 +242,7 @@ class Runner:
         if lines:
             try:
                 with self.conn.cursor() as cursor:
-                    now = fastdiff.relations(cursor)
+                    now = fastdiff.relations(cursor, schema)
                 self.conn.rollback()
                 edit = fastdiff.fill_schema(snapshot, schema, lines, now)
             except Exception as exc:  # a defect of the diff must not cost the step its diff
@@ -254,11 +254,12 @@ class Runner:
             return None
         self.diff_path = 'pg_dump --schema %s (%s)' % (schema, why[len('pg_dump ('):-1])
         text = self._rendered_diff()
-        after = snapshot.lines()
-        self._snapshot = self._snapshot_of(after) if text is not None else snapshot
         if text is None:
             snapshot.undo(edit)
             return None
+        snapshot.reindex(snapshot.relations.merged(schema, now))
+        if not snapshot.editable:
+            self._snapshot = self._snapshot_of(snapshot.lines())
         self._before = None
         return text
 

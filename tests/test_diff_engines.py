@@ -5,6 +5,7 @@ starting schema: once with --diff-engine pg_dump, once with the default
 engine.  The fast path must either print exactly pg_dump's changed lines or
 hand the migration to pg_dump.
 """
+import dataclasses
 import uuid
 
 import psycopg2
@@ -713,6 +714,42 @@ def test_a_defect_after_pg_dump_schema_costs_a_whole_dump(server, tmp_path, monk
     actual, dumper = migrate_once(server, tmp_path, ddl, 'auto', 'defect_schema')
     assert changed_lines(actual) == changed_lines(expected)
     assert (dumper.dumps, dumper.partial_dumps) == (2, 1)
+
+
+def test_relations_of_one_schema_merged_are_those_read_whole(db):
+    """After pg_dump --schema, the snapshot's record of the database is the old one
+    with that schema's read again: the same as reading all of it (apart from
+    the relations that were dropped, which it still knows)."""
+    conn = psycopg2.connect(db.dsn)
+    with conn.cursor() as cursor:
+        cursor.execute(BASE)
+        cursor.execute('CREATE TABLE filled_schema.gone (id SERIAL PRIMARY KEY)')
+    conn.commit()
+    with conn.cursor() as cursor:
+        before = fastdiff.relations(cursor)
+    conn.rollback()
+    with conn.cursor() as cursor:
+        cursor.execute('''
+            DROP TABLE filled_schema.gone;
+            CREATE TABLE filled_schema.made (id INT GENERATED ALWAYS AS IDENTITY, n INT);
+            CREATE INDEX made_n ON filled_schema.made (n);
+            CREATE FUNCTION filled_schema.f(a INT) RETURNS INT LANGUAGE sql AS $$ SELECT a $$;
+            CREATE DOMAIN filled_schema.small AS INT CHECK (VALUE < 10);
+            CREATE VIEW filled_schema.v AS SELECT id FROM filled_schema.inside;
+            ALTER TABLE filled_schema.inside ADD COLUMN at DATE''')
+    conn.commit()
+    with conn.cursor() as cursor:
+        whole = fastdiff.relations(cursor)
+        part = fastdiff.relations(cursor, 'filled_schema')
+    conn.close()
+    merged = before.merged('filled_schema', part)
+    assert ('filled_schema', 'made') in merged.tables.values()
+    assert ('filled_schema', 'gone') not in merged.tables.values()
+    for field in dataclasses.fields(merged):
+        if field.name != 'known':
+            assert getattr(merged, field.name) == getattr(whole, field.name), field.name
+    assert merged.known >= whole.known
+    assert merged.known - whole.known == before.known - whole.known
 
 
 def test_data_only_migration_runs_no_pg_dump(server, tmp_path):

@@ -107,6 +107,40 @@ class Relations:
     # oid of a domain -> how many constraints it has (checks, and NOT NULL on 17+)
     domain_constraints: dict = dataclasses.field(default_factory=dict)
 
+    def merged(self, schema, part):
+        """These relations with those of ``schema`` (and the schema itself) as
+        ``part`` (read by :func:`relations` for that schema alone) has them."""
+        theirs = {oid for oid, (where, _) in self.tables.items() if where == schema}
+        domains = {oid for (catalog, oid), (kind, where, _) in self.objects.items()
+                   if kind == 'DOMAIN' and where == schema}
+
+        def kept(mapping, schema_of):
+            return {key: value for key, value in mapping.items()
+                    if schema_of(key, value) != schema}
+
+        def by_table(mapping, added):
+            out = {oid: value for oid, value in mapping.items() if oid not in theirs}
+            out.update(added)
+            return out
+
+        objects = {key: value for key, value in self.objects.items()
+                   if value[1] != schema and value[1:] != ('-', schema)}
+        objects.update(part.objects)
+        routines = kept(self.routines, lambda oid, value: value[0])
+        routines.update(part.routines)
+        acl_names = kept(self.acl_names, lambda key, value: key[0])
+        acl_names.update(part.acl_names)
+        arguments = kept(self.arguments, lambda key, value: key[0])
+        arguments.update(part.arguments)
+        tables = by_table(self.tables, part.tables)
+        constraints = {oid: n for oid, n in self.domain_constraints.items() if oid not in domains}
+        constraints.update(part.domain_constraints)
+        return Relations(tables, by_table(self.indexes, part.indexes),
+                         {name for name in self.names if name[0] != schema} | part.names,
+                         by_table(self.sequences, part.sequences), routines, objects,
+                         by_table(self.members, part.members), self.known | part.known,
+                         acl_names, arguments, constraints)
+
     def constraint_table(self, schema, label):
         """The table of a ``<table> <constraint>`` header name; None if not certain."""
         found = [label[:i] for i, char in enumerate(label)
@@ -191,36 +225,42 @@ SELECT 'pg_type', t.oid, CASE t.typtype WHEN 'e' THEN 'TYPE' WHEN 'd' THEN 'DOMA
    AND n.nspname <> 'pg_catalog' AND n.nspname <> 'information_schema'
 '''
 KNOWN_QUERY = '''
-SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+SELECT c.oid, n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname <> 'pg_catalog' AND n.nspname <> 'information_schema'
 '''
 
 
-def relations(cursor):
-    """The tables as the snapshot's dump saw them (read right after it)."""
+def relations(cursor, schema=None):
+    """The tables as the snapshot's dump saw them (read right after it); only those
+    of ``schema`` (and the schema itself), for :meth:`Relations.merged`."""
+    def read(query, where):
+        if schema is None:
+            cursor.execute(query)
+        else:
+            cursor.execute('SELECT * FROM (%s) AS q WHERE %s' % (query.replace('%', '%%'), where),
+                           {'schema': schema})
+        return cursor.fetchall()
+
     cursor.execute("SELECT set_config('search_path', '', true)")
-    cursor.execute(ROUTINES_QUERY)
-    rows = cursor.fetchall()
+    rows = read(ROUTINES_QUERY, 'q.nspname = %(schema)s')
     routines = {oid: (schema, tag) for oid, schema, tag, *_ in rows}
     acl_names = {(schema, acl_name): tag for _, schema, tag, acl_name, *_ in rows}
     arguments = {(schema, tag): (name, count, [tuple(pair) for pair in types])
                  for _, schema, tag, _, name, count, types in rows}
-    cursor.execute(OBJECTS_QUERY)
-    rows = cursor.fetchall()
+    rows = read(OBJECTS_QUERY, "q.nspname = %(schema)s OR q.nspname = '-' AND q.relname = %(schema)s")
     objects = {(catalog, oid): (kind, schema, name) for catalog, oid, kind, schema, name, _ in rows}
     domain_constraints = {oid: count for _, oid, kind, _, _, count in rows if kind == 'DOMAIN'}
-    cursor.execute(RELATIONS_QUERY)
     tables, indexes, names, sequences = {}, {}, set(), {}
     members = {}
-    for oid, schema, name, is_table, table_members, index_names, owned in cursor.fetchall():
-        names.add((schema, name))
+    for oid, where, name, is_table, table_members, index_names, owned in read(
+            RELATIONS_QUERY, 'q.nspname = %(schema)s'):
+        names.add((where, name))
         if is_table:
-            tables[oid] = (schema, name)
+            tables[oid] = (where, name)
             members[oid] = frozenset(table_members)
             indexes[oid] = frozenset(tuple(pair) for pair in index_names or ())
             sequences[oid] = frozenset(tuple(pair) for pair in owned or ())
-    cursor.execute(KNOWN_QUERY)
-    known = {oid for (oid,) in cursor.fetchall()}
+    known = {oid for oid, _ in read(KNOWN_QUERY, 'q.nspname = %(schema)s')}
     return Relations(tables, indexes, names, sequences, routines, objects, members, known,
                      acl_names, arguments, domain_constraints)
 
@@ -500,6 +540,12 @@ class Snapshot:
         """Where the section of that type and name is in the dump; None if it is not."""
         section = self._by_name.get((kind, schema, name))
         return None if section is None else self._place_of(section)
+
+    def reindex(self, relations):
+        """Index the sections again, with ``relations`` of the same moment: after a
+        schema's sections were replaced by :meth:`put_schema`."""
+        self.relations = relations
+        self.editable = self._index()
 
     def has(self, kind):
         """Whether the dump has a section of this type."""
