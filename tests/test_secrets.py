@@ -75,12 +75,12 @@ def test_pgpassword_hidden_and_passed_to_pg_dump(db, migrations):
 def test_pg_dump_gets_password_from_environment_only(run, db, migrations, monkeypatch):
     from dbmigrator import schemadiff
     seen = []
-    real_run = subprocess.run
+    real_popen = subprocess.Popen
 
-    def recording_run(args, **kwargs):
+    def recording_popen(args, **kwargs):
         seen.append((args, kwargs.get('env', {})))
-        return real_run(args, **kwargs)
-    monkeypatch.setattr(schemadiff.subprocess, 'run', recording_run)
+        return real_popen(args, **kwargs)
+    monkeypatch.setattr(schemadiff.subprocess, 'Popen', recording_popen)
     migrations.table('20200101000000', 'a', 'ta')
     result = run('--db-connection-string', db.dsn_for(SECRET_USER, SECRET_PASSWORD),
                  '--migrations-directory', migrations.path, '--diff-engine', 'pg_dump',
