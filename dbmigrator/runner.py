@@ -145,7 +145,8 @@ class Runner:
         self.statements = Statements(ours)
         self._planned_for = 0
         self.rendered = None
-        self.confined_to = None  # the one schema a step left to pg_dump changed
+        # (schema, why): the one schema a step left to pg_dump changed, and why it did
+        self.confined_to = None
         self._snapshot = None
         self._in_step = False
         self._super_user_edits, self._super_user_why = [], None
@@ -184,7 +185,7 @@ class Runner:
                 self._before = None
                 return text
         if self.confined_to is not None:
-            text = self._finish_with_schema(self.confined_to)
+            text = self._finish_with_schema(*self.confined_to)
             if text is not None:
                 return text
         if self._before is None and self._snapshot is not None:
@@ -216,15 +217,17 @@ class Runner:
             snapshot.undo(undo_log)
         return text
 
-    def _confined(self, cursor, delta):
-        """The one schema of its own (not public) that a step the fast path refused
-        changed, for ``pg_dump --schema``; None when a whole dump must show it."""
+    def _confined(self, cursor, delta, why):
+        """``(schema, why)``: the one schema of its own (not public) that a step the
+        fast path refused (``why``) changed, for ``pg_dump --schema``; None when
+        a whole dump must show it."""
         if self.settings.schema or self._super_user_edits or (
                 cursor.connection.info.transaction_status !=
                 psycopg2.extensions.TRANSACTION_STATUS_INTRANS):
             return None
         try:
-            return fastdiff.confined(cursor, self._snapshot, delta)
+            schema = fastdiff.confined(cursor, self._snapshot, delta)
+            return None if schema is None else (schema, why)
         except psycopg2.Error as exc:
             if exc.pgcode is None or isinstance(exc, psycopg2.errors.QueryCanceled):
                 raise
@@ -232,27 +235,28 @@ class Runner:
             log.debug('finding the schema a migration changed failed', exc_info=True)
         return None
 
-    def _finish_with_schema(self, schema):
+    def _finish_with_schema(self, schema, why):
         """The diff of a step that changed one schema alone, from ``pg_dump --schema``
         of it; None, with the snapshot as before the step, when a whole dump
         must show it."""
-        snapshot, why = self._snapshot, self.diff_path
+        snapshot = self._snapshot
         lines = self.dumper.dump(schemas=[fastdiff.pattern(schema)])
         edit = None
         if lines:
             try:
                 with self.conn.cursor() as cursor:
                     now = fastdiff.relations(cursor, schema)
-                self.conn.rollback()
                 edit = fastdiff.fill_schema(snapshot, schema, lines, now)
             except Exception as exc:  # a defect of the diff must not cost the step its diff
                 log.debug('splicing pg_dump --schema failed', exc_info=True)
                 snapshot.why = 'the fast path failed: %s: %s' % (type(exc).__name__, exc)
+            finally:
+                _safe_rollback(self.conn)
         if edit is None:
-            self.diff_path = '%s; pg_dump --schema %s: %s' % (
+            self.diff_path = 'pg_dump (%s; pg_dump --schema %s: %s)' % (
                 why, schema, snapshot.why if lines else 'it failed')
             return None
-        self.diff_path = 'pg_dump --schema %s (%s)' % (schema, why[len('pg_dump ('):-1])
+        self.diff_path = 'pg_dump --schema %s (%s)' % (schema, why)
         text = self._rendered_diff()
         if text is None:
             snapshot.undo(edit)
@@ -282,7 +286,7 @@ class Runner:
             edit = _render_or_why(self.catalogs, cursor, self._snapshot, delta, read)
             if isinstance(edit, str):
                 self.diff_path = 'pg_dump (%s)' % edit
-                self.confined_to = self._confined(cursor, delta)
+                self.confined_to = self._confined(cursor, delta, edit)
                 return None
             if self._snapshot.pending:
                 self.diff_path = 'pg_dump --table %s (%s)' % (
