@@ -1000,6 +1000,7 @@ class Snapshot:
         j = None if old.type in ATTACHED else self._ordered_index(old)
         self._remember(self._by_name, (new.type, new.schema, new.name))
         self.sections[i] = new
+        new.place = i
         if j is not None:
             self._ordered[j] = new
         self._lines[i + 1] = new.lines
@@ -1201,6 +1202,7 @@ class Snapshot:
         """Insert ``new`` into the dump's sections at ``position``, undoably."""
         self._remember(self._by_name, (new.type, new.schema, new.name))
         self.sections.insert(position, new)
+        new.place = position
         self._lines.insert(position + 1, new.lines)
         self._note_edit(new, False)
         self._by_name[new.type, new.schema, new.name] = new
