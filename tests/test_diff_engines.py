@@ -586,6 +586,11 @@ CASES = [
     ('range type in a schema and a view of a public table there',
      'CREATE TYPE kept_schema.span AS RANGE (subtype = float8);'
      ' CREATE VIEW kept_schema.names AS SELECT name FROM users', 'dump'),
+    ('range type in a schema and rows written to a public table',
+     "CREATE TYPE kept_schema.span AS RANGE (subtype = float8);"
+     " INSERT INTO users (id, name) VALUES (1, 'one'); UPDATE orders SET total = 1", 'schema'),
+    ('range type in a schema and a public table truncated',
+     'CREATE TYPE kept_schema.span AS RANGE (subtype = float8); TRUNCATE line_items', 'dump'),
     ('range type in a schema and a comment on a public table',
      "CREATE TYPE kept_schema.span AS RANGE (subtype = float8); COMMENT ON TABLE users IS 'people'",
      'dump'),

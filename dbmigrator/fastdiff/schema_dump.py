@@ -50,13 +50,15 @@ IGNORED = {'pg_depend', 'pg_shdepend', 'pg_statistic', 'domain constraints'}
 
 
 # What the transaction holds a lock on: every DDL locks what it alters and
-# drops.  A read lock only counts when comments were deleted (COMMENT ON
-# CONSTRAINT ... IS NULL takes no other), and never the one of the step's
-# claim on schema_migrations and its index.
+# drops with more than the locks of reading and writing rows.  Those count
+# too when comments were deleted (COMMENT ON CONSTRAINT ... IS NULL takes no
+# other), but never the step's claim's on schema_migrations and its index.
 LOCKED = '''SELECT 'pg_class'::regclass, relation FROM pg_locks
  WHERE pid = pg_backend_pid() AND locktype = 'relation' AND relation >= 16384
    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-   AND (mode <> 'AccessShareLock' OR %s AND relation NOT IN (
+   AND (mode NOT IN ('AccessShareLock', 'RowShareLock', 'RowExclusiveLock')
+        OR NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = relation)
+        OR %s AND relation NOT IN (
             SELECT c.oid FROM pg_class c WHERE c.relname = 'schema_migrations'
             UNION SELECT i.indexrelid FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
              WHERE c.relname = 'schema_migrations'))
