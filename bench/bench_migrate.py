@@ -243,9 +243,11 @@ def scaling_cases(workload):
             'ALTER TABLE t_1 ADD CONSTRAINT positive_%d CHECK (id > 0) NOT VALID' % r)
         cases['rule (--table)'] = lambda r: (
             'CREATE RULE keep_%d AS ON DELETE TO t_2 DO INSTEAD NOTHING' % r)
-        # What it leaves to pg_dump --schema: a range type in a schema of its own.
+        # What it leaves to pg_dump --schema: a range type of an enum type, in a
+        # schema of its own.
         cases['range in a schema (--schema)'] = lambda r: (
-            'CREATE TYPE billing.span_%d AS RANGE (subtype = float8)' % r)
+            "CREATE TYPE billing.a_span_{0} AS ENUM ('low', 'high');"
+            ' CREATE TYPE billing.span_{0} AS RANGE (subtype = billing.a_span_{0})'.format(r))
     return cases
 
 

@@ -59,6 +59,13 @@ CREATE AGGREGATE summed(INT) (SFUNC = add_two, STYPE = INT, INITCOND = '0');
 CREATE AGGREGATE counted(*) (SFUNC = int8inc, STYPE = int8, INITCOND = '0');
 '''
 
+def enum_range(schema, name='span'):
+    """A range type of an enum type, in ``schema``: the fast path renders ranges of
+    built-in types only."""
+    return ("CREATE TYPE {0}.a_{1} AS ENUM ('low', 'high');"
+            ' CREATE TYPE {0}.{1} AS RANGE (subtype = {0}.a_{1})').format(schema, name)
+
+
 # (name, DDL, the path its diff must take: 'fast', rendered from the catalogs;
 # 'table', the tables it changed from pg_dump --table; 'dump', a whole pg_dump;
 # 'table, then dump', a whole pg_dump after pg_dump --table)
@@ -544,56 +551,66 @@ CASES = [
      'CREATE TABLE sampled (a INT, b INT); CREATE STATISTICS sampled_ab ON a, b FROM sampled',
      'fast'),
     ('partitioned table alone', 'CREATE TABLE measures (at DATE, n INT) PARTITION BY RANGE (at)', 'table'),
+    ('range type', 'CREATE TYPE span AS RANGE (subtype = float8)', 'fast'),
+    ('range type with a difference function',
+     'CREATE TYPE floatrange AS RANGE (subtype = float8, subtype_diff = float8mi)', 'fast'),
+    ('range type with a collation', 'CREATE TYPE textrange AS RANGE (subtype = text, collation = "C")',
+     'fast'),
+    ('range type with an operator class',
+     'CREATE TYPE patterns AS RANGE (subtype = text, subtype_opclass = text_pattern_ops)', 'fast'),
+    ('range type with its multirange named, and a comment',
+     "CREATE TYPE span AS RANGE (subtype = int4, multirange_type_name = spans);"
+     " COMMENT ON TYPE span IS 'from low to high'", 'fast'),
+    ('range type and a table of it',
+     'CREATE TYPE span AS RANGE (subtype = date); CREATE TABLE booked (id INT, during span)', 'fast'),
+    # Its pg_type rows written twice count twice, but are found once.
+    ('range type made and given to another role',
+     'CREATE TYPE span AS RANGE (subtype = float8); ALTER TYPE span OWNER TO diff_owner', 'dump'),
+    ('range type of an enum type', enum_range('public'), 'dump'),
+    ('cast', 'CREATE CAST (shade AS TEXT) WITH INOUT', 'dump'),
     # What this path does not render, in a schema of its own: pg_dump --schema of it.
-    ('range type in a schema', 'CREATE TYPE kept_schema.span AS RANGE (subtype = float8)', 'schema'),
-    ('range type in a schema with tables', 'CREATE TYPE filled_schema.span AS RANGE (subtype = int4)',
-     'schema'),
+    ('range type in a schema', enum_range('kept_schema'), 'schema'),
+    ('range type in a schema with tables', enum_range('filled_schema'), 'schema'),
     ('range type and a table of it in a schema',
-     'CREATE TYPE filled_schema.span AS RANGE (subtype = int4);'
+     enum_range('filled_schema') + ';'
      ' CREATE TABLE filled_schema.booked (id SERIAL PRIMARY KEY, during filled_schema.span)',
      'schema'),
     ('range type with a comment in a schema',
-     "CREATE TYPE kept_schema.span AS RANGE (subtype = float8);"
-     " COMMENT ON TYPE kept_schema.span IS 'from low to high'", 'schema'),
+     enum_range('kept_schema') + "; COMMENT ON TYPE kept_schema.span IS 'from low to high'",
+     'schema'),
     ('ordered-set aggregate in a schema',
      'CREATE AGGREGATE filled_schema.pct(float8 ORDER BY float8) (SFUNC = ordered_set_transition,'
      ' STYPE = internal, FINALFUNC = percentile_disc_final, FINALFUNC_EXTRA)', 'schema'),
-    ('range type in a schema, altered and dropped',
-     'CREATE TYPE kept_schema.span AS RANGE (subtype = float8);'
-     ' CREATE TYPE kept_schema.gone AS RANGE (subtype = int8); DROP TYPE kept_schema.gone', 'schema'),
+    ('range type in a schema, another made and dropped',
+     enum_range('kept_schema') + '; ' + enum_range('kept_schema', 'gone') +
+     '; DROP TYPE kept_schema.gone', 'schema'),
     ('range type in a schema read by a public table',
-     'CREATE TYPE kept_schema.span AS RANGE (subtype = float8); CREATE TABLE spans (s kept_schema.span)',
-     'dump'),
+     enum_range('kept_schema') + '; CREATE TABLE spans (s kept_schema.span)', 'dump'),
     ('range type in a schema and a public table',
-     'CREATE TYPE kept_schema.span AS RANGE (subtype = float8); CREATE TABLE unrelated (id INT)',
-     'dump'),
-    ('range type in a new schema', 'CREATE SCHEMA ranges; CREATE TYPE ranges.span AS RANGE (subtype = float8)',
-     'dump'),
-    ('range type in public', 'CREATE TYPE span AS RANGE (subtype = float8)', 'dump'),
+     enum_range('kept_schema') + '; CREATE TABLE unrelated (id INT)', 'dump'),
+    ('range type in a new schema', 'CREATE SCHEMA ranges; ' + enum_range('ranges'), 'dump'),
     ('range type in a schema and a grant on a table there',
-     'CREATE TYPE filled_schema.span AS RANGE (subtype = int4);'
-     ' GRANT SELECT ON filled_schema.inside TO diff_owner', 'schema'),
-    ('range type in a schema and the first table dropped',
-     'CREATE TYPE filled_schema.span AS RANGE (subtype = int4); DROP TABLE filled_schema.inside',
+     enum_range('filled_schema') + '; GRANT SELECT ON filled_schema.inside TO diff_owner',
      'schema'),
+    ('range type in a schema and the first table dropped',
+     enum_range('filled_schema') + '; DROP TABLE filled_schema.inside', 'schema'),
     ('grant on a range type in a schema',
-     'CREATE TYPE kept_schema.span AS RANGE (subtype = float8);'
-     ' GRANT USAGE ON TYPE kept_schema.span TO diff_owner', 'schema'),
+     enum_range('kept_schema') + '; GRANT USAGE ON TYPE kept_schema.span TO diff_owner',
+     'schema'),
     ('range type and a function of it in a schema',
-     'CREATE TYPE kept_schema.span AS RANGE (subtype = float8);'
-     ' CREATE FUNCTION kept_schema.width(s kept_schema.span) RETURNS float8 LANGUAGE sql'
-     ' AS $$ SELECT upper(s) - lower(s) $$', 'schema'),
+     enum_range('kept_schema') + ';'
+     ' CREATE FUNCTION kept_schema.low(s kept_schema.span) RETURNS TEXT LANGUAGE sql'
+     ' AS $$ SELECT lower(s)::text $$', 'schema'),
     ('range type in a schema and a view of a public table there',
-     'CREATE TYPE kept_schema.span AS RANGE (subtype = float8);'
-     ' CREATE VIEW kept_schema.names AS SELECT name FROM users', 'dump'),
-    ('range type in a schema and rows written to a public table',
-     "CREATE TYPE kept_schema.span AS RANGE (subtype = float8);"
-     " INSERT INTO users (id, name) VALUES (1, 'one'); UPDATE orders SET total = 1", 'schema'),
-    ('range type in a schema and a public table truncated',
-     'CREATE TYPE kept_schema.span AS RANGE (subtype = float8); TRUNCATE line_items', 'dump'),
-    ('range type in a schema and a comment on a public table',
-     "CREATE TYPE kept_schema.span AS RANGE (subtype = float8); COMMENT ON TABLE users IS 'people'",
+     enum_range('kept_schema') + '; CREATE VIEW kept_schema.names AS SELECT name FROM users',
      'dump'),
+    ('range type in a schema and rows written to a public table',
+     enum_range('kept_schema') +
+     "; INSERT INTO users (id, name) VALUES (1, 'one'); UPDATE orders SET total = 1", 'schema'),
+    ('range type in a schema and a public table truncated',
+     enum_range('kept_schema') + '; TRUNCATE line_items', 'dump'),
+    ('range type in a schema and a comment on a public table',
+     enum_range('kept_schema') + "; COMMENT ON TABLE users IS 'people'", 'dump'),
 ]
 
 
@@ -710,7 +727,7 @@ def test_a_defect_after_pg_dump_table_costs_a_whole_dump(server, tmp_path, monke
 
 
 def test_a_defect_after_pg_dump_schema_costs_a_whole_dump(server, tmp_path, monkeypatch):
-    ddl = 'CREATE TYPE kept_schema.span AS RANGE (subtype = float8)'
+    ddl = enum_range('kept_schema')
     expected, _ = migrate_once(server, tmp_path, ddl, 'pg_dump', 'defect_schema')
 
     def broken_put(snapshot, schema, sections):
@@ -947,16 +964,30 @@ COMMENTS = [
 ]
 
 
+RANGES = [
+    'CREATE TYPE span AS RANGE (subtype = float8)',
+    "COMMENT ON TYPE span IS 'from low to high'",
+    'ALTER TYPE span OWNER TO diff_owner',
+    'CREATE TABLE booked (id INT, during span)',
+    'ALTER TYPE span RENAME TO stretch',
+    'CREATE TYPE another AS RANGE (subtype = date)',
+    'DROP TABLE booked',
+    'ALTER TYPE another RENAME TO zzz_span',
+    "COMMENT ON TYPE zzz_span IS NULL",
+    'DROP TYPE zzz_span',
+]
+
+
 SCHEMAS = [
-    'CREATE TYPE filled_schema.span AS RANGE (subtype = int4)',
+    enum_range('filled_schema'),
     'CREATE TABLE filled_schema.booked (id SERIAL PRIMARY KEY, during filled_schema.span)',
     "COMMENT ON TYPE filled_schema.span IS 'a stretch'",
     'ALTER TABLE filled_schema.inside ADD COLUMN at DATE',
-    'CREATE TYPE filled_schema.aspan AS RANGE (subtype = int8)',
+    enum_range('filled_schema', 'aspan'),
     'DROP TABLE filled_schema.booked',
     'DROP TYPE filled_schema.span',
     'CREATE TABLE public.after_ranges (id SERIAL PRIMARY KEY)',
-    'CREATE TYPE kept_schema.later AS RANGE (subtype = float8)',
+    enum_range('kept_schema', 'later'),
     "COMMENT ON SCHEMA kept_schema IS 'kept'",
 ]
 
@@ -987,6 +1018,9 @@ RUNS = [
     ('pulled', PULLED, (3, 0)),
     ('renamed', RENAMED_TABLES, (1, 0)),
     ('renamedobjects', RENAMED_OBJECTS, (1, 0)),
+    # The snapshot; a whole dump for the rename of the type a table uses and for
+    # the drop of a range type (its multirange type is not rendered).
+    ('ranges', RANGES, (3, 0)),
     # The snapshot; pg_dump --schema for the steps that made, commented on
     # and dropped range types in a schema of their own.  The rest, the table
     # of a range type and its drop among them, from the catalogs.
@@ -1011,9 +1045,10 @@ def test_verbose_names_the_path_of_each_steps_diff(dbm, migrations):
              ('20200103000000', 'extension', 'CREATE EXTENSION pg_trgm'),
              ('20200103120000', 'rule', 'CREATE RULE t_i_keep AS ON DELETE TO t_i DO INSTEAD NOTHING'),
              ('20200104000000', 'range', 'CREATE TYPE span AS RANGE (subtype = float8)'),
+             ('20200104050000', 'aggregate',
+              'CREATE AGGREGATE top(INT) (SFUNC = int4larger, STYPE = INT, SORTOP = >)'),
              ('20200104100000', 'schema', 'CREATE SCHEMA ranges'),
-             ('20200104200000', 'range_in_schema',
-              'CREATE TYPE ranges.span AS RANGE (subtype = float8)'),
+             ('20200104200000', 'range_in_schema', enum_range('ranges')),
              ('20200105000000', 'later', 'CREATE TABLE later (id INT)')]
     for version, name, ddl in steps:
         migrations.add(version, name, 'def up(cursor):\n    cursor.execute(%r)\n' % ddl)
@@ -1027,11 +1062,12 @@ def test_verbose_names_the_path_of_each_steps_diff(dbm, migrations):
         'schema diff of 20200103000000 extension: fast path (rendered from the catalogs)',
         'schema diff of 20200103120000 rule: pg_dump --table "public"."t_i" (public.t_i has '
         'features not rendered here)',
-        'schema diff of 20200104000000 range: pg_dump (it wrote to pg_cast, pg_range, which this '
+        'schema diff of 20200104000000 range: fast path (rendered from the catalogs)',
+        'schema diff of 20200104050000 aggregate: pg_dump (it made a function or procedure this '
         'path does not render)',
         'schema diff of 20200104100000 schema: fast path (rendered from the catalogs)',
-        'schema diff of 20200104200000 range_in_schema: pg_dump --schema ranges (it wrote to '
-        'pg_cast, pg_range, which this path does not render)']
+        'schema diff of 20200104200000 range_in_schema: pg_dump --schema ranges (it changed a '
+        'type this path does not render)']
     result = dbm('migrate')
     assert result.code == 0 and 'later' in result.out
     assert 'schema diff of' not in result.out + result.err

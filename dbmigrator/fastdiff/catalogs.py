@@ -19,12 +19,14 @@ DOMAIN_CONSTRAINTS = 'domain constraints'
 
 # Catalogs whose rows a supported migration may write; deletions are only
 # allowed in the dependency catalogs.  An aggregate's pg_aggregate row is
-# written and deleted with its pg_proc row, which has it rendered or taken out.
+# written and deleted with its pg_proc row, which has it rendered or taken out;
+# a range type's pg_range row with its pg_type row, and its cast (the only
+# kind of cast allowed) with it.
 WRITABLE = {'pg_class', 'pg_attribute', 'pg_type', 'pg_depend', 'pg_shdepend', 'pg_proc',
             'pg_constraint', 'pg_index', 'pg_attrdef', 'pg_sequence', 'pg_trigger',
             'pg_description', 'pg_rewrite', 'pg_enum', 'pg_statistic', 'pg_namespace',
             'pg_policy', 'pg_inherits', 'pg_partitioned_table', 'pg_statistic_ext',
-            'pg_statistic_ext_data', 'pg_aggregate', DOMAIN_CONSTRAINTS}
+            'pg_statistic_ext_data', 'pg_aggregate', 'pg_range', 'pg_cast', DOMAIN_CONSTRAINTS}
 
 
 # Deleting one of these rows takes a lock on the table it belongs to, or goes
@@ -394,14 +396,23 @@ SELECT count(*) FROM unnest(%s::oid[]) AS r (oid)
 '''
 
 
-# How many objects name these enum types or domains: columns, functions,
-# views, other domains; not their own array types and domain constraints.
+# How many objects name these enum, range types or domains: columns,
+# functions, views, other domains; not what is part of them (array and
+# multirange types, a range's constructors and cast) nor domain constraints.
 TYPE_READERS = '''
 SELECT count(*) FROM pg_depend d
  WHERE d.refclassid = 'pg_type'::regclass AND d.refobjid = ANY(%s::oid[])
-   AND NOT (d.classid = 'pg_type'::regclass AND d.deptype = 'i')
+   AND d.deptype <> 'i'
    AND NOT (d.classid = 'pg_constraint'::regclass AND EXISTS (
                 SELECT 1 FROM pg_constraint k WHERE k.oid = d.objid AND k.contypid = d.refobjid))
+   AND NOT EXISTS (
+       SELECT 1 FROM pg_depend p
+        WHERE p.classid = d.classid AND p.objid = d.objid AND p.deptype = 'i'
+          AND p.refclassid = 'pg_type'::regclass
+          AND (p.refobjid = d.refobjid OR p.refobjid IN (
+                   SELECT m.objid FROM pg_depend m
+                    WHERE m.classid = 'pg_type'::regclass AND m.refclassid = 'pg_type'::regclass
+                      AND m.refobjid = d.refobjid AND m.deptype = 'i')))
 '''
 
 

@@ -9,8 +9,8 @@ from .routines import OURS_ROUTINE_COMMENTS, _render_routines, _routines
 from .statistics import OURS_STATISTICS, STATISTICS, _statistics
 from .tables import SEQUENCE, _render_table, _sequence_of_its_own
 from .types import (DOMAIN, DOMAINS_RECOUNTED, ENUM, ENUMS_IN_USE, OURS_ENUMS,
-                    OURS_OBJECT_COMMENTS, OURS_SCHEMAS, OURS_TYPES, RELATION, SCHEMA, _domain,
-                    _enum, _render_relation, _schema)
+                    OURS_OBJECT_COMMENTS, OURS_SCHEMAS, OURS_TYPES, RANGE, RELATION, SCHEMA,
+                    TYPE_CASTS, _domain, _enum, _range, _render_relation, _schema)
 
 
 def render(reader, cursor, snapshot, delta, read=None):
@@ -32,6 +32,9 @@ def render(reader, cursor, snapshot, delta, read=None):
         return render_extensions(cursor, snapshot, delta)
     snapshot.why = unsupported(delta)
     if snapshot.why:
+        return None
+    if 'pg_cast' in delta and (delta['pg_cast'][2] or reader.execute(cursor, TYPE_CASTS)[0][0]):
+        snapshot.why = 'it made or dropped a cast, which this path does not render'
         return None
     routines = []
     if 'pg_proc' in delta:
@@ -252,6 +255,9 @@ def _object(reader, cursor, catalog, oid, kind, relid):
     elif kind == 'e':
         section, explains['pg_type'], comments, explains['pg_description'] = _enum(
             reader.execute(cursor, ENUM, oid)[0])
+    elif kind == 'r':
+        section, explains['pg_type'], comments, explains['pg_description'] = _range(
+            reader.execute(cursor, RANGE, oid)[0])
     elif kind == 'd':
         (section, explains['pg_type'], explains['pg_constraint'], comments,
          explains['pg_description'], constraints) = _domain(

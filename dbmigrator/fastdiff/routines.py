@@ -101,7 +101,14 @@ SELECT n.nspname, ''' + ROUTINE_TAG + ''',
   JOIN pg_language l ON l.oid = p.prolang
  WHERE p.oid = %s::oid
 '''
-OURS_ROUTINES = 'SELECT oid FROM pg_proc WHERE age(xmin) <= 0 ORDER BY oid'
+# The routines this transaction wrote, and whether each is a type's own (a
+# range or multirange type's constructors, which pg_dump does not show).
+OURS_ROUTINES = '''
+SELECT p.oid, EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                         AND d.objid = p.oid AND d.refclassid = 'pg_type'::regclass
+                         AND d.deptype = 'i')
+  FROM pg_proc p WHERE age(p.xmin) <= 0 ORDER BY 1
+'''
 OURS_ROUTINE_COMMENTS = '''
 SELECT DISTINCT objoid FROM pg_description
  WHERE classoid = 'pg_proc'::regclass AND age(xmin) <= 0 ORDER BY 1
@@ -114,10 +121,10 @@ def _routines(reader, cursor, counts):
     inserted, updated, _ = counts
     if not inserted + updated:
         return []
-    oids = [oid for (oid,) in reader.execute(cursor, OURS_ROUTINES)]
-    if not oids or len(oids) > inserted + updated:
+    rows = reader.execute(cursor, OURS_ROUTINES)
+    if not rows or len(rows) > inserted + updated:
         return None
-    return _render_routines(reader, cursor, oids)
+    return _render_routines(reader, cursor, [oid for oid, of_type in rows if not of_type])
 
 
 def _render_routines(reader, cursor, oids):

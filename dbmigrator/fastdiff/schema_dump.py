@@ -3,7 +3,7 @@
 database: which schema, read inside its transaction, and that schema's
 sections put in place of the ones the snapshot had.
 
-It is for what the fast path does not render (a range type, an ordered-set
+It is for what the fast path does not render (a range type of an enum, an ordered-set
 aggregate...) in a schema of its own.  Nothing outside the schema may have
 changed, and nothing that changed may depend on, or be depended on by,
 anything in another schema: pg_dump's sort could then move sections across

@@ -199,8 +199,9 @@ SELECT p.oid, n.nspname, ''' + ROUTINE_TAG + ''',
 
 
 # Views, materialized views, sequences of their own, composite types,
-# extended statistics, and the types of their own (enums are TYPE; what this
-# module does not render, such as ranges, is OTHER), by what identifies them.
+# extended statistics, and the types of their own (enums and ranges are TYPE;
+# what this module does not render, such as multiranges, is OTHER), by what
+# identifies them.
 OBJECTS_QUERY = '''
 SELECT 'pg_class', c.oid, CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
                           WHEN 'S' THEN 'SEQUENCE' ELSE 'TYPE' END, n.nspname, c.relname, 0
@@ -217,8 +218,8 @@ UNION ALL
 SELECT 'pg_namespace', n.oid, 'SCHEMA', '-', n.nspname, 0 FROM pg_namespace n
  WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
 UNION ALL
-SELECT 'pg_type', t.oid, CASE t.typtype WHEN 'e' THEN 'TYPE' WHEN 'd' THEN 'DOMAIN'
-                                          ELSE 'OTHER' END, n.nspname,
+SELECT 'pg_type', t.oid, CASE t.typtype WHEN 'e' THEN 'TYPE' WHEN 'r' THEN 'TYPE'
+                                          WHEN 'd' THEN 'DOMAIN' ELSE 'OTHER' END, n.nspname,
        t.typname, (SELECT count(*) FROM pg_constraint k WHERE k.contypid = t.oid)
   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
  WHERE t.typtype <> 'c' AND t.typrelid = 0 AND NOT (t.typcategory = 'A' AND t.typelem <> 0)

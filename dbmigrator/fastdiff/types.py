@@ -68,11 +68,11 @@ SELECT DISTINCT CASE d.classoid WHEN 'pg_namespace'::regclass THEN 'pg_namespace
 '''
 
 
-# Domains and enums whose pg_type rows this transaction wrote (CREATE DOMAIN,
-# ALTER TYPE ... OWNER TO), and domains whose constraints it wrote (ALTER
-# DOMAIN ... ADD, VALIDATE or RENAME CONSTRAINT).
+# Domains, enums and range types whose pg_type rows this transaction wrote
+# (CREATE DOMAIN, ALTER TYPE ... OWNER TO), and domains whose constraints it
+# wrote (ALTER DOMAIN ... ADD, VALIDATE or RENAME CONSTRAINT).
 OURS_TYPES = '''
-SELECT oid, typtype FROM pg_type WHERE typtype IN ('d', 'e') AND age(xmin) <= 0
+SELECT oid, typtype FROM pg_type WHERE typtype IN ('d', 'e', 'r') AND age(xmin) <= 0
 UNION SELECT contypid, 'd' FROM pg_constraint WHERE contypid <> 0 AND age(xmin) <= 0
 ORDER BY 1
 '''
@@ -197,6 +197,66 @@ def _enum(row):
     return _section('TYPE', schema, name, owner, ['CREATE TYPE %s AS ENUM (' % qualified] + [
         '    %s%s' % (label, ',' if i < len(labels) - 1 else '')
         for i, label in enumerate(labels)] + [
+        ');', '', '', 'ALTER TYPE %s OWNER TO %s;' % (qualified, quoted_owner), '']), \
+        types_written, _comments(schema, owner, 'TYPE', quoted_name, qualified, comment), written
+
+
+# How many casts this transaction made that are not a range type's own (to its
+# multirange type, made and dropped with it, which pg_dump does not show).
+TYPE_CASTS = '''
+SELECT count(*) FROM pg_cast c WHERE age(c.xmin) <= 0
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_cast'::regclass
+                      AND d.objid = c.oid AND d.refclassid = 'pg_type'::regclass
+                      AND d.deptype = 'i')
+'''
+
+
+# A range type as pg_dump writes it (its multirange type's name always; the
+# operator class and collation when not its subtype's own), whether it writes
+# nothing more (a built-in subtype, no canonical function, a built-in
+# difference function if any, no ACL, label, not an extension's), and how
+# many of its pg_type rows (itself, its multirange type, their array types)
+# this transaction wrote.
+RANGE = '''
+SELECT n.nspname, t.typname, quote_ident(n.nspname) || '.' || quote_ident(t.typname),
+       pg_get_userbyid(t.typowner), quote_ident(pg_get_userbyid(t.typowner)),
+       format_type(r.rngsubtype, NULL), format_type(r.rngmultitypid, NULL),
+       CASE WHEN NOT o.opcdefault THEN quote_ident(oc.nspname) || '.' || quote_ident(o.opcname) END,
+       CASE WHEN r.rngcollation <> st.typcollation THEN
+            quote_ident(cn.nspname) || '.' || quote_ident(co.collname) END,
+       CASE WHEN r.rngsubdiff <> 0 THEN r.rngsubdiff::regproc::text END,
+       st.typnamespace = 'pg_catalog'::regnamespace AND r.rngcanonical = 0
+       AND (r.rngsubdiff = 0 OR (SELECT pronamespace FROM pg_proc WHERE oid = r.rngsubdiff)
+                                = 'pg_catalog'::regnamespace)
+       AND t.typacl IS NULL
+       AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = t.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_type'::regclass
+                          AND objid = t.oid AND deptype = 'e'),
+       (SELECT count(*) FROM pg_type a WHERE a.oid IN (t.oid, t.typarray, r.rngmultitypid,
+               (SELECT typarray FROM pg_type WHERE oid = r.rngmultitypid)) AND age(a.xmin) <= 0),
+       ''' + _COMMENT.format(oid='t.oid', catalog='pg_type') + ''', quote_ident(t.typname)
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+  JOIN pg_range r ON r.rngtypid = t.oid JOIN pg_type st ON st.oid = r.rngsubtype
+  JOIN pg_opclass o ON o.oid = r.rngsubopc JOIN pg_namespace oc ON oc.oid = o.opcnamespace
+  LEFT JOIN pg_collation co ON co.oid = r.rngcollation
+  LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
+ WHERE t.oid = %s::oid AND t.typtype = 'r'
+'''
+
+
+def _range(row):
+    """(the TYPE section of a range type, pg_type rows it explains, its comments,
+    comments written); None first if not plain."""
+    (schema, name, qualified, owner, quoted_owner, subtype, multirange, opclass, collation,
+     difference, plain, types_written, comment, written, quoted_name) = row
+    if not plain:
+        return None, 0, [], 0
+    options = ['subtype = %s' % subtype, 'multirange_type_name = %s' % multirange] + [
+        '%s = %s' % pair for pair in (('subtype_opclass', opclass), ('collation', collation),
+                                      ('subtype_diff', difference)) if pair[1] is not None]
+    return _section('TYPE', schema, name, owner, ['CREATE TYPE %s AS RANGE (' % qualified] + [
+        '    %s%s' % (option, ',' if i < len(options) - 1 else '')
+        for i, option in enumerate(options)] + [
         ');', '', '', 'ALTER TYPE %s OWNER TO %s;' % (qualified, quoted_owner), '']), \
         types_written, _comments(schema, owner, 'TYPE', quoted_name, qualified, comment), written
 
