@@ -607,6 +607,23 @@ CASES = [
     ('range type in a schema and rows written to a public table',
      enum_range('kept_schema') +
      "; INSERT INTO users (id, name) VALUES (1, 'one'); UPDATE orders SET total = 1", 'schema'),
+    ('range type in a schema and a table there that uses public objects',
+     enum_range('kept_schema') + ';'
+     ' CREATE TABLE kept_schema.visits (id SERIAL PRIMARY KEY, what INT REFERENCES orders (id),'
+     " tone shade, n positive_int CHECK (order_total(n) > 0), at NUMERIC DEFAULT order_total(1));"
+     ' CREATE INDEX visits_tone ON kept_schema.visits (tone)', 'schema'),
+    # The first foreign key to a table marks that table's row.
+    ('range type in a schema and a table there referencing a public table first',
+     enum_range('kept_schema') + '; CREATE TABLE kept_schema.visits (who INT REFERENCES users (id))',
+     'dump'),
+    ('range type in a schema and a table there with a public sequence as default',
+     enum_range('kept_schema') + ";"
+     " CREATE TABLE kept_schema.counted (n BIGINT DEFAULT nextval('counter'))", 'dump'),
+    ('range type in a schema and a table there of a public row type',
+     enum_range('kept_schema') + '; CREATE TABLE kept_schema.copies (u users)', 'dump'),
+    ('range type in a schema and a domain there over a public domain',
+     enum_range('kept_schema') + '; CREATE DOMAIN kept_schema.small AS positive_int CHECK (VALUE < 10)',
+     'dump'),
     ('range type in a schema and a public table truncated',
      enum_range('kept_schema') + '; TRUNCATE line_items', 'dump'),
     ('range type in a schema and a comment on a public table',

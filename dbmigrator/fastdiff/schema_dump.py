@@ -25,7 +25,9 @@ WRITTEN = {
     'pg_attrdef': "SELECT 'pg_class'::regclass, adrelid FROM pg_attrdef x",
     'pg_attribute': "SELECT 'pg_class'::regclass, attrelid FROM pg_attribute x",
     'pg_index': "SELECT 'pg_class'::regclass, indrelid FROM pg_index x",
-    'pg_trigger': "SELECT 'pg_class'::regclass, tgrelid FROM pg_trigger x",
+    # A foreign key's triggers on the table it references are not dumped.
+    'pg_trigger': "SELECT 'pg_class'::regclass, tgrelid FROM pg_trigger x"
+                  " WHERE NOT x.tgisinternal AND",
     'pg_rewrite': "SELECT 'pg_class'::regclass, ev_class FROM pg_rewrite x",
     'pg_policy': "SELECT 'pg_class'::regclass, polrelid FROM pg_policy x",
     'pg_sequence': "SELECT 'pg_class'::regclass, seqrelid FROM pg_sequence x",
@@ -42,28 +44,33 @@ WRITTEN = {
                " FROM pg_cast x LEFT JOIN pg_depend d ON d.classid = 'pg_cast'::regclass"
                " AND d.objid = x.oid AND d.deptype = 'i'",
 }
-# What a dependency the transaction made leads to (what depends is among
-# the objects it wrote).
-NEW_DEPENDENCIES = 'SELECT refclassid, refobjid FROM pg_depend WHERE age(xmin) <= 0'
 # Catalogs written with the rest, that name no object of a schema.
 IGNORED = {'pg_depend', 'pg_shdepend', 'pg_statistic', 'domain constraints'}
 
 
 # What the transaction holds a lock on: every DDL locks what it alters and
-# drops with more than the locks of reading and writing rows.  Those count
-# too when comments were deleted (COMMENT ON CONSTRAINT ... IS NULL takes no
-# other), but never the step's claim's on schema_migrations and its index.
+# drops with more than the locks of reading and writing rows, or than a new
+# foreign key takes on the table it references (whose own triggers for it
+# are not dumped; the first one marks that table's row, which counts), or
+# than what a new object names takes (a type, a function).  Read locks on
+# tables count too when comments were deleted (COMMENT ON CONSTRAINT ... IS
+# NULL takes no other), but never the step's claim's on schema_migrations
+# and its index.
 LOCKED = '''SELECT 'pg_class'::regclass, relation FROM pg_locks
  WHERE pid = pg_backend_pid() AND locktype = 'relation' AND relation >= 16384
    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-   AND (mode NOT IN ('AccessShareLock', 'RowShareLock', 'RowExclusiveLock')
+   AND (mode NOT IN ('AccessShareLock', 'RowShareLock', 'RowExclusiveLock',
+                     'ShareRowExclusiveLock')
+        OR mode = 'ShareRowExclusiveLock' AND NOT EXISTS (
+               SELECT 1 FROM pg_trigger t WHERE t.tgrelid = relation AND t.tgisinternal
+                  AND age(t.xmin) <= 0)
         OR NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = relation)
         OR %s AND relation NOT IN (
             SELECT c.oid FROM pg_class c WHERE c.relname = 'schema_migrations'
             UNION SELECT i.indexrelid FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
              WHERE c.relname = 'schema_migrations'))
  UNION SELECT classid, objid FROM pg_locks
- WHERE pid = pg_backend_pid() AND locktype = 'object'
+ WHERE pid = pg_backend_pid() AND locktype = 'object' AND mode <> 'AccessShareLock'
    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())'''
 
 
@@ -87,8 +94,29 @@ SELECT DISTINCT o.classid::regclass::text, o.classid::oid, o.objid, i.type,
 SCHEMAS = 'WITH found (classid, objid) AS (%s),\n     ' + OF_FOUND
 
 
-# What depends on these objects (and on their parts), and what they depend on;
-# not what is part of them (a range's multirange casts).
+# Dependencies (``d``) that never move a section, as pg_dump writes what has
+# them after what they lead to: triggers, policies, statistics, indexes and
+# foreign keys come after every table; a table's other constraints, its
+# defaults and its columns after every function and every type but a
+# table's row type (a default or a check naming a sequence or table would
+# have that sorted with the table).
+FOLLOWS = '''d.classid IN ('pg_trigger'::regclass, 'pg_policy'::regclass,
+                    'pg_statistic_ext'::regclass)
+        OR d.classid = 'pg_class'::regclass AND EXISTS (
+               SELECT 1 FROM pg_index WHERE indexrelid = d.objid)
+        OR d.classid = 'pg_constraint'::regclass AND EXISTS (
+               SELECT 1 FROM pg_constraint WHERE oid = d.objid AND contypid = 0
+                  AND contype = 'f')
+        OR (d.classid = 'pg_class'::regclass AND d.objsubid > 0
+            OR d.classid IN ('pg_attrdef'::regclass, 'pg_constraint'::regclass) AND NOT EXISTS (
+                   SELECT 1 FROM pg_constraint WHERE oid = d.objid AND contypid <> 0))
+           AND (d.refclassid = 'pg_proc'::regclass OR d.refclassid = 'pg_type'::regclass
+                AND EXISTS (SELECT 1 FROM pg_type WHERE oid = d.refobjid AND typrelid = 0))'''
+
+
+# What depends on these objects (and on their parts), and what they depend on
+# in a way that could move a section; not what is part of them (a range's
+# multirange casts).
 NEIGHBOURS = '''
 WITH changed (classid, objid) AS (SELECT * FROM unnest(%%s::oid[], %%s::oid[])),
      tables AS (SELECT objid AS oid FROM changed WHERE classid = 'pg_class'::regclass),
@@ -105,12 +133,15 @@ WITH changed (classid, objid) AS (SELECT * FROM unnest(%%s::oid[], %%s::oid[])),
      found (classid, objid) AS (
        SELECT d.refclassid, d.refobjid FROM pg_depend d
          JOIN parts p ON d.classid = p.classid AND d.objid = p.objid AND d.deptype <> 'i'
+        WHERE NOT (%s)
        UNION SELECT d.classid, d.objid FROM pg_depend d
-         JOIN parts p ON d.refclassid = p.classid AND d.refobjid = p.objid AND d.deptype <> 'i'),
-     ''' % '\n       '.join(
+         JOIN parts p ON d.refclassid = p.classid AND d.refobjid = p.objid AND d.deptype <> 'i'
+        WHERE NOT (d.classid = 'pg_trigger'::regclass AND EXISTS (
+                       SELECT 1 FROM pg_trigger WHERE oid = d.objid AND tgisinternal))),
+     ''' % ('\n       '.join(
     "UNION SELECT '%s'::regclass, oid FROM %s WHERE %s IN (SELECT oid FROM tables)" % (
         catalog, catalog, column)
-    for catalog, column in OF_TABLE + (('pg_statistic_ext', 'stxrelid'),)) + OF_FOUND
+    for catalog, column in OF_TABLE + (('pg_statistic_ext', 'stxrelid'),)), FOLLOWS) + OF_FOUND
 
 
 # Catalogs of what is part of a table, a domain or a type.
@@ -133,9 +164,9 @@ def confined(cursor, snapshot, delta):
         if catalog not in WRITTEN:
             return None
         if ins or upd:
-            parts.append(WRITTEN[catalog] + ' WHERE age(x.xmin) <= 0')
-    if 'pg_depend' in delta:
-        parts.append(NEW_DEPENDENCIES)
+            query = WRITTEN[catalog]
+            parts.append(query + (' ' if query.endswith('AND') else ' WHERE ') +
+                         'age(x.xmin) <= 0')
     reads = 'true' if delta.get('pg_description', (0, 0, 0))[2] else 'false'
     parts.append(LOCKED % reads)
     cursor.execute(SCHEMAS % ' UNION '.join(parts))
