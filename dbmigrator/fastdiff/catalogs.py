@@ -31,14 +31,14 @@ WRITABLE = {'pg_class', 'pg_attribute', 'pg_type', 'pg_depend', 'pg_shdepend', '
 
 # Deleting one of these rows takes a lock on the table it belongs to, or goes
 # with a relation, routine or type that is gone (each checked against the
-# snapshot's), or, for comments, is counted against the COMMENT sections
-# taken out: every locked table is rendered again, and what is gone leaves
-# the dump.
+# snapshot's; a range type's pg_range row and cast go with it), or, for
+# comments, is counted against the COMMENT sections taken out: every locked
+# table is rendered again, and what is gone leaves the dump.
 DELETABLE = {'pg_depend', 'pg_shdepend', 'pg_constraint', 'pg_trigger', 'pg_attrdef',
              'pg_description', 'pg_index', 'pg_attribute', 'pg_class', 'pg_proc', 'pg_type',
              'pg_enum', 'pg_rewrite', 'pg_sequence', 'pg_statistic', 'pg_namespace',
              'pg_policy', 'pg_inherits', 'pg_partitioned_table', 'pg_statistic_ext',
-             'pg_statistic_ext_data', 'pg_aggregate'}
+             'pg_statistic_ext_data', 'pg_aggregate', 'pg_range', 'pg_cast'}
 
 
 # Catalogs that also hold objects no relation lock stands for (types, domain

@@ -188,20 +188,24 @@ ROUTINE_ARGUMENTS = """p.proname, p.pronargs, ARRAY(
         ORDER BY a.i)"""
 
 
-# The functions and procedures a dump shows, by oid, with their tags.
+# The functions and procedures a dump shows, by oid, with their tags (not a
+# type's own: a range type's constructors).
 ROUTINES_QUERY = '''
 SELECT p.oid, n.nspname, ''' + ROUTINE_TAG + ''',
        quote_ident(p.proname) || '(' || pg_get_function_identity_arguments(p.oid) || ')',
        ''' + ROUTINE_ARGUMENTS + '''
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname <> 'pg_catalog' AND n.nspname <> 'information_schema'
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                      AND d.objid = p.oid AND d.refclassid = 'pg_type'::regclass
+                      AND d.deptype = 'i')
 '''
 
 
 # Views, materialized views, sequences of their own, composite types,
 # extended statistics, and the types of their own (enums and ranges are TYPE;
-# what this module does not render, such as multiranges, is OTHER), by what
-# identifies them.
+# what this module does not render is OTHER; a range's multirange type goes
+# with it, as array types do), by what identifies them.
 OBJECTS_QUERY = '''
 SELECT 'pg_class', c.oid, CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
                           WHEN 'S' THEN 'SEQUENCE' ELSE 'TYPE' END, n.nspname, c.relname, 0
@@ -222,7 +226,8 @@ SELECT 'pg_type', t.oid, CASE t.typtype WHEN 'e' THEN 'TYPE' WHEN 'r' THEN 'TYPE
                                           WHEN 'd' THEN 'DOMAIN' ELSE 'OTHER' END, n.nspname,
        t.typname, (SELECT count(*) FROM pg_constraint k WHERE k.contypid = t.oid)
   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
- WHERE t.typtype <> 'c' AND t.typrelid = 0 AND NOT (t.typcategory = 'A' AND t.typelem <> 0)
+ WHERE t.typtype NOT IN ('c', 'm') AND t.typrelid = 0
+   AND NOT (t.typcategory = 'A' AND t.typelem <> 0)
    AND n.nspname <> 'pg_catalog' AND n.nspname <> 'information_schema'
 '''
 KNOWN_QUERY = '''
