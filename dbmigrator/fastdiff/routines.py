@@ -3,7 +3,8 @@
 import json
 
 from .grants import _acl, acl_items, default_acl
-from .snapshot import ROUTINE_ARGUMENTS, ROUTINE_TAG, _identifier, _literal, _section
+from .snapshot import (ROUTINE_ARGUMENTS, ROUTINE_TAG, TYPES_OWN, _identifier, _literal,
+                       _section)
 
 
 # The types (``t``) a routine ``p`` takes or returns, an array standing for
@@ -101,12 +102,9 @@ SELECT n.nspname, ''' + ROUTINE_TAG + ''',
   JOIN pg_language l ON l.oid = p.prolang
  WHERE p.oid = %s::oid
 '''
-# The routines this transaction wrote, and whether each is a type's own (a
-# range or multirange type's constructors, which pg_dump does not show).
+# The routines this transaction wrote, and whether each is a type's own.
 OURS_ROUTINES = '''
-SELECT p.oid, EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
-                         AND d.objid = p.oid AND d.refclassid = 'pg_type'::regclass
-                         AND d.deptype = 'i')
+SELECT p.oid, ''' + TYPES_OWN.format(catalog='pg_proc', oid='p.oid') + '''
   FROM pg_proc p WHERE age(p.xmin) <= 0 ORDER BY 1
 '''
 OURS_ROUTINE_COMMENTS = '''

@@ -12,38 +12,29 @@ schemas, which a dump of one schema does not show.
 from .snapshot import Snapshot
 
 
-# Where each catalog's rows (``x``, those this transaction wrote) lead: the
-# object they are or belong to, as (classid, objid).
-WRITTEN = {
-    'pg_class': "SELECT 'pg_class'::regclass, oid FROM pg_class x",
-    'pg_type': "SELECT 'pg_type'::regclass, oid FROM pg_type x",
-    'pg_proc': "SELECT 'pg_proc'::regclass, oid FROM pg_proc x",
-    'pg_constraint': "SELECT 'pg_constraint'::regclass, oid FROM pg_constraint x",
-    'pg_statistic_ext': "SELECT 'pg_statistic_ext'::regclass, oid FROM pg_statistic_ext x",
-    'pg_operator': "SELECT 'pg_operator'::regclass, oid FROM pg_operator x",
-    'pg_collation': "SELECT 'pg_collation'::regclass, oid FROM pg_collation x",
-    'pg_attrdef': "SELECT 'pg_class'::regclass, adrelid FROM pg_attrdef x",
-    'pg_attribute': "SELECT 'pg_class'::regclass, attrelid FROM pg_attribute x",
-    'pg_index': "SELECT 'pg_class'::regclass, indrelid FROM pg_index x",
+# Where each catalog's rows (``x``, those this transaction wrote: {ours}) lead:
+# the object they are or belong to, as (classid, objid).
+LEADS = {'pg_class': ('pg_class', 'oid'), 'pg_type': ('pg_type', 'oid'),
+         'pg_proc': ('pg_proc', 'oid'), 'pg_constraint': ('pg_constraint', 'oid'),
+         'pg_statistic_ext': ('pg_statistic_ext', 'oid'), 'pg_operator': ('pg_operator', 'oid'),
+         'pg_collation': ('pg_collation', 'oid'), 'pg_attrdef': ('pg_class', 'adrelid'),
+         'pg_attribute': ('pg_class', 'attrelid'), 'pg_index': ('pg_class', 'indrelid'),
+         'pg_rewrite': ('pg_class', 'ev_class'), 'pg_policy': ('pg_class', 'polrelid'),
+         'pg_sequence': ('pg_class', 'seqrelid'), 'pg_inherits': ('pg_class', 'inhrelid'),
+         'pg_partitioned_table': ('pg_class', 'partrelid'),
+         'pg_aggregate': ('pg_proc', 'aggfnoid'), 'pg_range': ('pg_type', 'rngtypid'),
+         'pg_enum': ('pg_type', 'enumtypid'),
+         'pg_statistic_ext_data': ('pg_statistic_ext', 'stxoid')}
+WRITTEN = dict({catalog: "SELECT '%s'::regclass, x.%s FROM %s x WHERE {ours}" % (
+    leads, column, catalog) for catalog, (leads, column) in LEADS.items()}, **{
+    'pg_description': 'SELECT x.classoid, x.objoid FROM pg_description x WHERE {ours}',
     # A foreign key's triggers on the table it references are not dumped.
-    'pg_trigger': "SELECT 'pg_class'::regclass, tgrelid FROM pg_trigger x"
-                  " WHERE NOT x.tgisinternal AND",
-    'pg_rewrite': "SELECT 'pg_class'::regclass, ev_class FROM pg_rewrite x",
-    'pg_policy': "SELECT 'pg_class'::regclass, polrelid FROM pg_policy x",
-    'pg_sequence': "SELECT 'pg_class'::regclass, seqrelid FROM pg_sequence x",
-    'pg_partitioned_table': "SELECT 'pg_class'::regclass, partrelid FROM pg_partitioned_table x",
-    'pg_aggregate': "SELECT 'pg_proc'::regclass, aggfnoid FROM pg_aggregate x",
-    'pg_range': "SELECT 'pg_type'::regclass, rngtypid FROM pg_range x",
-    'pg_enum': "SELECT 'pg_type'::regclass, enumtypid FROM pg_enum x",
-    'pg_statistic_ext_data': "SELECT 'pg_statistic_ext'::regclass, stxoid"
-                             " FROM pg_statistic_ext_data x",
-    'pg_description': 'SELECT classoid, objoid FROM pg_description x',
-    'pg_inherits': "SELECT 'pg_class'::regclass, inhrelid FROM pg_inherits x",
+    'pg_trigger': "SELECT 'pg_class'::regclass, x.tgrelid FROM pg_trigger x"
+                  ' WHERE NOT x.tgisinternal AND {ours}',
     # A cast made with a type (a range's to its multirange) is that type's.
     'pg_cast': "SELECT coalesce(d.refclassid, 'pg_cast'::regclass), coalesce(d.refobjid, x.oid)"
                " FROM pg_cast x LEFT JOIN pg_depend d ON d.classid = 'pg_cast'::regclass"
-               " AND d.objid = x.oid AND d.deptype = 'i'",
-}
+               " AND d.objid = x.oid AND d.deptype = 'i' WHERE {ours}"})
 # Catalogs written with the rest, that name no object of a schema.
 IGNORED = {'pg_depend', 'pg_shdepend', 'pg_statistic', 'domain constraints'}
 
@@ -164,9 +155,7 @@ def confined(cursor, snapshot, delta):
         if catalog not in WRITTEN:
             return None
         if ins or upd:
-            query = WRITTEN[catalog]
-            parts.append(query + (' ' if query.endswith('AND') else ' WHERE ') +
-                         'age(x.xmin) <= 0')
+            parts.append(WRITTEN[catalog].format(ours='age(x.xmin) <= 0'))
     reads = 'true' if delta.get('pg_description', (0, 0, 0))[2] else 'false'
     parts.append(LOCKED % reads)
     cursor.execute(SCHEMAS % ' UNION '.join(parts))
@@ -208,7 +197,7 @@ def _gone(snapshot, catalog, oid):
         if ('pg_class', oid) in relations.objects:
             return relations.objects[('pg_class', oid)][1]
         for table, members in relations.members.items():
-            if oid in members or oid in {index for index, _ in relations.indexes.get(table, ())}:
+            if oid in members or any(index == oid for index, _ in relations.indexes.get(table, ())):
                 return relations.tables[table][0]
         return False if oid in relations.known else None
     if catalog == 'pg_proc':

@@ -188,17 +188,22 @@ ROUTINE_ARGUMENTS = """p.proname, p.pronargs, ARRAY(
         ORDER BY a.i)"""
 
 
+# Whether object {oid} of catalog {catalog} is a type's own (a range type's
+# constructors and cast, made and dropped with it), which pg_dump does not show.
+TYPES_OWN = '''EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '{catalog}'::regclass
+                  AND d.objid = {oid} AND d.refclassid = 'pg_type'::regclass
+                  AND d.deptype = 'i')'''
+
+
 # The functions and procedures a dump shows, by oid, with their tags (not a
-# type's own: a range type's constructors).
+# type's own).
 ROUTINES_QUERY = '''
 SELECT p.oid, n.nspname, ''' + ROUTINE_TAG + ''',
        quote_ident(p.proname) || '(' || pg_get_function_identity_arguments(p.oid) || ')',
        ''' + ROUTINE_ARGUMENTS + '''
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname <> 'pg_catalog' AND n.nspname <> 'information_schema'
-   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
-                      AND d.objid = p.oid AND d.refclassid = 'pg_type'::regclass
-                      AND d.deptype = 'i')
+   AND NOT ''' + TYPES_OWN.format(catalog='pg_proc', oid='p.oid') + '''
 '''
 
 
@@ -253,7 +258,8 @@ def relations(cursor, schema=None):
     acl_names = {(schema, acl_name): tag for _, schema, tag, acl_name, *_ in rows}
     arguments = {(schema, tag): (name, count, [tuple(pair) for pair in types])
                  for _, schema, tag, _, name, count, types in rows}
-    rows = read(OBJECTS_QUERY, "q.nspname = %(schema)s OR q.nspname = '-' AND q.relname = %(schema)s")
+    rows = read(OBJECTS_QUERY,
+                "q.nspname = %(schema)s OR q.nspname = '-' AND q.relname = %(schema)s")
     objects = {(catalog, oid): (kind, schema, name) for catalog, oid, kind, schema, name, _ in rows}
     domain_constraints = {oid: count for _, oid, kind, _, _, count in rows if kind == 'DOMAIN'}
     tables, indexes, names, sequences = {}, {}, set(), {}

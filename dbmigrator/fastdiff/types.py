@@ -4,7 +4,7 @@ pg_dump writes them.
 import json
 
 from .grants import _acl, acl_items, default_acl
-from .snapshot import ROUTINE_TAG, _identifier, _literal, _section
+from .snapshot import ROUTINE_TAG, TYPES_OWN, _identifier, _literal, _section
 
 
 # An object's comment, and how many comments on it this transaction wrote.
@@ -201,13 +201,11 @@ def _enum(row):
         types_written, _comments(schema, owner, 'TYPE', quoted_name, qualified, comment), written
 
 
-# How many casts this transaction made that are not a range type's own (to its
-# multirange type, made and dropped with it, which pg_dump does not show).
+# How many casts this transaction made that are not a type's own (a range's
+# to its multirange type).
 TYPE_CASTS = '''
-SELECT count(*) FROM pg_cast c WHERE age(c.xmin) <= 0
-   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_cast'::regclass
-                      AND d.objid = c.oid AND d.refclassid = 'pg_type'::regclass
-                      AND d.deptype = 'i')
+SELECT count(*) FROM pg_cast c
+ WHERE age(c.xmin) <= 0 AND NOT ''' + TYPES_OWN.format(catalog='pg_cast', oid='c.oid') + '''
 '''
 
 
