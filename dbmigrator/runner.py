@@ -316,7 +316,11 @@ class Runner:
         if not self._in_step or self._snapshot is None or self._super_user_why:
             return None
         reader = fastdiff.CatalogReader(cursor, Statements(False))
-        return reader, reader.counts(cursor)
+        counts = reader.counts(cursor)
+        if counts is None:
+            self._super_user_why = 'super_user(): ' + reader.why
+            return None
+        return reader, counts
 
     def super_user_closing(self, cursor, opened):
         """Before a ``super_user()`` connection commits: edit the snapshot to what it
@@ -327,7 +331,11 @@ class Runner:
                 'connection, which this path does not follow'
             return None
         reader, before = opened
-        delta = fastdiff.touched(before, reader.counts(cursor))
+        after = reader.counts(cursor)
+        if after is None:
+            self._super_user_why = 'super_user(): ' + reader.why
+            return None
+        delta = fastdiff.touched(before, after)
         if not delta:
             return None
         cursor.execute('SAVEPOINT dbmigrator_diff')
@@ -593,7 +601,7 @@ class Runner:
         self.schema_changed = delta != {} or other_connection
         why = self._super_user_why if other_connection else None
         if delta is None:
-            why = 'the migration reset the setting that kept the catalog counts (RESET ALL)'
+            why = self.catalogs.why
         self.diff_path = ('no dump (the catalogs did not change)' if not self.schema_changed
                           else 'pg_dump (%s)' % why if why else self._no_fast_path())
         if fast:

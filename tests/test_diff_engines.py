@@ -521,6 +521,11 @@ CASES = [
     ('two tables, one rendered and one not', '''CREATE TABLE plain_one (id INT);
                                                 CREATE UNLOGGED TABLE unlogged_one (id INT)''', 'table'),
     ('after RESET ALL', 'RESET ALL; CREATE TABLE after_reset (id INT)', 'dump'),
+    # With track_counts off the catalog writes are not counted, and must not look like none.
+    ('track_counts turned off', 'SET LOCAL track_counts = off; CREATE TABLE untracked (id INT)',
+     'dump'),
+    ('track_counts turned off in super_user()', (
+        'SET LOCAL track_counts = off; CREATE TABLE su_untracked (id INT)', None), 'dump'),
     ('add a partition', "CREATE TABLE readings_2025 PARTITION OF readings FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')", 'table'),
     ('add a column to a partitioned table', 'ALTER TABLE readings ADD COLUMN note TEXT', 'table'),
     ('index a partition', 'CREATE INDEX readings_2024_v ON readings_2024 (v)', 'table'),
@@ -647,13 +652,16 @@ def migration_code(ddl):
         '    cursor.execute(%r)\n' % own if own else '')
 
 
-def run_migrations(server, folder_path, ddls, engine):
-    """Each DDL as one migration, on a fresh database holding BASE: (steps, the dumper)."""
+def run_migrations(server, folder_path, ddls, engine, database_settings=None):
+    """Each DDL as one migration, on a fresh database holding BASE: (steps, the dumper).
+    ``database_settings`` (``SET name = value``) is made the database's own."""
     name = 'diff_%s' % uuid.uuid4().hex[:10]
     admin = psycopg2.connect(server.get_uri('postgres'))
     admin.autocommit = True
     with admin.cursor() as cursor:
         cursor.execute('CREATE DATABASE %s' % name)
+        if database_settings:
+            cursor.execute('ALTER DATABASE %s %s' % (name, database_settings))
     try:
         conn = psycopg2.connect(server.get_uri(name))
         with conn.cursor() as cursor:
@@ -789,6 +797,20 @@ def test_relations_of_one_schema_merged_are_those_read_whole(db):
             assert getattr(merged, field.name) == getattr(whole, field.name), field.name
     assert merged.known >= whole.known
     assert merged.known - whole.known == before.known - whole.known
+
+
+def test_a_database_with_track_counts_off_has_every_step_dumped(server, tmp_path):
+    """Nothing is counted there: a migration that changed the schema, or one that
+    only changed data, is shown by pg_dump, never taken for no change."""
+    ddls = ['CREATE TABLE counted_not (id INT)', "UPDATE users SET name = 'x'"]
+    expected = run_migrations(server, tmp_path / 'pg_dump', ddls, 'pg_dump',
+                              database_settings='SET track_counts = off')[0]
+    steps, dumper = run_migrations(server, tmp_path / 'auto', ddls, 'auto',
+                                   database_settings='SET track_counts = off')
+    assert '+CREATE TABLE public.counted_not (' in steps[0].diff
+    assert [changed_lines(step.diff) for step in steps] == [
+        changed_lines(step.diff) for step in expected]
+    assert (dumper.dumps, dumper.partial_dumps) == (3, 0)
 
 
 def test_data_only_migration_runs_no_pg_dump(server, tmp_path):

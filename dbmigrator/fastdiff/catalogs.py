@@ -63,18 +63,25 @@ SELECT o, pg_stat_get_xact_tuples_inserted(o), pg_stat_get_xact_tuples_updated(o
 UNION ALL SELECT NULL, count(*), 0, 0 FROM pg_constraint WHERE conrelid = 0
 '''
 
+# With track_counts off nothing is counted, and a migration would look as if
+# it changed nothing: the counts kept then say so, and so does the marker
+# row of CHANGES.
+UNCOUNTED = '\'{"off": []}\''
+TRACKED = "current_setting('track_counts')::bool"
+
 # The counts before a migration, kept in its own transaction: sent with its
 # BEGIN and claim, they cost no round trip of their own.  Only those that are
 # not zero (the backend's pending counts since it last reported them), and
 # the domain constraints' count, which is never left out.
 REMEMBER = '''
-SELECT set_config('dbmigrator.catalog_counts', (
+SELECT set_config('dbmigrator.catalog_counts', CASE WHEN ''' + TRACKED + ''' THEN (
        SELECT json_object_agg(coalesce(o, 0), json_build_array(i, u, d))
               FILTER (WHERE o IS NULL OR i <> 0 OR u <> 0 OR d <> 0)
-         FROM (%s) AS c (o, i, u, d))::text, true)
+         FROM (%s) AS c (o, i, u, d))::text ELSE ''' + UNCOUNTED + ''' END, true)
 '''
-# What changed since: a row of oid 0 when the counts kept are gone (the
-# migration ran RESET ALL).
+# What changed since.  Rows of oid 0 say the counts cannot tell: (0, 0, 0, 0)
+# when the counts kept are gone (the migration ran RESET ALL), (0, 1, 0, 0)
+# when track_counts was off at either end.
 CHANGES = '''
 SELECT c.o, c.i - coalesce((b.v ->> 0)::bigint, 0), c.u - coalesce((b.v ->> 1)::bigint, 0),
        c.d - coalesce((b.v ->> 2)::bigint, 0)
@@ -83,7 +90,13 @@ SELECT c.o, c.i - coalesce((b.v ->> 0)::bigint, 0), c.u - coalesce((b.v ->> 1)::
        AS b (k, v) ON b.k = coalesce(c.o, 0)::text
 UNION ALL SELECT 0, 0, 0, 0
  WHERE nullif(current_setting('dbmigrator.catalog_counts', true), '') IS NULL
+UNION ALL SELECT 0, 1, 0, 0
+ WHERE NOT ''' + TRACKED + '''
+    OR current_setting('dbmigrator.catalog_counts', true) = ''' + UNCOUNTED + '''
 '''
+UNTRACKED = 'UNION ALL SELECT 0, 1, 0, 0 WHERE NOT ' + TRACKED + '\n'
+RESET_WHY = 'the migration reset the setting that kept the catalog counts (RESET ALL)'
+UNCOUNTED_WHY = 'track_counts is off, so the catalog writes were not counted'
 
 
 @dataclasses.dataclass
@@ -107,7 +120,9 @@ class CatalogReader:
         cursor.execute(CATALOGS)
         self.names = dict(cursor.fetchall())
         self.statements = statements or Statements()
+        self.why = None
         self.counts_query = COUNTS % ', '.join(str(int(oid)) for oid in self.names)
+        self.tracked_counts_query = self.counts_query + UNTRACKED
         self.remember_query = REMEMBER % self.counts_query
         self.changes_query = CHANGES % self.counts_query
         self.step_query = STEP % self.counts_query
@@ -141,14 +156,18 @@ class CatalogReader:
         return cursor.fetchall()
 
     def counts(self, cursor):
-        """Pending writes of this backend: catalog name -> (inserted, updated, deleted).
+        """Pending writes of this backend: catalog name -> (inserted, updated, deleted);
+        None, with why in :attr:`why`, when track_counts is off.
 
         The numbers of ``pg_stat_xact_sys_tables``, without that view's walk
         over every user table's toast table.
         """
+        rows = self.execute(cursor, self.tracked_counts_query)
+        if any(oid == 0 for oid, *_ in rows):
+            self.why = UNCOUNTED_WHY
+            return None
         return {self.names.get(oid, DOMAIN_CONSTRAINTS): (ins, upd, dele)
-                for oid, ins, upd, dele in self.execute(cursor, self.counts_query)
-                if oid is None or ins or upd or dele}
+                for oid, ins, upd, dele in rows if oid is None or ins or upd or dele}
 
     def remember(self, batch):
         """Keep this backend's pending catalog write counts in the transaction, for
@@ -157,7 +176,7 @@ class CatalogReader:
 
     def changes(self, cursor):
         """Catalog name -> (inserted, updated, deleted) since :meth:`remember`; None when
-        what it kept is gone."""
+        the counts cannot tell, with why in :attr:`why`."""
         return self._delta(self.execute(cursor, self.changes_query))
 
     def step(self, cursor):
@@ -171,7 +190,9 @@ class CatalogReader:
                            {row[1]: row[13] for row in rows if row[0] == 2})
 
     def _delta(self, rows):
-        if any(oid == 0 for oid, *_ in rows):
+        lost = [ins for oid, ins, _, _ in rows if oid == 0]
+        if lost:
+            self.why = UNCOUNTED_WHY if any(lost) else RESET_WHY
             return None
         return {self.names.get(oid, DOMAIN_CONSTRAINTS): (ins, upd, dele)
                 for oid, ins, upd, dele in rows if ins or upd or dele}
