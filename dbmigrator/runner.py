@@ -630,15 +630,20 @@ class Runner:
             return False
         self._announce(planned)
         function = migration.up if planned.action == UP else migration.down
+        counted = self.dumper.enabled and self.catalogs is not None
+        calls = self.active.super_user_calls
         self.conn.autocommit = True
         try:
             with self.conn.cursor() as cursor:
                 values = timeout_settings(self.settings, self.conn.server_version)
                 for name, value in values.items():
                     cursor.execute('SELECT set_config(%s, %s, false)', (name, value))
+                before = self.catalogs.totals(cursor) if counted else None
                 try:
                     with self.watch.watching(self.conn.info.backend_pid, guard=True):
                         function(self._traced(cursor, migration))
+                    if counted:
+                        self._non_atomic_changes(cursor, before, calls)
                 finally:
                     if not self.conn.closed:
                         for name in values:
@@ -650,6 +655,27 @@ class Runner:
         with self.conn.cursor() as cursor:
             self._bookkeeping(Batch(cursor), planned)
         return True
+
+    def _non_atomic_changes(self, cursor, before, super_user_calls):
+        """Whether a non-atomic migration, now committed, changed the catalogs: the
+        server's write counts with this backend's pending ones, before and
+        after its code.  Writes of other sessions meanwhile count too, and
+        cost a whole dump; a ``super_user()`` connection reports its own only
+        as it closes, which may be later."""
+        after = self.catalogs.totals(cursor)
+        if before is None or after is None:
+            why = self.catalogs.why
+        elif self.active.super_user_calls != super_user_calls:
+            why = 'it used super_user(), whose connection reports its catalog writes as it closes'
+        else:
+            changed = sorted(name for name in fastdiff.touched(before, after)
+                             if name not in fastdiff.UNSHOWN)
+            if not changed:
+                self.schema_changed = False
+                self.diff_path = 'no dump (the catalogs did not change)'
+                return
+            why = 'the catalogs changed while it ran: %s' % ', '.join(changed)
+        self.diff_path = 'pg_dump (a non-atomic migration; %s)' % why
 
     def _history_row(self, cursor, planned, diff_to_come):
         """The step's history row, committed with the migration; a diff from

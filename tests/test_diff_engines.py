@@ -641,9 +641,18 @@ def changed_lines(diff):
             if line.startswith(('+', '-')) and not line.startswith(('+++', '---'))]
 
 
+class NonAtomic:
+    """What :func:`migration_code` takes, for a non-atomic migration (``atomic = False``)."""
+
+    def __init__(self, ddl):
+        self.ddl = ddl
+
+
 def migration_code(ddl):
     """A migration running ``ddl``; a pair (super-user DDL, the migration's own DDL)
     runs the first through super_user() and then the second, when there is one."""
+    if isinstance(ddl, NonAtomic):
+        return 'atomic = False\n' + migration_code(ddl.ddl)
     if isinstance(ddl, str):
         return 'def up(cursor):\n    cursor.execute(%r)\n' % ddl
     elevated, own = ddl
@@ -802,12 +811,32 @@ def test_relations_of_one_schema_merged_are_those_read_whole(db):
 def test_a_database_with_track_counts_off_has_every_step_dumped(server, tmp_path):
     """Nothing is counted there: a migration that changed the schema, or one that
     only changed data, is shown by pg_dump, never taken for no change."""
-    ddls = ['CREATE TABLE counted_not (id INT)', "UPDATE users SET name = 'x'"]
+    ddls = ['CREATE TABLE counted_not (id INT)', "UPDATE users SET name = 'x'",
+            NonAtomic('CREATE INDEX CONCURRENTLY counted_not_id ON counted_not (id)'),
+            NonAtomic("UPDATE users SET name = 'y'")]
     expected = run_migrations(server, tmp_path / 'pg_dump', ddls, 'pg_dump',
                               database_settings='SET track_counts = off')[0]
     steps, dumper = run_migrations(server, tmp_path / 'auto', ddls, 'auto',
                                    database_settings='SET track_counts = off')
     assert '+CREATE TABLE public.counted_not (' in steps[0].diff
+    assert '+CREATE INDEX counted_not_id ON public.counted_not' in steps[2].diff
+    assert [changed_lines(step.diff) for step in steps] == [
+        changed_lines(step.diff) for step in expected]
+    assert (dumper.dumps, dumper.partial_dumps) == (5, 0)
+
+
+def test_a_non_atomic_migration_that_wrote_no_catalog_row_runs_no_pg_dump(server, tmp_path):
+    """It commits as it goes, so its catalog writes are counted from the server's
+    counts and the backend's own; ANALYZE's statistics are not in the dump."""
+    ddls = [NonAtomic("UPDATE users SET name = 'x'; ANALYZE users"),
+            NonAtomic('CREATE INDEX CONCURRENTLY users_name ON users (name)'),
+            NonAtomic("DELETE FROM users WHERE name = 'nobody'"),
+            NonAtomic(('CREATE TABLE su_na (id INT)', None))]
+    expected = run_migrations(server, tmp_path / 'pg_dump', ddls, 'pg_dump')[0]
+    steps, dumper = run_migrations(server, tmp_path / 'auto', ddls, 'auto')
+    assert [steps[0].diff, steps[2].diff] == ['', '']
+    assert '+CREATE INDEX users_name ON public.users' in steps[1].diff
+    assert '+CREATE TABLE public.su_na (' in steps[3].diff
     assert [changed_lines(step.diff) for step in steps] == [
         changed_lines(step.diff) for step in expected]
     assert (dumper.dumps, dumper.partial_dumps) == (3, 0)
@@ -1083,6 +1112,7 @@ def test_a_run_of_migrations_diffs_each_step_as_pg_dump_does(server, tmp_path, d
 def test_verbose_names_the_path_of_each_steps_diff(dbm, migrations):
     steps = [('20200101000000', 'serial_table', 'CREATE TABLE t_i (id SERIAL PRIMARY KEY, v TEXT)'),
              ('20200102000000', 'data_only', "INSERT INTO t_i (v) VALUES ('x')"),
+             ('20200102120000', 'backfill', NonAtomic("UPDATE t_i SET v = 'y'")),
              ('20200103000000', 'extension', 'CREATE EXTENSION pg_trgm'),
              ('20200103120000', 'rule', 'CREATE RULE t_i_keep AS ON DELETE TO t_i DO INSTEAD NOTHING'),
              ('20200104000000', 'range', 'CREATE TYPE span AS RANGE (subtype = float8)'),
@@ -1092,7 +1122,7 @@ def test_verbose_names_the_path_of_each_steps_diff(dbm, migrations):
              ('20200104200000', 'range_in_schema', enum_range('ranges')),
              ('20200105000000', 'later', 'CREATE TABLE later (id INT)')]
     for version, name, ddl in steps:
-        migrations.add(version, name, 'def up(cursor):\n    cursor.execute(%r)\n' % ddl)
+        migrations.add(version, name, migration_code(ddl))
     result = dbm('-v', 'migrate', '--version', '20200104200000')
     assert result.code == 0, result.err
     said = [line for line in (result.out + result.err).splitlines()
@@ -1100,6 +1130,7 @@ def test_verbose_names_the_path_of_each_steps_diff(dbm, migrations):
     assert said == [
         'schema diff of 20200101000000 serial_table: fast path (rendered from the catalogs)',
         'schema diff of 20200102000000 data_only: no dump (the catalogs did not change)',
+        'schema diff of 20200102120000 backfill: no dump (the catalogs did not change)',
         'schema diff of 20200103000000 extension: fast path (rendered from the catalogs)',
         'schema diff of 20200103120000 rule: pg_dump --table "public"."t_i" (public.t_i has '
         'features not rendered here)',

@@ -95,6 +95,17 @@ UNION ALL SELECT 0, 1, 0, 0
     OR current_setting('dbmigrator.catalog_counts', true) = ''' + UNCOUNTED + '''
 '''
 UNTRACKED = 'UNION ALL SELECT 0, 1, 0, 0 WHERE NOT ' + TRACKED + '\n'
+# A non-atomic migration commits as it goes, and between its statements the
+# backend may report its pending counts to the server's: what it wrote is in
+# the two together, whenever it reported them.
+TOTALS = '''
+SELECT o, pg_stat_get_tuples_inserted(o) + pg_stat_get_xact_tuples_inserted(o),
+       pg_stat_get_tuples_updated(o) + pg_stat_get_xact_tuples_updated(o),
+       pg_stat_get_tuples_deleted(o) + pg_stat_get_xact_tuples_deleted(o)
+  FROM unnest(ARRAY[%s]::oid[]) AS o
+'''
+# Written by ANALYZE, and never in a schema-only dump.
+UNSHOWN = {'pg_statistic', 'pg_statistic_ext_data'}
 RESET_WHY = 'the migration reset the setting that kept the catalog counts (RESET ALL)'
 UNCOUNTED_WHY = 'track_counts is off, so the catalog writes were not counted'
 
@@ -123,6 +134,7 @@ class CatalogReader:
         self.why = None
         self.counts_query = COUNTS % ', '.join(str(int(oid)) for oid in self.names)
         self.tracked_counts_query = self.counts_query + UNTRACKED
+        self.totals_query = TOTALS % ', '.join(str(int(oid)) for oid in self.names) + UNTRACKED
         self.remember_query = REMEMBER % self.counts_query
         self.changes_query = CHANGES % self.counts_query
         self.step_query = STEP % self.counts_query
@@ -169,6 +181,18 @@ class CatalogReader:
         return {self.names.get(oid, DOMAIN_CONSTRAINTS): (ins, upd, dele)
                 for oid, ins, upd, dele in rows if oid is None or ins or upd or dele}
 
+    def totals(self, cursor):
+        """Catalog name -> (inserted, updated, deleted) since the server's counts were
+        last reset, with this backend's not yet reported; None, with why in
+        :attr:`why`, when track_counts is off.  Not prepared: it is read after
+        a non-atomic migration's code, which may have dropped the statements."""
+        cursor.execute(self.totals_query)
+        rows = cursor.fetchall()
+        if any(oid == 0 for oid, *_ in rows):
+            self.why = UNCOUNTED_WHY
+            return None
+        return {self.names[oid]: (ins, upd, dele) for oid, ins, upd, dele in rows}
+
     def remember(self, batch):
         """Keep this backend's pending catalog write counts in the transaction, for
         :meth:`changes`; sent with what ``batch`` holds back."""
@@ -201,8 +225,8 @@ class CatalogReader:
 def touched(before, after):
     """Catalog name -> (inserted, updated, deleted) by the migration."""
     delta = {}
-    for name, counts in after.items():
-        old = before.get(name, (0, 0, 0))
+    for name in list(after) + [name for name in before if name not in after]:
+        counts, old = after.get(name, (0, 0, 0)), before.get(name, (0, 0, 0))
         change = tuple(a - b for a, b in zip(counts, old))
         if any(change):
             delta[name] = change
