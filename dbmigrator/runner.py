@@ -149,7 +149,7 @@ class Runner:
         self.confined_to = None
         self._snapshot = None
         self._in_step = False
-        self._super_user_edits, self._super_user_why = [], None
+        self._super_user_edits, self._super_user_why, self._super_user_rows = [], None, []
         self.watch = blockers.Watch(self._monitor_connection, settings.max_blocking)
         self.recorder = conn.recorder
         self.output = history.Output(conn.lease)
@@ -349,12 +349,15 @@ class Runner:
             self._super_user_why = 'super_user(): %s' % edit
             return None
         self._super_user_edits.append(edit)
+        self._super_user_rows.append((edit, {name: delta[name][0] for name in fastdiff.ROW_COUNTS
+                                             if name in delta}))
         return edit
 
     def super_user_failed(self, edit):
         """The ``super_user()`` connection did not commit: its edit goes."""
         if edit is not None and edit in self._super_user_edits:
             self._super_user_edits.remove(edit)
+            self._super_user_rows = [pair for pair in self._super_user_rows if pair[0] is not edit]
             self._snapshot.undo(edit)
 
     def _undo_super_user(self):
@@ -365,7 +368,7 @@ class Runner:
     def _begin_step(self):
         """A migration's code is about to run: edits count from here."""
         self._in_step = True
-        self._super_user_edits, self._super_user_why = [], None
+        self._super_user_edits, self._super_user_why, self._super_user_rows = [], None, []
         if self._snapshot is not None:
             self._snapshot.begin_step()
 
@@ -597,6 +600,8 @@ class Runner:
         else:
             delta = self.catalogs.changes(batch)
         self._in_step = False
+        if delta:
+            delta = self._net_of_super_user(delta)
         other_connection = self.active.super_user_calls != super_user_calls
         self.schema_changed = delta != {} or other_connection
         why = self._super_user_why if other_connection else None
@@ -608,6 +613,19 @@ class Runner:
             if self.schema_changed and not why:
                 self.rendered = self._render(batch, delta, read)
             batch.execute('ROLLBACK TO SAVEPOINT dbmigrator_diff')
+
+    def _net_of_super_user(self, delta):
+        """The step's counts less the rows (domain constraints, what names an
+        extension) that its ``super_user()`` connections committed: those
+        counts are of the whole database, where the step sees their commits."""
+        for _, rows in self._super_user_rows:
+            for name, count in rows.items():
+                left = delta.get(name, (0, 0, 0))[0] - count
+                if left:
+                    delta[name] = (left, 0, 0)
+                else:
+                    delta.pop(name, None)
+        return delta
 
     def _no_fast_path(self):
         if self._snapshot is not None:

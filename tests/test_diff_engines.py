@@ -57,6 +57,16 @@ CREATE STATISTICS measured_ab ON a, b FROM measured;
 CREATE FUNCTION add_two(a INT, b INT) RETURNS INT LANGUAGE sql IMMUTABLE AS $$ SELECT a + b $$;
 CREATE AGGREGATE summed(INT) (SFUNC = add_two, STYPE = INT, INITCOND = '0');
 CREATE AGGREGATE counted(*) (SFUNC = int8inc, STYPE = int8, INITCOND = '0');
+CREATE TABLE ext_deps (id INT, v TEXT);
+CREATE INDEX ext_deps_v ON ext_deps (v);
+ALTER INDEX ext_deps_v DEPENDS ON EXTENSION plpgsql;
+CREATE FUNCTION ext_touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+CREATE TRIGGER ext_deps_touch BEFORE UPDATE ON ext_deps FOR EACH ROW EXECUTE FUNCTION ext_touch();
+ALTER TRIGGER ext_deps_touch ON ext_deps DEPENDS ON EXTENSION plpgsql;
+CREATE FUNCTION ext_dep_f() RETURNS INT LANGUAGE sql AS $$ SELECT 1 $$;
+ALTER FUNCTION ext_dep_f() DEPENDS ON EXTENSION plpgsql;
+CREATE MATERIALIZED VIEW ext_dep_mv AS SELECT 1 AS one;
+ALTER MATERIALIZED VIEW ext_dep_mv DEPENDS ON EXTENSION plpgsql;
 '''
 
 def enum_range(schema, name='span'):
@@ -520,6 +530,28 @@ CASES = [
     ('column statistics target', 'ALTER TABLE orders ALTER COLUMN total SET STATISTICS 500', 'table'),
     ('two tables, one rendered and one not', '''CREATE TABLE plain_one (id INT);
                                                 CREATE UNLOGGED TABLE unlogged_one (id INT)''', 'table'),
+    # DEPENDS ON EXTENSION and ALTER EXTENSION ADD or DROP write only pg_depend rows
+    # that name the extension; pg_dump writes the first with the object, and
+    # leaves an extension's members out.
+    ('an index depends on an extension',
+     'ALTER INDEX orders_user_idx DEPENDS ON EXTENSION plpgsql', 'dump'),
+    ('a trigger depends on an extension',
+     'ALTER TRIGGER items_touch ON items DEPENDS ON EXTENSION plpgsql', 'dump'),
+    ('a function depends on an extension',
+     'ALTER FUNCTION order_total(INT) DEPENDS ON EXTENSION plpgsql', 'dump'),
+    ('a materialized view depends on an extension',
+     'ALTER MATERIALIZED VIEW user_ids DEPENDS ON EXTENSION plpgsql', 'dump'),
+    ('no longer depends on an extension',
+     'ALTER INDEX ext_deps_v NO DEPENDS ON EXTENSION plpgsql', 'dump'),
+    ('a function made a member of an extension',
+     'ALTER EXTENSION plpgsql ADD FUNCTION order_total(INT)', 'dump'),
+    ('alter a table whose index and trigger depend on an extension',
+     'ALTER TABLE ext_deps ADD COLUMN x INT', 'table'),
+    ('comment on a function that depends on an extension',
+     "COMMENT ON FUNCTION ext_dep_f() IS 'one'", 'dump'),
+    ('grant on a materialized view that depends on an extension',
+     'GRANT SELECT ON ext_dep_mv TO PUBLIC', 'dump'),
+    ('drop a table whose index depends on an extension', 'DROP TABLE ext_deps', 'dump'),
     ('after RESET ALL', 'RESET ALL; CREATE TABLE after_reset (id INT)', 'dump'),
     # With track_counts off the catalog writes are not counted, and must not look like none.
     ('track_counts turned off', 'SET LOCAL track_counts = off; CREATE TABLE untracked (id INT)',

@@ -20,11 +20,11 @@ a place in the dump it cannot be sure of -- makes :func:`render` return
 None, and the caller runs pg_dump for that migration.  The output is never different from pg_dump's; at worst it
 is as slow.
 """
-from .catalogs import UNSHOWN, CatalogReader, touched
+from .catalogs import ROW_COUNTS, UNSHOWN, CatalogReader, touched
 from .partial import fill, patterns
 from .render import render
 from .schema_dump import confined, fill_schema, pattern
 from .snapshot import Snapshot, relations
 
-__all__ = ['UNSHOWN', 'CatalogReader', 'Snapshot', 'confined', 'fill', 'fill_schema', 'pattern', 'patterns',
+__all__ = ['ROW_COUNTS', 'UNSHOWN', 'CatalogReader', 'Snapshot', 'confined', 'fill', 'fill_schema', 'pattern', 'patterns',
            'relations', 'render', 'touched']

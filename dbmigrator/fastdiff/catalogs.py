@@ -15,6 +15,16 @@ log = logging.getLogger(__name__)
 # checks).  A deleted constraint leaves no row to look at; when this count
 # did not change, it was a table's, and that table's own rows changed too.
 DOMAIN_CONSTRAINTS = 'domain constraints'
+# Not a catalog either: the number of pg_depend rows that name an extension.
+# pg_dump leaves out an extension's members and writes DEPENDS ON EXTENSION
+# with the object that has it; ALTER EXTENSION ADD or DROP and (NO) DEPENDS
+# ON EXTENSION write nothing else, and a deleted row leaves nothing to see.
+EXTENSION_DEPENDENCIES = 'extension dependencies'
+# Its row's oid in the counts, which no catalog has.
+EXTENSION_DEPENDENCIES_OID = 1
+# These two are numbers of rows in the whole database, not of writes: a
+# transaction also sees there what others committed meanwhile.
+ROW_COUNTS = (DOMAIN_CONSTRAINTS, EXTENSION_DEPENDENCIES)
 
 
 # Catalogs whose rows a supported migration may write; deletions are only
@@ -26,7 +36,8 @@ WRITABLE = {'pg_class', 'pg_attribute', 'pg_type', 'pg_depend', 'pg_shdepend', '
             'pg_constraint', 'pg_index', 'pg_attrdef', 'pg_sequence', 'pg_trigger',
             'pg_description', 'pg_rewrite', 'pg_enum', 'pg_statistic', 'pg_namespace',
             'pg_policy', 'pg_inherits', 'pg_partitioned_table', 'pg_statistic_ext',
-            'pg_statistic_ext_data', 'pg_aggregate', 'pg_range', 'pg_cast', DOMAIN_CONSTRAINTS}
+            'pg_statistic_ext_data', 'pg_aggregate', 'pg_range', 'pg_cast', DOMAIN_CONSTRAINTS,
+            EXTENSION_DEPENDENCIES}
 
 
 # Deleting one of these rows takes a lock on the table it belongs to, or goes
@@ -56,12 +67,15 @@ CATALOGS = '''
 SELECT oid, relname FROM pg_class
  WHERE relnamespace = 'pg_catalog'::regnamespace AND relkind = 'r'
 '''
+EXTENSIONS_NAMED = '''UNION ALL SELECT %d, count(*), 0, 0 FROM pg_depend
+ WHERE refclassid = 'pg_extension'::regclass
+''' % EXTENSION_DEPENDENCIES_OID
 COUNTS = '''
 SELECT o, pg_stat_get_xact_tuples_inserted(o), pg_stat_get_xact_tuples_updated(o),
        pg_stat_get_xact_tuples_deleted(o)
   FROM unnest(ARRAY[%s]::oid[]) AS o
 UNION ALL SELECT NULL, count(*), 0, 0 FROM pg_constraint WHERE conrelid = 0
-'''
+''' + EXTENSIONS_NAMED
 
 # With track_counts off nothing is counted, and a migration would look as if
 # it changed nothing: the counts kept then say so, and so does the marker
@@ -103,7 +117,7 @@ SELECT o, pg_stat_get_tuples_inserted(o) + pg_stat_get_xact_tuples_inserted(o),
        pg_stat_get_tuples_updated(o) + pg_stat_get_xact_tuples_updated(o),
        pg_stat_get_tuples_deleted(o) + pg_stat_get_xact_tuples_deleted(o)
   FROM unnest(ARRAY[%s]::oid[]) AS o
-'''
+''' + EXTENSIONS_NAMED
 # Written by ANALYZE, and never in a schema-only dump.
 UNSHOWN = {'pg_statistic', 'pg_statistic_ext_data'}
 RESET_WHY = 'the migration reset the setting that kept the catalog counts (RESET ALL)'
@@ -130,6 +144,7 @@ class CatalogReader:
     def __init__(self, cursor, statements=None):
         cursor.execute(CATALOGS)
         self.names = dict(cursor.fetchall())
+        self.labels = {**self.names, EXTENSION_DEPENDENCIES_OID: EXTENSION_DEPENDENCIES}
         self.statements = statements or Statements()
         self.why = None
         self.counts_query = COUNTS % ', '.join(str(int(oid)) for oid in self.names)
@@ -178,7 +193,7 @@ class CatalogReader:
         if any(oid == 0 for oid, *_ in rows):
             self.why = UNCOUNTED_WHY
             return None
-        return {self.names.get(oid, DOMAIN_CONSTRAINTS): (ins, upd, dele)
+        return {self.labels.get(oid, DOMAIN_CONSTRAINTS): (ins, upd, dele)
                 for oid, ins, upd, dele in rows if oid is None or ins or upd or dele}
 
     def totals(self, cursor):
@@ -191,7 +206,8 @@ class CatalogReader:
         if any(oid == 0 for oid, *_ in rows):
             self.why = UNCOUNTED_WHY
             return None
-        return {self.names[oid]: (ins, upd, dele) for oid, ins, upd, dele in rows}
+        return {self.labels.get(oid, DOMAIN_CONSTRAINTS): (ins, upd, dele)
+                for oid, ins, upd, dele in rows}
 
     def remember(self, batch):
         """Keep this backend's pending catalog write counts in the transaction, for
@@ -218,7 +234,7 @@ class CatalogReader:
         if lost:
             self.why = UNCOUNTED_WHY if any(lost) else RESET_WHY
             return None
-        return {self.names.get(oid, DOMAIN_CONSTRAINTS): (ins, upd, dele)
+        return {self.labels.get(oid, DOMAIN_CONSTRAINTS): (ins, upd, dele)
                 for oid, ins, upd, dele in rows if ins or upd or dele}
 
 
@@ -235,6 +251,9 @@ def touched(before, after):
 
 def unsupported(delta):
     """Why catalog writes like these are pg_dump's to show, or None."""
+    if EXTENSION_DEPENDENCIES in delta:
+        return ('it changed what depends on an extension (DEPENDS ON EXTENSION, or ALTER '
+                'EXTENSION ADD or DROP), which this path does not render')
     others = sorted(name for name in delta if name not in WRITABLE)
     if others:
         return 'it wrote to %s, which this path does not render' % ', '.join(others)

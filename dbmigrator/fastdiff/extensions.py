@@ -1,7 +1,7 @@
 """A migration that creates extensions: pg_dump shows each as one CREATE
 EXTENSION line and its comment, and none of the objects its script made.
 """
-from .catalogs import DOMAIN_CONSTRAINTS
+from .catalogs import DOMAIN_CONSTRAINTS, EXTENSION_DEPENDENCIES
 from .snapshot import _literal, _section
 
 
@@ -12,6 +12,17 @@ SELECT e.oid, e.extname, quote_ident(e.extname), quote_ident(n.nspname),
          WHERE objoid = e.oid AND classoid = 'pg_extension'::regclass)
   FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
  WHERE age(e.xmin) <= 0 ORDER BY e.extname
+'''
+
+
+# The pg_depend rows naming an extension that this transaction wrote, and those
+# of them that the new extensions account for: their members, and
+# their own dependencies on the extensions they require.
+NAMED_BY_NEW = '''
+SELECT count(*), count(*) FILTER (
+       WHERE (deptype = 'e' AND refobjid = ANY(%s::oid[]))
+          OR (classid = 'pg_extension'::regclass AND objid = ANY(%s::oid[])))
+  FROM pg_depend WHERE refclassid = 'pg_extension'::regclass AND age(xmin) <= 0
 '''
 
 
@@ -42,7 +53,7 @@ BELONGING = {'pg_attribute': ('pg_class', 'attrelid'), 'pg_index': ('pg_class', 
 # Catalogs pg_dump does not show, or shows only through the rest (domain
 # constraints are pg_constraint rows, checked there).
 UNSEEN = {'pg_extension', 'pg_depend', 'pg_shdepend', 'pg_init_privs', 'pg_statistic',
-          DOMAIN_CONSTRAINTS}
+          DOMAIN_CONSTRAINTS, EXTENSION_DEPENDENCIES}
 
 
 def _others(delta, extensions):
@@ -80,7 +91,14 @@ def render_extensions(cursor, snapshot, delta):
     if deleted or len(rows) != inserted:
         snapshot.why = 'it altered or dropped an extension'
         return None
-    query, unknown = _others(delta, [oid for oid, *_ in rows])
+    extensions = [oid for oid, *_ in rows]
+    cursor.execute(NAMED_BY_NEW, (extensions, extensions))
+    written, theirs = cursor.fetchone()
+    if written != theirs or theirs != delta.get(EXTENSION_DEPENDENCIES, (0, 0, 0))[0]:
+        snapshot.why = ('it created an extension and changed what depends on one (DEPENDS ON '
+                        'EXTENSION, or ALTER EXTENSION ADD or DROP)')
+        return None
+    query, unknown = _others(delta, extensions)
     if unknown:
         snapshot.why = 'it created an extension and wrote to %s, which this path does not ' \
                        'know' % ', '.join(unknown)

@@ -54,7 +54,7 @@ SELECT n.nspname, ''' + ROUTINE_TAG + ''',
                           AND d.refclassid <> 'pg_type'::regclass)
        AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = p.oid)
        AND NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_proc'::regclass
-                          AND objid = p.oid AND deptype = 'e')
+                          AND objid = p.oid AND deptype IN ('e', 'x'))
        AND NOT EXISTS (
            SELECT 1 FROM ''' + USED_TYPES + '''
               AND t.typnamespace <> 'pg_catalog'::regnamespace

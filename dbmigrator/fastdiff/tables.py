@@ -42,7 +42,9 @@ TABLE_COLUMNS = '''n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_
           FROM pg_constraint k WHERE k.conrelid = c.oid),
        (SELECT json_agg(json_build_array(
                 ic.relname, pg_get_indexdef(i.indexrelid),
-                NOT i.indisclustered AND i.indisvalid AND ic.reltablespace = 0,
+                NOT i.indisclustered AND i.indisvalid AND ic.reltablespace = 0
+                AND NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_class'::regclass
+                                   AND objid = i.indexrelid AND deptype = 'x'),
                 EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = i.indrelid
                         AND conindid = i.indexrelid AND contype IN ('p', 'u', 'x')),
                 i.indexrelid::bigint, quote_ident(ic.relname),
@@ -78,7 +80,9 @@ TABLE_COLUMNS = '''n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_
        quote_ident(c.relname), ''' + MEMBERS + ''',
        (SELECT json_agg(json_build_array(
                 g.tgname, pg_get_triggerdef(g.oid, false),
-                g.tgenabled = 'O' AND g.tgparentid = 0, quote_ident(g.tgname),
+                g.tgenabled = 'O' AND g.tgparentid = 0
+                AND NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_trigger'::regclass
+                                   AND objid = g.oid AND deptype = 'x'), quote_ident(g.tgname),
                 (SELECT description FROM pg_description WHERE objoid = g.oid
                     AND classoid = 'pg_trigger'::regclass))
                 ORDER BY g.tgname)

@@ -295,7 +295,7 @@ SELECT c.relkind, n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_i
        AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = c.oid)
        AND NOT EXISTS (SELECT 1 FROM pg_attrdef WHERE adrelid = c.oid)
        AND NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_class'::regclass
-                          AND objid = c.oid AND deptype = 'e')
+                          AND objid = c.oid AND deptype IN ('e', 'x'))
        AND (SELECT count(*) FROM pg_rewrite WHERE ev_class = c.oid) = (c.relkind IN ('v', 'm'))::int
        AND NOT EXISTS (SELECT 1 FROM pg_type t WHERE t.oid = c.reltype AND t.typacl IS NOT NULL)
        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid IN (
