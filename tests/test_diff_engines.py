@@ -528,6 +528,8 @@ CASES = [
     ('replica identity', 'ALTER TABLE users REPLICA IDENTITY FULL', 'table'),
     ('cluster on an index', 'ALTER TABLE orders CLUSTER ON orders_user_idx', 'table'),
     ('column statistics target', 'ALTER TABLE orders ALTER COLUMN total SET STATISTICS 500', 'table'),
+    ('index column statistics target', 'CREATE INDEX orders_twice ON orders ((total * 2));'
+     ' ALTER INDEX orders_twice ALTER COLUMN 1 SET STATISTICS 100', 'table'),
     ('two tables, one rendered and one not', '''CREATE TABLE plain_one (id INT);
                                                 CREATE UNLOGGED TABLE unlogged_one (id INT)''', 'table'),
     # DEPENDS ON EXTENSION and ALTER EXTENSION ADD or DROP write only pg_depend rows

@@ -23,7 +23,8 @@ TABLE_COLUMNS = '''n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_
                 quote_ident(a.attname), format_type(a.atttypid, a.atttypmod), a.attnotnull,
                 pg_get_expr(d.adbin, d.adrelid),
                 a.attgenerated = '' AND a.attacl IS NULL
-                AND a.attoptions IS NULL AND a.attfdwoptions IS NULL AND a.attstattarget IS NULL
+                AND a.attoptions IS NULL AND a.attfdwoptions IS NULL
+                AND coalesce(a.attstattarget, -1) < 0
                 AND a.attcompression = '' AND a.attstorage = t.typstorage AND a.attislocal
                 AND a.attcollation = t.typcollation, a.attname,
                 (SELECT description FROM pg_description WHERE objoid = c.oid
@@ -44,7 +45,9 @@ TABLE_COLUMNS = '''n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_
                 ic.relname, pg_get_indexdef(i.indexrelid),
                 NOT i.indisclustered AND i.indisvalid AND ic.reltablespace = 0
                 AND NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_class'::regclass
-                                   AND objid = i.indexrelid AND deptype = 'x'),
+                                   AND objid = i.indexrelid AND deptype = 'x')
+                AND NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = i.indexrelid
+                                   AND coalesce(attstattarget, -1) >= 0),
                 EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = i.indrelid
                         AND conindid = i.indexrelid AND contype IN ('p', 'u', 'x')),
                 i.indexrelid::bigint, quote_ident(ic.relname),
