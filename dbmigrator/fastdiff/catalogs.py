@@ -226,8 +226,8 @@ class CatalogReader:
         delta = self._delta([(row[1],) + row[3:6] for row in rows if row[0] == 0])
         if not delta:
             return delta, None
-        return delta, Read([row[1:13] for row in rows if row[0] == 1],
-                           {row[1]: row[13] for row in rows if row[0] == 2})
+        return delta, Read([row[1:14] for row in rows if row[0] == 1],
+                           {row[1]: row[14] for row in rows if row[0] == 2})
 
     def _delta(self, rows):
         lost = [ins for oid, ins, _, _ in rows if oid == 0]
@@ -336,8 +336,9 @@ SELECT r.owner, (SELECT relkind FROM pg_class WHERE oid = r.owner), (age(c.xmin)
        CASE WHEN %(pg_rewrite)s THEN (SELECT count(*) FROM pg_rewrite w
                            WHERE w.ev_class = r.oid AND age(w.xmin) <= 0) ELSE 0 END,
        CASE WHEN %(pg_policy)s THEN (SELECT count(*) FROM pg_policy p
-                           WHERE p.polrelid = r.oid AND age(p.xmin) <= 0) ELSE 0 END
-  FROM rels r CROSS JOIN LATERAL (SELECT reltype, xmin FROM pg_class WHERE oid = r.oid) c
+                           WHERE p.polrelid = r.oid AND age(p.xmin) <= 0) ELSE 0 END,
+       CASE WHEN c.relkind = 'S' THEN r.oid END
+  FROM rels r CROSS JOIN LATERAL (SELECT reltype, xmin, relkind FROM pg_class WHERE oid = r.oid) c
 '''
 LOCATE = 'WITH ' + (LOCATED + LOCATE_ROWS) % dict(
     {name: '%s' for name in FOUND[1:]}, gate='')
@@ -356,12 +357,12 @@ WITH changes AS MATERIALIZED (
     for name in FOUND[1:]) + '''
          FROM changes),
      ''' + LOCATED % dict(gate='AND EXISTS (SELECT 1 FROM changes WHERE o <> 0)') + ''',
-     located (owner, kind, ''' + ', '.join(name + '_rows' for name in FOUND) + ''')
+     located (owner, kind, ''' + ', '.join(name + '_rows' for name in FOUND) + ''', sequence)
        AS MATERIALIZED (''' + (
     LOCATE_ROWS % {name: '(SELECT %s FROM written)' % name for name in FOUND[1:]}) + ''')
-SELECT 0, o, NULL::"char", i, u, d, 0, 0, 0, 0, 0, 0, 0, NULL::json FROM changes
+SELECT 0, o, NULL::"char", i, u, d, 0, 0, 0, 0, 0, 0, 0, NULL::oid, NULL::json FROM changes
 UNION ALL SELECT 1, *, NULL::json FROM located
-UNION ALL SELECT 2, c.oid, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, json_build_array(''' + (
+UNION ALL SELECT 2, c.oid, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, json_build_array(''' + (
     TABLE_COLUMNS) + ''')
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.oid IN (SELECT owner FROM located WHERE kind IN ('r', 'p') AND 0 < ''' + (
@@ -575,7 +576,7 @@ def _dropped(reader, cursor, relations, delta, changed):
     return dropped
 
 
-def _locate(reader, cursor, delta, found, read=None):
+def _locate(reader, cursor, delta, found, read=None, owners=None):
     """The relations changed (oid -> relkind), found through the locks; None when the
     counts are not explained.  ``read``: the :class:`Read` of the step, when
     the caller has it.
@@ -585,12 +586,16 @@ def _locate(reader, cursor, delta, found, read=None):
     written counts as not explained too: the scan then hands it to pg_dump.
     When the migration deleted rows, every table, view and composite type it
     locked is rendered again: a deleted row has nothing left to count.
+    ``owners`` gets each locked sequence's owner and its kind (itself when
+    no column owns it).
     """
     deleted = any(dele for _, _, dele in delta.values())
     changed = {}
     located = read.located if read is not None else reader.execute(
         cursor, LOCATE, *[name in delta for name in FOUND[1:]])
-    for owner, kind, *counts in located:
+    for owner, kind, *counts, sequence in located:
+        if sequence is not None and owners is not None:
+            owners[sequence] = (owner, kind)
         if any(counts) or (deleted and kind in ('r', 'p', 'v', 'm', 'c')):
             if owner is None:
                 return None

@@ -44,7 +44,7 @@ def render(reader, cursor, snapshot, delta, read=None):
         if routines is None:
             snapshot.why = 'it made a function or procedure this path does not render'
             return None
-    objects, found = [], {}
+    objects, found, owners = [], {}, {}
     found['pg_description'] = sum(r[4] for r in routines)
     domains = 0  # how many more domain constraints there are, by what was rendered
 
@@ -80,7 +80,7 @@ def render(reader, cursor, snapshot, delta, read=None):
             if not add('pg_statistic_ext', oid):
                 snapshot.why = 'it changed extended statistics this path does not render'
                 return None
-    changed = _locate(reader, cursor, delta, dict(found), read)
+    changed = _locate(reader, cursor, delta, dict(found), read, owners)
     if changed is None and ('pg_type' in delta or 'pg_constraint' in delta):
         # Types no relation stands for: new domains, and enums written without
         # labels (a new owner), found by a pass over pg_type.
@@ -90,7 +90,7 @@ def render(reader, cursor, snapshot, delta, read=None):
                 snapshot.why = 'it changed a type this path does not render'
                 return None
         if len(objects) > len(done):
-            changed = _locate(reader, cursor, delta, dict(found), read)
+            changed = _locate(reader, cursor, delta, dict(found), read, owners)
     if changed is None and 'pg_description' in delta:
         # Comments on functions and procedures the migration did not otherwise touch.
         rendered_oids = {r[0] for r in routines}
@@ -113,7 +113,7 @@ def render(reader, cursor, snapshot, delta, read=None):
                                 'does not render')
                 return None
         if more or commented:
-            changed = _locate(reader, cursor, delta, dict(found), read)
+            changed = _locate(reader, cursor, delta, dict(found), read, owners)
     if delta.get('pg_description', (0, 0, 0))[2]:
         # Comments taken away leave no row; COMMENT locked what they were on.
         # Those that pg_dump writes as this path does are rendered again.
@@ -133,6 +133,17 @@ def render(reader, cursor, snapshot, delta, read=None):
         if changed is None:
             snapshot.why = 'it changed more than tables and their own sequences'
             return None
+    if 'pg_depend' in delta and changed is not None:
+        # OWNED BY writes only pg_depend: the tables of the sequences it may
+        # have moved are rendered again, and a move between tables is pg_dump's.
+        for sequence, (owner, kind) in owners.items():
+            if sequence in snapshot.relations.known:
+                if _owner_before(snapshot.relations, sequence) != (
+                        None if owner == sequence else owner):
+                    snapshot.why = 'it changed which table owns a sequence'
+                    return None
+                if owner != sequence:
+                    changed.setdefault(owner, kind)
     # Only a relation the dump has can have had readers before this migration.
     known = [oid for oid, kind in changed.items() if kind in ('r', 'p', 'm', 'v', 'c') and (
         oid in snapshot.relations.tables or ('pg_class', oid) in snapshot.relations.objects)]
@@ -215,6 +226,12 @@ def render(reader, cursor, snapshot, delta, read=None):
         snapshot.why = ', '.join(table.qualified for table in pending) + (
             ' has' if len(pending) == 1 else ' have') + ' features not rendered here'
     return log
+
+
+def _owner_before(relations, sequence):
+    """The table whose column owned ``sequence`` at the snapshot, or None."""
+    return next((table for table, members in relations.members.items() if sequence in members),
+                None)
 
 
 def _renamed_and_named(reader, cursor, relations, tables, objects, routines):
