@@ -561,6 +561,17 @@ CASES = [
      'CREATE INDEX users_inc ON users (id) INCLUDE (name) WHERE email IS NOT NULL', 'fast'),
     ('unique nulls not distinct',
      'ALTER TABLE users ADD CONSTRAINT users_email_u UNIQUE NULLS NOT DISTINCT (email)', 'fast'),
+    ('public schema owner', 'ALTER SCHEMA public OWNER TO diff_owner', 'dump'),
+    ('comment on the public schema', "COMMENT ON SCHEMA public IS 'ours'", 'dump'),
+    ('grant on the public schema', 'GRANT CREATE ON SCHEMA public TO PUBLIC', 'dump'),
+    ('replica identity using an index', 'CREATE UNIQUE INDEX users_email_key ON users (email);'
+     ' ALTER TABLE users ALTER COLUMN email SET NOT NULL;'
+     ' ALTER TABLE users REPLICA IDENTITY USING INDEX users_email_key', 'table'),
+    ('like another table, with its comments',
+     'CREATE TABLE orders_copy (LIKE orders INCLUDING COMMENTS)', 'fast'),
+    ('rename a composite type attribute', 'ALTER TYPE pair RENAME ATTRIBUTE b TO bb', 'fast'),
+    ('default of its own sequence', "ALTER TABLE users ALTER COLUMN id SET DEFAULT nextval('counter')",
+     'table'),
     ('check not valid', 'ALTER TABLE users ADD CONSTRAINT positive_id CHECK (id > 0) NOT VALID', 'table'),
     ('storage parameters', 'CREATE TABLE packed (id INT) WITH (fillfactor = 70)', 'table'),
     ('unlogged table', 'CREATE UNLOGGED TABLE scratch (id INT)', 'table'),
