@@ -108,10 +108,11 @@ def _is_statement_timeout(exc):
     return isinstance(exc, psycopg2.errors.QueryCanceled) and 'statement timeout' in str(exc)
 
 
-def _render_or_why(reader, cursor, snapshot, delta, read=None):
-    """:func:`fastdiff.render`'s undo log, or why pg_dump must show the change."""
+def _render_or_why(render, reader, cursor, snapshot, *args):
+    """``render``'s undo log (:func:`fastdiff.render` or
+    :func:`fastdiff.render_committed`), or why pg_dump must show the change."""
     try:
-        edit = fastdiff.render(reader, cursor, snapshot, delta, read)
+        edit = render(reader, cursor, snapshot, *args)
     except psycopg2.Error as exc:
         if exc.pgcode is None or isinstance(exc, psycopg2.errors.QueryCanceled):
             raise
@@ -283,7 +284,8 @@ class Runner:
         or None for pg_dump."""
         edit = []
         if delta:
-            edit = _render_or_why(self.catalogs, cursor, self._snapshot, delta, read)
+            edit = _render_or_why(fastdiff.render, self.catalogs, cursor, self._snapshot, delta,
+                                  read)
             if isinstance(edit, str):
                 self.diff_path = 'pg_dump (%s)' % edit
                 self.confined_to = self._confined(cursor, delta, edit)
@@ -340,7 +342,7 @@ class Runner:
             return None
         cursor.execute('SAVEPOINT dbmigrator_diff')
         reader.plan_with_indexes(cursor)
-        edit = _render_or_why(reader, cursor, self._snapshot, delta)
+        edit = _render_or_why(fastdiff.render, reader, cursor, self._snapshot, delta)
         cursor.execute('ROLLBACK TO SAVEPOINT dbmigrator_diff')
         if not isinstance(edit, str) and self._snapshot.pending:
             self._snapshot.undo(edit)
@@ -650,6 +652,7 @@ class Runner:
         function = migration.up if planned.action == UP else migration.down
         counted = self.dumper.enabled and self.catalogs is not None
         calls = self.active.super_user_calls
+        written = None
         self.conn.autocommit = True
         try:
             with self.conn.cursor() as cursor:
@@ -657,11 +660,12 @@ class Runner:
                 for name, value in values.items():
                     cursor.execute('SELECT set_config(%s, %s, false)', (name, value))
                 before = self.catalogs.totals(cursor) if counted else None
+                since = fastdiff.horizon(cursor) if counted and self._snapshot else None
                 try:
                     with self.watch.watching(self.conn.info.backend_pid, guard=True):
                         function(self._traced(cursor, migration))
                     if counted:
-                        self._non_atomic_changes(cursor, before, calls)
+                        written = self._non_atomic_changes(cursor, before, calls)
                 finally:
                     if not self.conn.closed:
                         for name in values:
@@ -669,6 +673,8 @@ class Runner:
         finally:
             if not self.conn.closed:
                 self.conn.autocommit = False
+        if written and since is not None:
+            self._render_committed(written, since)
         # Not prepared: the migration's code, which has committed, may have dropped them.
         with self.conn.cursor() as cursor:
             self._bookkeeping(Batch(cursor), planned)
@@ -681,19 +687,52 @@ class Runner:
         cost a whole dump; a ``super_user()`` connection reports its own only
         as it closes, which may be later."""
         after = self.catalogs.totals(cursor)
+        written = None
         if before is None or after is None:
             why = self.catalogs.why
         elif self.active.super_user_calls != super_user_calls:
             why = 'it used super_user(), whose connection reports its catalog writes as it closes'
         else:
-            changed = sorted(name for name in fastdiff.touched(before, after)
-                             if name not in fastdiff.UNSHOWN)
-            if not changed:
+            written = {name: counts for name, counts in fastdiff.touched(before, after).items()
+                       if name not in fastdiff.UNSHOWN}
+            if not written:
                 self.schema_changed = False
                 self.diff_path = 'no dump (the catalogs did not change)'
-                return
-            why = 'the catalogs changed while it ran: %s' % ', '.join(changed)
+                return None
+            why = 'the catalogs changed while it ran: %s' % ', '.join(sorted(written))
         self.diff_path = 'pg_dump (a non-atomic migration; %s)' % why
+        return written
+
+    def _render_committed(self, delta, since):
+        """After a non-atomic migration that wrote ``delta`` to the catalogs: the
+        tables it changed rendered, or left to ``pg_dump --table``; or why a
+        whole dump shows it.  It has committed: nothing here may fail it."""
+        snapshot = self._snapshot
+        snapshot.begin_step()
+        try:
+            with self.conn.cursor() as cursor:
+                fastdiff.CatalogReader.plan_with_indexes(cursor)
+                edit = _render_or_why(fastdiff.render_committed, self.catalogs, cursor, snapshot,
+                                      delta, since)
+        except psycopg2.Error as exc:
+            self.statements.forget()
+            edit = 'reading the catalogs failed: %s' % exc
+        finally:
+            _safe_rollback(self.conn)
+        if isinstance(edit, str):
+            self.diff_path = 'pg_dump (a non-atomic migration; %s)' % edit
+            return
+        if snapshot.pending:
+            self.rendered = edit, None
+            self.diff_path = 'pg_dump --table %s (a non-atomic migration; %s)' % (
+                ' '.join(fastdiff.patterns(snapshot.pending)), snapshot.why)
+            return
+        self.diff_path = 'fast path (rendered from the catalogs after it committed)'
+        text = self._rendered_diff()
+        if text is None:
+            snapshot.undo(edit)
+            return
+        self.rendered = edit, text
 
     def _history_row(self, cursor, planned, diff_to_come):
         """The step's history row, committed with the migration; a diff from

@@ -69,6 +69,18 @@ CREATE MATERIALIZED VIEW ext_dep_mv AS SELECT 1 AS one;
 ALTER MATERIALIZED VIEW ext_dep_mv DEPENDS ON EXTENSION plpgsql;
 '''
 
+class Code(str):
+    """What :func:`migration_code` takes: a migration's whole code."""
+
+
+class NonAtomic:
+    """What :func:`migration_code` takes, for a non-atomic migration (``atomic = False``):
+    DDL as for an atomic one, or a list of statements sent one by one."""
+
+    def __init__(self, ddl):
+        self.ddl = ddl
+
+
 def enum_range(schema, name='span'):
     """A range type of an enum type, in ``schema``: the fast path renders ranges of
     built-in types only."""
@@ -568,10 +580,37 @@ CASES = [
      ' ALTER TABLE users ALTER COLUMN email SET NOT NULL;'
      ' ALTER TABLE users REPLICA IDENTITY USING INDEX users_email_key', 'table'),
     ('like another table, with its comments',
-     'CREATE TABLE orders_copy (LIKE orders INCLUDING COMMENTS)', 'fast'),
+     'CREATE TABLE orders_copy (LIKE orders INCLUDING COMMENTS)', 'table'),
     ('rename a composite type attribute', 'ALTER TYPE pair RENAME ATTRIBUTE b TO bb', 'fast'),
     ('default of its own sequence', "ALTER TABLE users ALTER COLUMN id SET DEFAULT nextval('counter')",
      'table'),
+    # Non-atomic migrations: their tables are found after they committed, by the
+    # catalog rows written since the oldest transaction running before them.
+    ('index concurrently', NonAtomic('CREATE INDEX CONCURRENTLY users_email ON users (email)'),
+     'fast'),
+    ('unique index concurrently',
+     NonAtomic('CREATE UNIQUE INDEX CONCURRENTLY items_label ON items (label)'), 'fast'),
+    ('drop an index concurrently', NonAtomic('DROP INDEX CONCURRENTLY orders_user_idx'), 'fast'),
+    ('reindex concurrently', NonAtomic([
+        'REINDEX INDEX CONCURRENTLY orders_user_idx',
+        'CREATE INDEX CONCURRENTLY orders_total ON orders (total)']), 'fast'),
+    ('reindex a table with a toast table concurrently', NonAtomic([
+        'REINDEX TABLE CONCURRENTLY users', 'CREATE INDEX CONCURRENTLY users_name ON users (name)']),
+     'dump'),
+    ('validate a constraint, non-atomic', NonAtomic(
+        'ALTER TABLE users ADD CONSTRAINT positive CHECK (id > 0) NOT VALID;'
+        ' ALTER TABLE users VALIDATE CONSTRAINT positive'), 'fast'),
+    ('a rule, non-atomic', NonAtomic(
+        'CREATE RULE keep_orders AS ON DELETE TO orders DO INSTEAD NOTHING'), 'dump'),
+    ('index concurrently, commented', NonAtomic(
+        "CREATE INDEX users_name ON users (name); COMMENT ON INDEX users_name IS 'by name'"),
+     'dump'),
+    ('a table, non-atomic', NonAtomic('CREATE TABLE made_apart (id INT)'), 'dump'),
+    ('rename a column, non-atomic', NonAtomic('ALTER TABLE users RENAME COLUMN email TO mail'),
+     'dump'),
+    ('rename a table, non-atomic', NonAtomic('ALTER TABLE "Zebra" RENAME TO "Okapi"'), 'dump'),
+    ('index concurrently on a partition', NonAtomic(
+        'CREATE INDEX CONCURRENTLY readings_2024_v ON readings_2024 (v)'), 'table'),
     ('check not valid', 'ALTER TABLE users ADD CONSTRAINT positive_id CHECK (id > 0) NOT VALID', 'table'),
     ('storage parameters', 'CREATE TABLE packed (id INT) WITH (fillfactor = 70)', 'table'),
     ('unlogged table', 'CREATE UNLOGGED TABLE scratch (id INT)', 'table'),
@@ -725,17 +764,15 @@ def changed_lines(diff):
             if line.startswith(('+', '-')) and not line.startswith(('+++', '---'))]
 
 
-class NonAtomic:
-    """What :func:`migration_code` takes, for a non-atomic migration (``atomic = False``)."""
-
-    def __init__(self, ddl):
-        self.ddl = ddl
-
-
 def migration_code(ddl):
     """A migration running ``ddl``; a pair (super-user DDL, the migration's own DDL)
     runs the first through super_user() and then the second, when there is one."""
+    if isinstance(ddl, Code):
+        return ddl
     if isinstance(ddl, NonAtomic):
+        if isinstance(ddl.ddl, list):  # each statement commits on its own
+            return 'atomic = False\n\n\ndef up(cursor):\n' + ''.join(
+                '    cursor.execute(%r)\n' % statement for statement in ddl.ddl)
         return 'atomic = False\n' + migration_code(ddl.ddl)
     if isinstance(ddl, str):
         return 'def up(cursor):\n    cursor.execute(%r)\n' % ddl
@@ -745,9 +782,10 @@ def migration_code(ddl):
         '    cursor.execute(%r)\n' % own if own else '')
 
 
-def run_migrations(server, folder_path, ddls, engine, database_settings=None):
+def run_migrations(server, folder_path, ddls, engine, database_settings=None, before=None):
     """Each DDL as one migration, on a fresh database holding BASE: (steps, the dumper).
-    ``database_settings`` (``SET name = value``) is made the database's own."""
+    ``database_settings`` (``SET name = value``) is made the database's own;
+    ``before`` is called with the database's URI before the run."""
     name = 'diff_%s' % uuid.uuid4().hex[:10]
     admin = psycopg2.connect(server.get_uri('postgres'))
     admin.autocommit = True
@@ -761,6 +799,8 @@ def run_migrations(server, folder_path, ddls, engine, database_settings=None):
             cursor.execute(BASE)
         conn.commit()
         conn.close()
+        if before is not None:
+            before(server.get_uri(name))
         folder = Migrations(folder_path)
         for i, ddl in enumerate(ddls):
             folder.add('202001010000%02d' % i, 'step_%d' % i, migration_code(ddl))
@@ -909,6 +949,40 @@ def test_a_database_with_track_counts_off_has_every_step_dumped(server, tmp_path
     assert (dumper.dumps, dumper.partial_dumps) == (5, 0)
 
 
+# Another session, with a temporary table, for the migration below.
+ANOTHER = {}
+
+
+def test_another_sessions_temporary_table_is_not_in_a_non_atomic_step(server, tmp_path):
+    """Its index, made while the migration ran, is found with the migration's rows
+    but is no table of the dump's."""
+    def open_another(uri):
+        ANOTHER['conn'] = psycopg2.connect(uri)
+        ANOTHER['conn'].autocommit = True
+        with ANOTHER['conn'].cursor() as cursor:
+            cursor.execute('CREATE TEMP TABLE scratch (id INT)')
+            cursor.execute('SELECT pg_stat_force_next_flush()')
+
+    code = ('atomic = False\n\n\ndef up(cursor):\n'
+            '    from tests.test_diff_engines import ANOTHER\n'
+            "    ANOTHER['conn'].cursor().execute('CREATE INDEX scratch_id ON scratch (id)')\n"
+            "    cursor.execute('CREATE INDEX CONCURRENTLY users_email ON users (email)')\n")
+    ddls = [Code(code)]
+    try:
+        expected = run_migrations(server, tmp_path / 'pg_dump', ddls, 'pg_dump',
+                                  before=open_another)[0]
+        ANOTHER.pop('conn').close()
+        steps, dumper = run_migrations(server, tmp_path / 'auto', ddls, 'auto',
+                                       before=open_another)
+    finally:
+        if 'conn' in ANOTHER:
+            ANOTHER.pop('conn').close()
+    assert changed_lines(steps[0].diff) == changed_lines(expected[0].diff)
+    assert '+CREATE INDEX users_email ON public.users' in steps[0].diff
+    assert 'scratch' not in steps[0].diff
+    assert (dumper.dumps, dumper.partial_dumps) == (1, 0)
+
+
 def test_a_non_atomic_migration_that_wrote_no_catalog_row_runs_no_pg_dump(server, tmp_path):
     """It commits as it goes, so its catalog writes are counted from the server's
     counts and the backend's own; ANALYZE's statistics are not in the dump."""
@@ -923,7 +997,8 @@ def test_a_non_atomic_migration_that_wrote_no_catalog_row_runs_no_pg_dump(server
     assert '+CREATE TABLE public.su_na (' in steps[3].diff
     assert [changed_lines(step.diff) for step in steps] == [
         changed_lines(step.diff) for step in expected]
-    assert (dumper.dumps, dumper.partial_dumps) == (3, 0)
+    # The snapshot, and super_user()'s table; the index is rendered after its commit.
+    assert (dumper.dumps, dumper.partial_dumps) == (2, 0)
 
 
 def test_data_only_migration_runs_no_pg_dump(server, tmp_path):
@@ -947,6 +1022,26 @@ def run_sequence(server, tmp_path, engine, ddls, label):
     """Each step's changed lines, and the dumps run, of one run of ``ddls``."""
     steps, dumper = run_migrations(server, tmp_path / ('%s_%s' % (label, engine)), ddls, engine)
     return [changed_lines(step.diff) for step in steps], (dumper.dumps, dumper.partial_dumps)
+
+
+NON_ATOMIC = [
+    'CREATE TABLE accounts (id SERIAL PRIMARY KEY, name TEXT)',
+    NonAtomic('CREATE INDEX CONCURRENTLY accounts_name ON accounts (name)'),
+    'ALTER TABLE accounts ADD COLUMN email TEXT',
+    NonAtomic('CREATE UNIQUE INDEX CONCURRENTLY accounts_email ON accounts (email)'),
+    NonAtomic("UPDATE accounts SET name = 'x'"),
+    NonAtomic(['REINDEX INDEX CONCURRENTLY accounts_email',
+               'CREATE INDEX CONCURRENTLY accounts_id_name ON accounts (id, name)']),
+    'ALTER TABLE accounts ADD CONSTRAINT accounts_email_unique UNIQUE USING INDEX accounts_email',
+    NonAtomic('DROP INDEX CONCURRENTLY accounts_name'),
+    NonAtomic(['REINDEX TABLE CONCURRENTLY accounts',
+               'DROP INDEX CONCURRENTLY accounts_id_name']),
+    NonAtomic('CREATE TABLE made_apart (id INT)'),
+    'CREATE INDEX made_apart_id ON made_apart (id)',
+    NonAtomic('DROP INDEX CONCURRENTLY made_apart_id'),
+    'ALTER TABLE accounts RENAME TO members',
+    NonAtomic('CREATE INDEX CONCURRENTLY members_email ON members (email)'),
+]
 
 
 DROPS = [
@@ -1179,6 +1274,10 @@ RUNS = [
     # range types of enum types in a schema of their own.  The rest, the
     # table of a range type and the drops among them, from the catalogs.
     ('schemas', SCHEMAS, (1, 4)),
+    # Whole dumps: the snapshot, the table reindexed with its toast table, the
+    # table made apart, the rename (its sequence sorts before it), and the
+    # index on the renamed table, whose sequence still does.
+    ('nonatomic', NON_ATOMIC, (5, 0)),
 ]
 
 

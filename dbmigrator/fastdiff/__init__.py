@@ -17,14 +17,18 @@ A table with what it does not render (a rule, inheritance, a NOT VALID
 constraint...) is left to ``pg_dump --table`` after the migration commits
 (:mod:`.partial`).  Anything else -- a catalog it does not know, a rename,
 a place in the dump it cannot be sure of -- makes :func:`render` return
-None, and the caller runs pg_dump for that migration.  The output is never different from pg_dump's; at worst it
-is as slow.
+None, and the caller runs pg_dump for that migration.  A non-atomic
+migration, which commits as it goes, is read after it committed
+(:mod:`.committed`).  The output is never different from pg_dump's; at
+worst it is as slow.
 """
 from .catalogs import ROW_COUNTS, UNSHOWN, CatalogReader, touched
+from .committed import horizon, render_committed
 from .partial import fill, patterns
 from .render import render
 from .schema_dump import confined, fill_schema, pattern
 from .snapshot import Snapshot, relations
 
-__all__ = ['ROW_COUNTS', 'UNSHOWN', 'CatalogReader', 'Snapshot', 'confined', 'fill', 'fill_schema', 'pattern', 'patterns',
-           'relations', 'render', 'touched']
+__all__ = ['ROW_COUNTS', 'UNSHOWN', 'CatalogReader', 'Snapshot', 'confined', 'fill',
+           'fill_schema', 'horizon', 'pattern', 'patterns', 'relations', 'render',
+           'render_committed', 'touched']
