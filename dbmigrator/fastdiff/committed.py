@@ -102,9 +102,7 @@ def render_committed(reader, cursor, snapshot, delta, since):
     if log is None:
         return None
     if pending:
-        snapshot.pending = pending
-        snapshot.why = ', '.join(table.qualified for table in pending) + (
-            ' has' if len(pending) == 1 else ' have') + ' features not rendered here'
+        snapshot.leave_pending(pending)
     return log
 
 

@@ -222,9 +222,7 @@ def render(reader, cursor, snapshot, delta, read=None):
                         'belongs to it')
         return None
     if pending:
-        snapshot.pending = pending
-        snapshot.why = ', '.join(table.qualified for table in pending) + (
-            ' has' if len(pending) == 1 else ' have') + ' features not rendered here'
+        snapshot.leave_pending(pending)
     return log
 
 

@@ -875,6 +875,13 @@ class Snapshot:
             self._swap(existing, new)
         return True
 
+    def leave_pending(self, tables):
+        """Leave ``tables``, which have what this path does not render, to
+        ``pg_dump --table`` after the commit."""
+        self.pending = tables
+        self.why = ', '.join(table.qualified for table in tables) + (
+            ' has' if len(tables) == 1 else ' have') + ' features not rendered here'
+
     def undo(self, log):
         for step in reversed(log):
             step()
