@@ -131,8 +131,9 @@ def _global_options(parser, suppress):
                             "server's)")
     add('--diff-engine', choices=('auto', 'pg_dump'), **default,
                        help='auto (default): one pg_dump per run, then what a migration '
-                            'changed is rendered from the catalogs, or dumped with pg_dump '
-                            '--table when only some tables need it, falling back to a full '
+                            'changed is rendered from the catalogs (a non-atomic one\'s after '
+                            'it committed), or dumped with pg_dump --table or --schema when '
+                            'only some tables or one schema need it, falling back to a full '
                             'pg_dump for anything else (-v says which, and why); pg_dump: a '
                             'full dump after every migration')
     add('--schema', metavar='NAME', **default,

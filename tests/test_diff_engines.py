@@ -1296,6 +1296,8 @@ def test_verbose_names_the_path_of_each_steps_diff(dbm, migrations):
     steps = [('20200101000000', 'serial_table', 'CREATE TABLE t_i (id SERIAL PRIMARY KEY, v TEXT)'),
              ('20200102000000', 'data_only', "INSERT INTO t_i (v) VALUES ('x')"),
              ('20200102120000', 'backfill', NonAtomic("UPDATE t_i SET v = 'y'")),
+             ('20200102180000', 'concurrently',
+              NonAtomic('CREATE INDEX CONCURRENTLY t_i_v ON t_i (v)')),
              ('20200103000000', 'extension', 'CREATE EXTENSION pg_trgm'),
              ('20200103120000', 'rule', 'CREATE RULE t_i_keep AS ON DELETE TO t_i DO INSTEAD NOTHING'),
              ('20200104000000', 'range', 'CREATE TYPE span AS RANGE (subtype = float8)'),
@@ -1314,6 +1316,8 @@ def test_verbose_names_the_path_of_each_steps_diff(dbm, migrations):
         'schema diff of 20200101000000 serial_table: fast path (rendered from the catalogs)',
         'schema diff of 20200102000000 data_only: no dump (the catalogs did not change)',
         'schema diff of 20200102120000 backfill: no dump (the catalogs did not change)',
+        'schema diff of 20200102180000 concurrently: fast path (rendered from the catalogs after '
+        'it committed)',
         'schema diff of 20200103000000 extension: fast path (rendered from the catalogs)',
         'schema diff of 20200103120000 rule: pg_dump --table "public"."t_i" (public.t_i has '
         'features not rendered here)',
