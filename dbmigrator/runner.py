@@ -681,11 +681,12 @@ class Runner:
         return True
 
     def _non_atomic_changes(self, cursor, before, super_user_calls):
-        """Whether a non-atomic migration, now committed, changed the catalogs: the
-        server's write counts with this backend's pending ones, before and
-        after its code.  Writes of other sessions meanwhile count too, and
-        cost a whole dump; a ``super_user()`` connection reports its own only
-        as it closes, which may be later."""
+        """What a non-atomic migration, now committed, wrote to the catalogs (name ->
+        counts), from the server's write counts with this backend's pending
+        ones before and after its code; None when it wrote nothing, or when
+        the counts cannot tell.  Writes of other sessions meanwhile count
+        too; a ``super_user()`` connection reports its own only as it
+        closes, which may be later."""
         after = self.catalogs.totals(cursor)
         written = None
         if before is None or after is None:
