@@ -554,10 +554,7 @@ CASES = [
     ('column n_distinct', 'ALTER TABLE users ALTER COLUMN name SET (n_distinct = 100)', 'table'),
     ('trigger with a condition', 'CREATE TRIGGER items_changed BEFORE UPDATE ON items FOR EACH ROW'
      ' WHEN (OLD.* IS DISTINCT FROM NEW.*) EXECUTE FUNCTION touch_all()', 'fast'),
-    ('deferrable foreign key', 'ALTER TABLE line_items ALTER CONSTRAINT line_items_order_id_fkey'
-     ' DEFERRABLE INITIALLY DEFERRED', 'fast'),
     ('view column default', "ALTER VIEW user_names ALTER COLUMN name SET DEFAULT 'x'", 'dump'),
-    ('comment with a quote and a newline', "COMMENT ON TABLE users IS E'it''s\\nhere'", 'fast'),
     ('grant with grant option', 'GRANT SELECT ON users TO diff_owner WITH GRANT OPTION', 'fast'),
     ('column grant', 'GRANT SELECT (name) ON users TO diff_owner', 'table, then dump'),
     ('policy for a role', 'CREATE POLICY for_owner ON secured TO diff_owner USING (true)', 'fast'),
@@ -611,6 +608,38 @@ CASES = [
     ('rename a table, non-atomic', NonAtomic('ALTER TABLE "Zebra" RENAME TO "Okapi"'), 'dump'),
     ('index concurrently on a partition', NonAtomic(
         'CREATE INDEX CONCURRENTLY readings_2024_v ON readings_2024 (v)'), 'table'),
+    ('make a foreign key deferrable', 'ALTER TABLE line_items ALTER CONSTRAINT'
+     ' line_items_order_id_fkey DEFERRABLE INITIALLY DEFERRED', 'fast'),
+    ('trigger on a view', 'CREATE TRIGGER user_names_add INSTEAD OF INSERT ON user_names'
+     ' FOR EACH ROW EXECUTE FUNCTION touch_all()', 'dump'),
+    ('rule on a view', 'CREATE RULE user_names_keep AS ON DELETE TO user_names DO INSTEAD NOTHING',
+     'dump'),
+    ('policy on a table without row security', 'CREATE POLICY loose ON users USING (true)', 'fast'),
+    ('always trigger', 'ALTER TABLE items ENABLE ALWAYS TRIGGER items_touch', 'table'),
+    ('materialized view owner', 'ALTER MATERIALIZED VIEW user_ids OWNER TO diff_owner', 'dump'),
+    ('sequence owner', 'ALTER SEQUENCE counter OWNER TO diff_owner', 'fast'),
+    ('grant usage on a schema', 'GRANT USAGE ON SCHEMA kept_schema TO diff_owner', 'dump'),
+    ('grant on all tables in a schema', 'GRANT SELECT ON ALL TABLES IN SCHEMA filled_schema'
+     ' TO diff_owner', 'fast'),
+    ('grant usage on a type', 'GRANT USAGE ON TYPE shade TO diff_owner', 'dump'),
+    ('rename a constraint', 'ALTER TABLE checked RENAME CONSTRAINT checked_n_check TO n_positive',
+     'fast'),
+    ('rename a view column', 'ALTER VIEW user_names RENAME COLUMN name TO full_name', 'fast'),
+    ('gin index on an expression', "CREATE INDEX users_words ON users USING gin"
+     " (to_tsvector('simple', name))", 'fast'),
+    ('array of an enum', 'CREATE TABLE shades (s shade[] DEFAULT ARRAY[]::shade[])', 'fast'),
+    ('domain over an enum', "CREATE DOMAIN light_shade AS shade CHECK (VALUE = 'light')", 'dump'),
+    ('composite with a domain', 'CREATE TYPE boxed AS (n positive_int, s shade)', 'dump'),
+    ('reserved words as column names', 'CREATE TABLE kw ("user" INT, "select" TEXT)', 'fast'),
+    ('a double quote in a table name', 'CREATE TABLE "we""ird" (id INT)', 'fast'),
+    ('a non-ASCII table name', 'CREATE TABLE café (id INT, naïve TEXT)', 'fast'),
+    ('a backslash in a comment', "COMMENT ON TABLE users IS 'back\\slash'", 'fast'),
+    ('a quote in a default', "ALTER TABLE users ALTER COLUMN name SET DEFAULT 'O''Brien'", 'fast'),
+    ('quotes and spaces in enum labels', "CREATE TYPE said AS ENUM ('it''s', 'a b', 'é')", 'fast'),
+    ('dollar quotes in a function body', "CREATE FUNCTION dollars() RETURNS TEXT LANGUAGE sql"
+     " AS $f$ SELECT '$$'::text $f$", 'fast'),
+    ('a backslash in a check', "ALTER TABLE users ADD CONSTRAINT email_shape"
+     " CHECK (email ~ '^\\S+@\\S+$')", 'fast'),
     ('check not valid', 'ALTER TABLE users ADD CONSTRAINT positive_id CHECK (id > 0) NOT VALID', 'table'),
     ('storage parameters', 'CREATE TABLE packed (id INT) WITH (fillfactor = 70)', 'table'),
     ('unlogged table', 'CREATE UNLOGGED TABLE scratch (id INT)', 'table'),

@@ -294,6 +294,7 @@ SELECT c.relkind, n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_i
        (c.reloptions IS NULL OR c.relkind = 'v') AND NOT c.relhasindex
        AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = c.oid)
        AND NOT EXISTS (SELECT 1 FROM pg_attrdef WHERE adrelid = c.oid)
+       AND NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = c.oid)
        AND NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_class'::regclass
                           AND objid = c.oid AND deptype IN ('e', 'x'))
        AND (SELECT count(*) FROM pg_rewrite WHERE ev_class = c.oid) = (c.relkind IN ('v', 'm'))::int
