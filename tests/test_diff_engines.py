@@ -1053,6 +1053,46 @@ def run_sequence(server, tmp_path, engine, ddls, label):
     return [changed_lines(step.diff) for step in steps], (dumper.dumps, dumper.partial_dumps)
 
 
+LIFECYCLE = [
+    'CREATE TABLE lifeform (id SERIAL PRIMARY KEY, v TEXT)',
+    'CREATE INDEX lifeform_v ON lifeform (v)',
+    'ALTER INDEX lifeform_v RENAME TO lifeform_v2',
+    "COMMENT ON INDEX lifeform_v2 IS 'by v'",
+    'ALTER TABLE lifeform RENAME COLUMN v TO w',
+    'DROP INDEX lifeform_v2',
+    'ALTER TABLE lifeform ADD CONSTRAINT lifeform_w_u UNIQUE (w)',
+    'ALTER TABLE lifeform DROP CONSTRAINT lifeform_w_u',
+    'CREATE VIEW av AS SELECT id FROM lifeform',
+    'ALTER TABLE lifeform ADD COLUMN z INT',
+    'DROP VIEW av',
+    'ALTER TABLE lifeform ALTER COLUMN id TYPE BIGINT',
+    'GRANT SELECT ON lifeform TO PUBLIC',
+    ('ALTER TABLE lifeform ADD COLUMN su INT', 'REVOKE SELECT ON lifeform FROM PUBLIC'),
+    NonAtomic('CREATE INDEX CONCURRENTLY lifeform_z ON lifeform (z)'),
+    'ALTER TABLE lifeform DROP COLUMN z',
+    'DROP TABLE lifeform',
+]
+
+
+TYPED = [
+    "CREATE TYPE mood AS ENUM ('a')",
+    "CREATE TABLE m (x mood DEFAULT 'a')",
+    "ALTER TYPE mood ADD VALUE 'b'",
+    "ALTER TABLE m ALTER COLUMN x SET DEFAULT 'b'",
+    'CREATE FUNCTION f(mood) RETURNS INT LANGUAGE sql AS $$ SELECT 1 $$',
+    'CREATE FUNCTION f(INT) RETURNS INT LANGUAGE sql AS $$ SELECT 2 $$',
+    "COMMENT ON FUNCTION f(INT) IS 'the other'",
+    'DROP FUNCTION f(mood)',
+    'CREATE DOMAIN small AS INT CHECK (VALUE < 10)',
+    'ALTER TABLE m ADD COLUMN s small',
+    'ALTER DOMAIN small ADD CONSTRAINT small_positive CHECK (VALUE > 0)',
+    'ALTER TABLE m DROP COLUMN x',
+    'DROP TYPE mood',
+    'ALTER TABLE m DROP COLUMN s',
+    'DROP DOMAIN small',
+]
+
+
 NON_ATOMIC = [
     'CREATE TABLE accounts (id SERIAL PRIMARY KEY, name TEXT)',
     NonAtomic('CREATE INDEX CONCURRENTLY accounts_name ON accounts (name)'),
@@ -1307,6 +1347,9 @@ RUNS = [
     # table made apart, the rename (its sequence sorts before it), and the
     # index on the renamed table, whose sequence still does.
     ('nonatomic', NON_ATOMIC, (5, 0)),
+    # The snapshot, and the drop of the view that had moved its table up.
+    ('lifecycle', LIFECYCLE, (2, 0)),
+    ('typed', TYPED, (1, 0)),
 ]
 
 
