@@ -150,7 +150,8 @@ class Runner:
         self.confined_to = None
         self._snapshot = None
         self._in_step = False
-        self._super_user_edits, self._super_user_why, self._super_user_rows = [], None, []
+        # super_user()'s edits of the step, each with its rows of ROW_COUNTS
+        self._super_user_edits, self._super_user_why = [], None
         self.watch = blockers.Watch(self._monitor_connection, settings.max_blocking)
         self.recorder = conn.recorder
         self.output = history.Output(conn.lease)
@@ -290,11 +291,21 @@ class Runner:
                 self.diff_path = 'pg_dump (%s)' % edit
                 self.confined_to = self._confined(cursor, delta, edit)
                 return None
-            if self._snapshot.pending:
-                self.diff_path = 'pg_dump --table %s (%s)' % (
-                    ' '.join(fastdiff.patterns(self._snapshot.pending)), self._snapshot.why)
-                return edit, None
-        self.diff_path = 'fast path (rendered from the catalogs)'
+            return self._rendered(edit, self._snapshot.pending)
+        return self._rendered(edit, [])
+
+    def _rendered(self, edit, pending, committed=False):
+        """``(undo log, diff)`` of the snapshot's edit ``edit``: the diff, or None
+        while the ``pending`` tables wait for ``pg_dump --table``; None when
+        working the diff out failed, which leaves the step to pg_dump.
+        ``committed``: a non-atomic migration's, read after it committed."""
+        if pending:
+            self.diff_path = 'pg_dump --table %s (%s%s)' % (
+                ' '.join(fastdiff.patterns(pending)),
+                'a non-atomic migration; ' if committed else '', self._snapshot.why)
+            return edit, None
+        self.diff_path = 'fast path (rendered from the catalogs%s)' % (
+            ' after it committed' if committed else '')
         text = self._rendered_diff()
         if text is None:
             self._snapshot.undo(edit)
@@ -350,27 +361,26 @@ class Runner:
         if isinstance(edit, str):
             self._super_user_why = 'super_user(): %s' % edit
             return None
-        self._super_user_edits.append(edit)
-        self._super_user_rows.append((edit, {name: delta[name][0] for name in fastdiff.ROW_COUNTS
-                                             if name in delta}))
+        self._super_user_edits.append((edit, {name: delta[name][0] for name in fastdiff.ROW_COUNTS
+                                              if name in delta}))
         return edit
 
     def super_user_failed(self, edit):
         """The ``super_user()`` connection did not commit: its edit goes."""
-        if edit is not None and edit in self._super_user_edits:
-            self._super_user_edits.remove(edit)
-            self._super_user_rows = [pair for pair in self._super_user_rows if pair[0] is not edit]
+        kept = [pair for pair in self._super_user_edits if pair[0] is not edit]
+        if edit is not None and len(kept) < len(self._super_user_edits):
+            self._super_user_edits = kept
             self._snapshot.undo(edit)
 
     def _undo_super_user(self):
         """pg_dump shows this step after all: the snapshot goes back to before it."""
         while self._super_user_edits:
-            self._snapshot.undo(self._super_user_edits.pop())
+            self._snapshot.undo(self._super_user_edits.pop()[0])
 
     def _begin_step(self):
         """A migration's code is about to run: edits count from here."""
         self._in_step = True
-        self._super_user_edits, self._super_user_why, self._super_user_rows = [], None, []
+        self._super_user_edits, self._super_user_why = [], None
         if self._snapshot is not None:
             self._snapshot.begin_step()
 
@@ -620,7 +630,7 @@ class Runner:
         """The step's counts less the rows (domain constraints, what names an
         extension) that its ``super_user()`` connections committed: those
         counts are of the whole database, where the step sees their commits."""
-        for _, rows in self._super_user_rows:
+        for _, rows in self._super_user_edits:
             for name, count in rows.items():
                 left = delta.get(name, (0, 0, 0))[0] - count
                 if left:
@@ -723,17 +733,7 @@ class Runner:
         if isinstance(edit, str):
             self.diff_path = 'pg_dump (a non-atomic migration; %s)' % edit
             return
-        if snapshot.pending:
-            self.rendered = edit, None
-            self.diff_path = 'pg_dump --table %s (a non-atomic migration; %s)' % (
-                ' '.join(fastdiff.patterns(snapshot.pending)), snapshot.why)
-            return
-        self.diff_path = 'fast path (rendered from the catalogs after it committed)'
-        text = self._rendered_diff()
-        if text is None:
-            snapshot.undo(edit)
-            return
-        self.rendered = edit, text
+        self.rendered = self._rendered(edit, snapshot.pending, committed=True)
 
     def _history_row(self, cursor, planned, diff_to_come):
         """The step's history row, committed with the migration; a diff from

@@ -147,9 +147,10 @@ class CatalogReader:
         self.labels = {**self.names, EXTENSION_DEPENDENCIES_OID: EXTENSION_DEPENDENCIES}
         self.statements = statements or Statements()
         self.why = None
-        self.counts_query = COUNTS % ', '.join(str(int(oid)) for oid in self.names)
+        oids = ', '.join(str(int(oid)) for oid in self.names)
+        self.counts_query = COUNTS % oids
         self.tracked_counts_query = self.counts_query + UNTRACKED
-        self.totals_query = TOTALS % ', '.join(str(int(oid)) for oid in self.names) + UNTRACKED
+        self.totals_query = TOTALS % oids + UNTRACKED
         self.remember_query = REMEMBER % self.counts_query
         self.changes_query = CHANGES % self.counts_query
         self.step_query = STEP % self.counts_query
@@ -189,12 +190,9 @@ class CatalogReader:
         The numbers of ``pg_stat_xact_sys_tables``, without that view's walk
         over every user table's toast table.
         """
-        rows = self.execute(cursor, self.tracked_counts_query)
-        if any(oid == 0 for oid, *_ in rows):
-            self.why = UNCOUNTED_WHY
-            return None
-        return {self.labels.get(oid, DOMAIN_CONSTRAINTS): (ins, upd, dele)
-                for oid, ins, upd, dele in rows if oid is None or ins or upd or dele}
+        counts = self._tracked(self.execute(cursor, self.tracked_counts_query))
+        return counts and {name: counted for name, counted in counts.items()
+                           if name == DOMAIN_CONSTRAINTS or any(counted)}
 
     def totals(self, cursor):
         """Catalog name -> (inserted, updated, deleted) since the server's counts were
@@ -202,7 +200,10 @@ class CatalogReader:
         :attr:`why`, when track_counts is off.  Not prepared: it is read after
         a non-atomic migration's code, which may have dropped the statements."""
         cursor.execute(self.totals_query)
-        rows = cursor.fetchall()
+        return self._tracked(cursor.fetchall())
+
+    def _tracked(self, rows):
+        """Rows of counts (with UNTRACKED) by catalog name; None when track_counts is off."""
         if any(oid == 0 for oid, *_ in rows):
             self.why = UNCOUNTED_WHY
             return None
