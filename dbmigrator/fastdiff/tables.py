@@ -15,7 +15,6 @@ TABLE_COLUMNS = '''n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_
        AND NOT c.relhassubclass AND NOT c.relhasrules AND c.relpersistence = 'p' AND c.reloptions IS NULL
        AND c.reltablespace = 0 AND c.reloftype = 0
        AND c.relreplident = 'd'
-       AND NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = c.oid)
        AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = c.oid)
        AND NOT EXISTS (SELECT 1 FROM pg_class tc
                         WHERE tc.oid = c.reltoastrelid AND tc.reloptions IS NOT NULL),
@@ -26,9 +25,7 @@ TABLE_COLUMNS = '''n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_
                 AND a.attoptions IS NULL AND a.attfdwoptions IS NULL
                 AND coalesce(a.attstattarget, -1) < 0
                 AND a.attcompression = '' AND a.attstorage = t.typstorage AND a.attislocal
-                AND a.attcollation = t.typcollation, a.attname,
-                (SELECT description FROM pg_description WHERE objoid = c.oid
-                    AND classoid = 'pg_class'::regclass AND objsubid = a.attnum))
+                AND a.attcollation = t.typcollation, a.attname, a.attnum)
                 ORDER BY a.attnum)
           FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
           LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
@@ -36,26 +33,27 @@ TABLE_COLUMNS = '''n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_
        (SELECT json_agg(json_build_array(
                 k.conname, quote_ident(k.conname), k.contype, pg_get_constraintdef(k.oid),
                 k.convalidated AND k.conislocal AND (k.contype NOT IN ('c', 'n') OR NOT k.connoinherit),
-                (SELECT array_agg(a.attname ORDER BY a.attnum) FROM pg_attribute a
-                  WHERE a.attrelid = k.conrelid AND a.attnum = ANY(k.conkey)),
+                k.conkey,
                 (SELECT description FROM pg_description WHERE objoid = k.oid
                     AND classoid = 'pg_constraint'::regclass)) ORDER BY k.conname)
           FROM pg_constraint k WHERE k.conrelid = c.oid),
        (SELECT json_agg(json_build_array(
-                ic.relname, pg_get_indexdef(i.indexrelid),
+                ic.relname, CASE WHEN ik.oid IS NULL THEN pg_get_indexdef(i.indexrelid) END,
                 NOT i.indisclustered AND i.indisvalid AND ic.reltablespace = 0
                 AND NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_class'::regclass
                                    AND objid = i.indexrelid AND deptype = 'x')
                 AND NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = i.indexrelid
                                    AND coalesce(attstattarget, -1) >= 0),
-                EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = i.indrelid
-                        AND conindid = i.indexrelid AND contype IN ('p', 'u', 'x')),
+                ik.oid IS NOT NULL,
                 i.indexrelid::bigint, quote_ident(ic.relname),
                 (SELECT description FROM pg_description WHERE objoid = ic.oid
                     AND classoid = 'pg_class'::regclass),
                 (SELECT p.relname FROM pg_inherits h JOIN pg_class p ON p.oid = h.inhparent
                   WHERE h.inhrelid = i.indexrelid)))
-          FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid),
+          FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+          LEFT JOIN pg_constraint ik ON ik.conrelid = i.indrelid AND ik.conindid = i.indexrelid
+                AND ik.contype IN ('p', 'u', 'x')
+         WHERE i.indrelid = c.oid),
        (SELECT json_agg(json_build_array(
                 sn.nspname, s.relname, quote_ident(sn.nspname) || '.' || quote_ident(s.relname),
                 pg_get_userbyid(s.relowner), quote_ident(pg_get_userbyid(s.relowner)),
@@ -65,21 +63,16 @@ TABLE_COLUMNS = '''n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_
                 s.relpersistence = 'p'
                 AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = s.oid)
                 AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = s.oid),
-                pg_get_expr(ad.adbin, ad.adrelid) IN (
-                    format('nextval(%%L::regclass)', s.oid::regclass::text),
-                    format('nextval(%%L::regclass)',
-                           quote_ident(sn.nspname) || '.' || quote_ident(s.relname))),
                 quote_ident(s.relname), ''' + acl_items('s.relacl', 's.relowner') + ''')
                 ORDER BY a.attnum)
           FROM pg_depend d JOIN pg_class s ON s.oid = d.objid
           JOIN pg_namespace sn ON sn.oid = s.relnamespace
           JOIN pg_sequence q ON q.seqrelid = s.oid
           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.refobjsubid
-          LEFT JOIN pg_attrdef ad ON ad.adrelid = c.oid AND ad.adnum = a.attnum
          WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
            AND d.refobjid = c.oid AND d.deptype IN ('a', 'i')),
-       (SELECT description FROM pg_description WHERE objoid = c.oid
-           AND classoid = 'pg_class'::regclass AND objsubid = 0),
+       (SELECT json_object_agg(objsubid, description) FROM pg_description
+         WHERE objoid = c.oid AND classoid = 'pg_class'::regclass),
        quote_ident(c.relname), ''' + MEMBERS + ''',
        (SELECT json_agg(json_build_array(
                 g.tgname, pg_get_triggerdef(g.oid, false),
@@ -128,12 +121,12 @@ def _sequence_options(type_name, start, increment, minimum, maximum, cache, cycl
             '    CACHE %s' % cache] + (['    CYCLE'] if cycle else [])
 
 
-def _sequence(qualified, row, server_version):
+def _sequence(qualified, row, default, server_version):
     """The sections of a serial or identity column's sequence as pg_dump writes them,
-    and a serial column's DEFAULT line; None when pg_dump would write otherwise."""
+    and a serial column's DEFAULT line; None when pg_dump would write otherwise.
+    ``default``: the owning column's default, as pg_get_expr() prints it."""
     (schema, name, seq_qualified, owner, quoted_owner, _, column, deptype, identity, type_name,
-     start, increment, minimum, maximum, cache, cycle, plain, is_nextval, quoted_name,
-     acl) = row
+     start, increment, minimum, maximum, cache, cycle, plain, quoted_name, acl) = row
     grants = _acl('SEQUENCE', seq_qualified, quoted_owner, acl,
                   default_acl('SEQUENCE', quoted_owner, server_version))
     if not plain or grants is None or type_name not in LIMITS or (deptype == 'i') != (
@@ -147,15 +140,16 @@ def _sequence(qualified, row, server_version):
             'ALTER TABLE %s ALTER COLUMN %s ADD GENERATED %s AS IDENTITY (' % (
                 qualified, column, 'ALWAYS' if identity == 'a' else 'BY DEFAULT'),
             '    SEQUENCE NAME %s' % seq_qualified] + options + [');', '', ''])] + granted, None
-    if not is_nextval:
+    nextval = 'nextval(%s::regclass)' % _literal(seq_qualified)
+    if default != nextval:
         return None, None
     return [
         _create_sequence(schema, name, seq_qualified, owner, quoted_owner, type_name, options),
         _section('SEQUENCE OWNED BY', schema, name, owner, [
             'ALTER SEQUENCE %s OWNED BY %s.%s;' % (seq_qualified, qualified, column), '', ''])
     ] + granted, [
-        'ALTER TABLE ONLY %s ALTER COLUMN %s SET DEFAULT nextval(%s::regclass);' % (
-            qualified, column, _literal(seq_qualified)), '', '']
+        'ALTER TABLE ONLY %s ALTER COLUMN %s SET DEFAULT %s;' % (qualified, column, nextval),
+        '', '']
 
 
 def _create_sequence(schema, name, qualified, owner, quoted_owner, type_name, options):
@@ -227,20 +221,20 @@ def _render_table(reader, cursor, oid, row=None):
     when those could not be put in one by one (see :func:`_sorted_by_name`).
     ``row``: its TABLE row, when the caller has it already."""
     [(schema, name, qualified, owner, quoted_owner, plain, columns, constraints,
-      indexes, sequences, comment, quoted_name, members, triggers, acl,
+      indexes, sequences, comments, quoted_name, members, triggers, acl,
       row_security, force_row_security, policies, parents)] = (
           [row] if row is not None else reader.execute(cursor, TABLE, oid))
     acl_keys = {('ACL', schema, 'TABLE %s' % quoted_name)} | {
-        ('ACL', row[0], 'SEQUENCE %s' % row[18]) for row in sequences or ()}
+        ('ACL', row[0], 'SEQUENCE %s' % row[17]) for row in sequences or ()}
     table = Table(oid, schema, name, frozenset((row[4], row[0]) for row in indexes or ()), None,
                   frozenset((row[0], row[1]) for row in sequences or ()), frozenset(members),
                   frozenset(acl_keys), qualified,
                   tuple(('TABLE', schema, name) for schema, name in parents or ()),
                   {row[0]: row[7] for row in indexes or () if row[7] is not None})
-    if not plain:
+    if not plain or parents:
         return table if _sorted_by_name(table, sequences) else None
     table.sections = _sections(cursor, table, owner, quoted_owner, quoted_name, columns,
-                               constraints, indexes, sequences, comment, triggers, acl,
+                               constraints, indexes, sequences, comments or {}, triggers, acl,
                                row_security, force_row_security, policies)
     if table.sections is None and not _sorted_by_name(table, sequences):
         return None
@@ -268,15 +262,19 @@ def _comment(schema, owner, tag, target, text):
 
 
 def _sections(cursor, table, owner, quoted_owner, quoted_name, columns, constraints, indexes,
-              sequences, comment, triggers, acl, row_security, force_row_security,
+              sequences, comments, triggers, acl, row_security, force_row_security,
               policies):
     """The table's sections in the order pg_dump writes them; None when pg_dump would
-    write something this module does not."""
+    write something this module does not.  ``comments``: the table's and its
+    columns' by column number ('0' for the table's own)."""
     schema, name, qualified = table.schema, table.name, table.qualified
     server_version = cursor.connection.server_version
+    columns = columns or ()
+    defaults = {column[5]: column[3] for column in columns}
+    attnames = {column[6]: column[5] for column in columns}
     owned, serial = [], {}
     for row in sequences or ():
-        rendered = _sequence(qualified, row, server_version)
+        rendered = _sequence(qualified, row, defaults.get(row[5]), server_version)
         if rendered[0] is None:
             return None
         attname = row[5]
@@ -290,16 +288,17 @@ def _sections(cursor, table, owner, quoted_owner, quoted_name, columns, constrai
         return None  # pg_dump orders a table's defaults by column number, not by name
     not_null = set()
     checks, keyed = [], []
-    for conname, quoted, contype, definition, plain_constraint, attnames, remark in (
+    for conname, quoted, contype, definition, plain_constraint, conkey, remark in (
             constraints or ()):
         if not plain_constraint:
             return None
         if contype in ('n', 'c') and remark is not None:
             return None  # pg_dump writes it after the table's own comments
         if contype == 'n':
-            if len(attnames or []) != 1 or conname != '%s_%s_not_null' % (name, attnames[0]):
+            if len(conkey or []) != 1 or conname != '%s_%s_not_null' % (
+                    name, attnames.get(conkey[0])):
                 return None
-            not_null.add(attnames[0])
+            not_null.add(attnames.get(conkey[0]))
         elif contype == 'c':
             checks.append('    CONSTRAINT %s %s' % (quoted, definition))
         elif contype in ('p', 'u', 'f'):
@@ -313,11 +312,12 @@ def _sections(cursor, table, owner, quoted_owner, quoted_name, columns, constrai
         else:
             return None
     body = []
-    comments = [] if comment is None else [('TABLE %s' % quoted_name, 'TABLE %s' % qualified,
-                                            comment)]
-    for quoted, type_name, attnotnull, default, plain_column, attname, remark in columns or ():
+    remarks = [] if '0' not in comments else [('TABLE %s' % quoted_name, 'TABLE %s' % qualified,
+                                               comments['0'])]
+    for quoted, type_name, attnotnull, default, plain_column, attname, attnum in columns:
+        remark = comments.get(str(attnum))
         if remark is not None:
-            comments.append(('COLUMN %s.%s' % (quoted_name, quoted),
+            remarks.append(('COLUMN %s.%s' % (quoted_name, quoted),
                              'COLUMN %s.%s' % (qualified, quoted), remark))
         if attname in serial:
             default = None
@@ -338,7 +338,7 @@ def _sections(cursor, table, owner, quoted_owner, quoted_name, columns, constrai
                            if force_row_security else [''])
     sections = [_section('TABLE', schema, name, owner, create + ending + [
         'ALTER TABLE %s OWNER TO %s;' % (qualified, quoted_owner), ''])] + [
-        _comment(schema, owner, tag, target, text) for tag, target, text in comments] + keyed
+        _comment(schema, owner, tag, target, text) for tag, target, text in remarks] + keyed
     for index_name, definition, plain_index, for_constraint, _, quoted, remark, _ in (
             indexes or ()):
         if not plain_index or (for_constraint and remark is not None):
