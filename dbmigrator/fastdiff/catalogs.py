@@ -284,30 +284,31 @@ LOCATED = '''locked AS (
         LEFT JOIN LATERAL (SELECT indrelid FROM pg_index WHERE indexrelid = l.oid) i ON true
         LEFT JOIN LATERAL (SELECT relkind FROM pg_class WHERE oid = i.indrelid) t ON true),
      tables AS (
-       SELECT oid FROM kinds WHERE relkind IN ('r', 'p', 'm')
-       UNION SELECT indrelid FROM kinds WHERE table_kind IN ('r', 'p', 'm')),
+       SELECT oid, relkind FROM kinds WHERE relkind IN ('r', 'p', 'm')
+       UNION SELECT indrelid, table_kind FROM kinds WHERE table_kind IN ('r', 'p', 'm')),
      toast AS (
-       SELECT c.reltoastrelid AS oid, t.oid AS owner FROM tables t
+       SELECT c.reltoastrelid AS oid, t.oid AS owner, t.relkind FROM tables t
         CROSS JOIN LATERAL (SELECT reltoastrelid FROM pg_class WHERE oid = t.oid) c
         WHERE c.reltoastrelid <> 0),
-     rels (oid, owner) AS (
-       SELECT oid, oid FROM tables
-       UNION ALL SELECT oid, owner FROM toast
-       UNION ALL SELECT i.indexrelid, t.oid FROM tables t
+     rels (oid, owner, kind) AS (
+       SELECT oid, oid, relkind FROM tables
+       UNION ALL SELECT oid, owner, relkind FROM toast
+       UNION ALL SELECT i.indexrelid, t.oid, t.relkind FROM tables t
         CROSS JOIN LATERAL (SELECT indexrelid FROM pg_index WHERE indrelid = t.oid) i
-       UNION ALL SELECT i.indexrelid, t.owner FROM toast t
+       UNION ALL SELECT i.indexrelid, t.owner, t.relkind FROM toast t
         CROSS JOIN LATERAL (SELECT indexrelid FROM pg_index WHERE indrelid = t.oid) i
-       UNION ALL SELECT k.oid, coalesce((SELECT d.refobjid FROM pg_depend d
+       UNION ALL SELECT s.oid, s.owner, (SELECT relkind FROM pg_class WHERE oid = s.owner)
+         FROM (SELECT k.oid, coalesce((SELECT d.refobjid FROM pg_depend d
                                  WHERE d.classid = 'pg_class'::regclass AND d.objid = k.oid
                                    AND d.refclassid = 'pg_class'::regclass
                                    AND d.deptype IN ('a', 'i') LIMIT 1), k.oid)
-         FROM kinds k WHERE k.relkind = 'S'
-       UNION ALL SELECT oid, oid FROM kinds WHERE relkind IN ('v', 'c')
-       UNION ALL SELECT oid, NULL FROM kinds
+                 FROM kinds k WHERE k.relkind = 'S') AS s (oid, owner)
+       UNION ALL SELECT oid, oid, relkind FROM kinds WHERE relkind IN ('v', 'c')
+       UNION ALL SELECT oid, NULL, NULL FROM kinds
         WHERE relkind NOT IN ('r', 'p', 'm', 'v', 'c', 'i', 'I', 't', 'S')
            OR table_kind NOT IN ('r', 'p', 'm', 't'))'''
 LOCATE_ROWS = '''
-SELECT r.owner, (SELECT relkind FROM pg_class WHERE oid = r.owner), (age(c.xmin) <= 0)::int,
+SELECT r.owner, r.kind, (age(c.xmin) <= 0)::int,
        CASE WHEN %(pg_attribute)s THEN (SELECT count(*) FROM pg_attribute a
                            WHERE a.attrelid = r.oid AND age(a.xmin) <= 0) ELSE 0 END,
        CASE WHEN %(pg_constraint)s THEN (SELECT count(*) FROM pg_constraint k
@@ -339,10 +340,10 @@ SELECT r.owner, (SELECT relkind FROM pg_class WHERE oid = r.owner), (age(c.xmin)
        CASE WHEN %(pg_policy)s THEN (SELECT count(*) FROM pg_policy p
                            WHERE p.polrelid = r.oid AND age(p.xmin) <= 0) ELSE 0 END,
        CASE WHEN c.relkind = 'S' THEN r.oid END
-  FROM rels r CROSS JOIN LATERAL (SELECT reltype, xmin, relkind FROM pg_class WHERE oid = r.oid) c
+  FROM rels r CROSS JOIN LATERAL (SELECT reltype, xmin, relkind FROM pg_class WHERE oid = r.oid) c%(gates)s
 '''
 LOCATE = 'WITH ' + (LOCATED + LOCATE_ROWS) % dict(
-    {name: '%s' for name in FOUND[1:]}, gate='')
+    {name: '%s' for name in FOUND[1:]}, gate='', gates='')
 
 # A step's CHANGES (rows tagged 0), and when it wrote to the catalogs its
 # LOCATE rows (tagged 1) and the TABLE row of each table among them that it
@@ -360,7 +361,8 @@ WITH changes AS MATERIALIZED (
      ''' + LOCATED % dict(gate='AND EXISTS (SELECT 1 FROM changes WHERE o <> 0)') + ''',
      located (owner, kind, ''' + ', '.join(name + '_rows' for name in FOUND) + ''', sequence)
        AS MATERIALIZED (''' + (
-    LOCATE_ROWS % {name: '(SELECT %s FROM written)' % name for name in FOUND[1:]}) + ''')
+    LOCATE_ROWS % dict({name: 'w.' + name for name in FOUND[1:]},
+                       gates=' CROSS JOIN written w')) + ''')
 SELECT 0, o, NULL::"char", i, u, d, 0, 0, 0, 0, 0, 0, 0, NULL::oid, NULL::json FROM changes
 UNION ALL SELECT 1, *, NULL::json FROM located
 UNION ALL SELECT 2, c.oid, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, json_build_array(''' + (
