@@ -148,10 +148,13 @@ class Relations:
         return found[0] if len(found) == 1 else None
 
 
-# The relations that go with table c: its toast table and index, its sequences.
-MEMBERS = '''ARRAY(SELECT c.reltoastrelid::bigint WHERE c.reltoastrelid <> 0
+# The relations that go with table c: its toast table and index, its sequences
+# (the table read has its sequences' rows, and takes their oids from those).
+_TOAST_ROWS = '''SELECT c.reltoastrelid::bigint WHERE c.reltoastrelid <> 0
              UNION ALL SELECT ti.indexrelid::bigint FROM pg_index ti
-              WHERE c.reltoastrelid <> 0 AND ti.indrelid = c.reltoastrelid
+              WHERE c.reltoastrelid <> 0 AND ti.indrelid = c.reltoastrelid'''
+TOAST_MEMBERS = 'ARRAY(' + _TOAST_ROWS + ')'
+MEMBERS = 'ARRAY(' + _TOAST_ROWS + '''
              UNION ALL SELECT md.objid::bigint FROM pg_depend md
               WHERE md.classid = 'pg_class'::regclass AND md.refclassid = 'pg_class'::regclass
                 AND md.refobjid = c.oid AND md.deptype IN ('a', 'i')

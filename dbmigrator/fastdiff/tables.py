@@ -2,7 +2,7 @@
 and grants, as pg_dump writes them.
 """
 from .grants import _acl, acl_items, default_acl
-from .snapshot import MEMBERS, Table, _literal, _section
+from .snapshot import TOAST_MEMBERS, Table, _literal, _section
 
 
 # One table as pg_dump would write it: its own flags, then its columns,
@@ -63,7 +63,8 @@ TABLE_COLUMNS = '''n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_
                 s.relpersistence = 'p'
                 AND NOT EXISTS (SELECT 1 FROM pg_description WHERE objoid = s.oid)
                 AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = s.oid),
-                quote_ident(s.relname), ''' + acl_items('s.relacl', 's.relowner') + ''')
+                quote_ident(s.relname), ''' + acl_items('s.relacl', 's.relowner') + ''',
+                s.oid::bigint)
                 ORDER BY a.attnum)
           FROM pg_depend d JOIN pg_class s ON s.oid = d.objid
           JOIN pg_namespace sn ON sn.oid = s.relnamespace
@@ -73,7 +74,7 @@ TABLE_COLUMNS = '''n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_
            AND d.refobjid = c.oid AND d.deptype IN ('a', 'i')),
        (SELECT json_object_agg(objsubid, description) FROM pg_description
          WHERE objoid = c.oid AND classoid = 'pg_class'::regclass),
-       quote_ident(c.relname), ''' + MEMBERS + ''',
+       quote_ident(c.relname), ''' + TOAST_MEMBERS + ''',
        (SELECT json_agg(json_build_array(
                 g.tgname, pg_get_triggerdef(g.oid, false),
                 g.tgenabled = 'O' AND g.tgparentid = 0
@@ -126,7 +127,7 @@ def _sequence(qualified, row, default, server_version):
     and a serial column's DEFAULT line; None when pg_dump would write otherwise.
     ``default``: the owning column's default, as pg_get_expr() prints it."""
     (schema, name, seq_qualified, owner, quoted_owner, _, column, deptype, identity, type_name,
-     start, increment, minimum, maximum, cache, cycle, plain, quoted_name, acl) = row
+     start, increment, minimum, maximum, cache, cycle, plain, quoted_name, acl, _) = row
     grants = _acl('SEQUENCE', seq_qualified, quoted_owner, acl,
                   default_acl('SEQUENCE', quoted_owner, server_version))
     if not plain or grants is None or type_name not in LIMITS or (deptype == 'i') != (
@@ -227,7 +228,8 @@ def _render_table(reader, cursor, oid, row=None):
     acl_keys = {('ACL', schema, 'TABLE %s' % quoted_name)} | {
         ('ACL', row[0], 'SEQUENCE %s' % row[17]) for row in sequences or ()}
     table = Table(oid, schema, name, frozenset((row[4], row[0]) for row in indexes or ()), None,
-                  frozenset((row[0], row[1]) for row in sequences or ()), frozenset(members),
+                  frozenset((row[0], row[1]) for row in sequences or ()),
+                  frozenset(members) | {row[19] for row in sequences or ()},
                   frozenset(acl_keys), qualified,
                   tuple(('TABLE', schema, name) for schema, name in parents or ()),
                   {row[0]: row[7] for row in indexes or () if row[7] is not None})
