@@ -67,14 +67,14 @@ CATALOGS = '''
 SELECT oid, relname FROM pg_class
  WHERE relnamespace = 'pg_catalog'::regnamespace AND relkind = 'r'
 '''
-EXTENSIONS_NAMED = '''UNION ALL SELECT %d, count(*), 0, 0 FROM pg_depend
- WHERE refclassid = 'pg_extension'::regclass
+EXTENSIONS_NAMED = '''UNION ALL SELECT %d, cardinality(ARRAY(SELECT 1 FROM pg_depend
+ WHERE refclassid = 'pg_extension'::regclass)), 0, 0
 ''' % EXTENSION_DEPENDENCIES_OID
 COUNTS = '''
 SELECT o, pg_stat_get_xact_tuples_inserted(o), pg_stat_get_xact_tuples_updated(o),
        pg_stat_get_xact_tuples_deleted(o)
   FROM unnest(ARRAY[%s]::oid[]) AS o
-UNION ALL SELECT NULL, count(*), 0, 0 FROM pg_constraint WHERE conrelid = 0
+UNION ALL SELECT NULL, cardinality(ARRAY(SELECT 1 FROM pg_constraint WHERE conrelid = 0)), 0, 0
 ''' + EXTENSIONS_NAMED
 
 # With track_counts off nothing is counted, and a migration would look as if
@@ -309,36 +309,36 @@ LOCATED = '''locked AS (
            OR table_kind NOT IN ('r', 'p', 'm', 't'))'''
 LOCATE_ROWS = '''
 SELECT r.owner, r.kind, (age(c.xmin) <= 0)::int,
-       CASE WHEN %(pg_attribute)s THEN (SELECT count(*) FROM pg_attribute a
-                           WHERE a.attrelid = r.oid AND age(a.xmin) <= 0) ELSE 0 END,
-       CASE WHEN %(pg_constraint)s THEN (SELECT count(*) FROM pg_constraint k
-                           WHERE k.conrelid = r.oid AND age(k.xmin) <= 0) ELSE 0 END,
-       CASE WHEN %(pg_attrdef)s THEN (SELECT count(*) FROM pg_attrdef d
-                           WHERE d.adrelid = r.oid AND age(d.xmin) <= 0) ELSE 0 END,
-       CASE WHEN %(pg_index)s THEN (SELECT count(*) FROM pg_index i
-                           WHERE i.indexrelid = r.oid AND age(i.xmin) <= 0) ELSE 0 END,
-       CASE WHEN %(pg_type)s THEN (SELECT count(*) FROM pg_type t
+       CASE WHEN %(pg_attribute)s THEN cardinality(ARRAY(SELECT 1 FROM pg_attribute a
+                           WHERE a.attrelid = r.oid AND age(a.xmin) <= 0)) ELSE 0 END,
+       CASE WHEN %(pg_constraint)s THEN cardinality(ARRAY(SELECT 1 FROM pg_constraint k
+                           WHERE k.conrelid = r.oid AND age(k.xmin) <= 0)) ELSE 0 END,
+       CASE WHEN %(pg_attrdef)s THEN cardinality(ARRAY(SELECT 1 FROM pg_attrdef d
+                           WHERE d.adrelid = r.oid AND age(d.xmin) <= 0)) ELSE 0 END,
+       CASE WHEN %(pg_index)s THEN cardinality(ARRAY(SELECT 1 FROM pg_index i
+                           WHERE i.indexrelid = r.oid AND age(i.xmin) <= 0)) ELSE 0 END,
+       CASE WHEN %(pg_type)s THEN cardinality(ARRAY(SELECT 1 FROM pg_type t
                            WHERE c.reltype <> 0 AND age(t.xmin) <= 0 AND t.oid IN (
-                                 c.reltype, (SELECT typarray FROM pg_type WHERE oid = c.reltype)))
+                                 c.reltype, (SELECT typarray FROM pg_type WHERE oid = c.reltype))))
             ELSE 0 END,
-       CASE WHEN %(pg_description)s THEN (SELECT count(*) FROM pg_description d
+       CASE WHEN %(pg_description)s THEN cardinality(ARRAY(SELECT 1 FROM pg_description d
                            WHERE d.objoid = r.oid AND d.classoid = 'pg_class'::regclass
-                             AND age(d.xmin) <= 0)
-                       + (SELECT count(*) FROM pg_constraint k JOIN pg_description d
+                             AND age(d.xmin) <= 0))
+                       + cardinality(ARRAY(SELECT 1 FROM pg_constraint k JOIN pg_description d
                               ON d.objoid = k.oid AND d.classoid = 'pg_constraint'::regclass
-                           WHERE k.conrelid = r.oid AND age(d.xmin) <= 0)
-                       + (SELECT count(*) FROM pg_trigger g JOIN pg_description d
+                           WHERE k.conrelid = r.oid AND age(d.xmin) <= 0))
+                       + cardinality(ARRAY(SELECT 1 FROM pg_trigger g JOIN pg_description d
                               ON d.objoid = g.oid AND d.classoid = 'pg_trigger'::regclass
-                           WHERE g.tgrelid = r.oid AND age(d.xmin) <= 0)
-                       + (SELECT count(*) FROM pg_policy p JOIN pg_description d
+                           WHERE g.tgrelid = r.oid AND age(d.xmin) <= 0))
+                       + cardinality(ARRAY(SELECT 1 FROM pg_policy p JOIN pg_description d
                               ON d.objoid = p.oid AND d.classoid = 'pg_policy'::regclass
-                           WHERE p.polrelid = r.oid AND age(d.xmin) <= 0) ELSE 0 END,
-       CASE WHEN %(pg_trigger)s THEN (SELECT count(*) FROM pg_trigger g
-                           WHERE g.tgrelid = r.oid AND age(g.xmin) <= 0) ELSE 0 END,
-       CASE WHEN %(pg_rewrite)s THEN (SELECT count(*) FROM pg_rewrite w
-                           WHERE w.ev_class = r.oid AND age(w.xmin) <= 0) ELSE 0 END,
-       CASE WHEN %(pg_policy)s THEN (SELECT count(*) FROM pg_policy p
-                           WHERE p.polrelid = r.oid AND age(p.xmin) <= 0) ELSE 0 END,
+                           WHERE p.polrelid = r.oid AND age(d.xmin) <= 0)) ELSE 0 END,
+       CASE WHEN %(pg_trigger)s THEN cardinality(ARRAY(SELECT 1 FROM pg_trigger g
+                           WHERE g.tgrelid = r.oid AND age(g.xmin) <= 0)) ELSE 0 END,
+       CASE WHEN %(pg_rewrite)s THEN cardinality(ARRAY(SELECT 1 FROM pg_rewrite w
+                           WHERE w.ev_class = r.oid AND age(w.xmin) <= 0)) ELSE 0 END,
+       CASE WHEN %(pg_policy)s THEN cardinality(ARRAY(SELECT 1 FROM pg_policy p
+                           WHERE p.polrelid = r.oid AND age(p.xmin) <= 0)) ELSE 0 END,
        CASE WHEN c.relkind = 'S' THEN r.oid END
   FROM rels r CROSS JOIN LATERAL (SELECT reltype, xmin, relkind FROM pg_class WHERE oid = r.oid) c%(gates)s
 '''

@@ -5,11 +5,11 @@
 def acl_items(acl, owner):
     """SQL for the items of ``acl`` as [grantee as GRANT names it, privilege, grantable,
     granted by the owner], in pg_dump's order (the aclitems' own)."""
-    return '''CASE WHEN %s IS NOT NULL THEN coalesce((SELECT json_agg(json_build_array(
+    return '''CASE WHEN %s IS NOT NULL THEN array_to_json(ARRAY(SELECT json_build_array(
                 CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee))
-                END, a.privilege_type, a.is_grantable, a.grantor = %s) ORDER BY a.n)
+                END, a.privilege_type, a.is_grantable, a.grantor = %s)
           FROM aclexplode(%s) WITH ORDINALITY AS a(grantor, grantee, privilege_type,
-                                                   is_grantable, n)), '[]') END''' % (
+                                                   is_grantable, n) ORDER BY a.n)) END''' % (
         acl, owner, acl)
 
 

@@ -18,7 +18,7 @@ TABLE_COLUMNS = '''n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_
        AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = c.oid)
        AND NOT EXISTS (SELECT 1 FROM pg_class tc
                         WHERE tc.oid = c.reltoastrelid AND tc.reloptions IS NOT NULL),
-       (SELECT json_agg(json_build_array(
+       array_to_json(ARRAY(SELECT json_build_array(
                 quote_ident(a.attname), format_type(a.atttypid, a.atttypmod), a.attnotnull,
                 pg_get_expr(d.adbin, d.adrelid),
                 a.attgenerated = '' AND a.attacl IS NULL
@@ -26,18 +26,19 @@ TABLE_COLUMNS = '''n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_
                 AND coalesce(a.attstattarget, -1) < 0
                 AND a.attcompression = '' AND a.attstorage = t.typstorage AND a.attislocal
                 AND a.attcollation = t.typcollation, a.attname, a.attnum)
-                ORDER BY a.attnum)
           FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
           LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
-       (SELECT json_agg(json_build_array(
+         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+         ORDER BY a.attnum)),
+       array_to_json(ARRAY(SELECT json_build_array(
                 k.conname, quote_ident(k.conname), k.contype, pg_get_constraintdef(k.oid),
                 k.convalidated AND k.conislocal AND (k.contype NOT IN ('c', 'n') OR NOT k.connoinherit),
                 k.conkey,
                 (SELECT description FROM pg_description WHERE objoid = k.oid
-                    AND classoid = 'pg_constraint'::regclass)) ORDER BY k.conname)
-          FROM pg_constraint k WHERE k.conrelid = c.oid),
-       (SELECT json_agg(json_build_array(
+                    AND classoid = 'pg_constraint'::regclass))
+          FROM pg_constraint k WHERE k.conrelid = c.oid
+         ORDER BY k.conname)),
+       array_to_json(ARRAY(SELECT json_build_array(
                 ic.relname, CASE WHEN ik.oid IS NULL THEN pg_get_indexdef(i.indexrelid) END,
                 NOT i.indisclustered AND i.indisvalid AND ic.reltablespace = 0
                 AND NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_class'::regclass
@@ -49,12 +50,12 @@ TABLE_COLUMNS = '''n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_
                 (SELECT description FROM pg_description WHERE objoid = ic.oid
                     AND classoid = 'pg_class'::regclass),
                 (SELECT p.relname FROM pg_inherits h JOIN pg_class p ON p.oid = h.inhparent
-                  WHERE h.inhrelid = i.indexrelid)))
+                  WHERE h.inhrelid = i.indexrelid))
           FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
           LEFT JOIN pg_constraint ik ON ik.conrelid = i.indrelid AND ik.conindid = i.indexrelid
                 AND ik.contype IN ('p', 'u', 'x')
-         WHERE i.indrelid = c.oid),
-       (SELECT json_agg(json_build_array(
+         WHERE i.indrelid = c.oid)),
+       array_to_json(ARRAY(SELECT json_build_array(
                 sn.nspname, s.relname, quote_ident(sn.nspname) || '.' || quote_ident(s.relname),
                 pg_get_userbyid(s.relowner), quote_ident(pg_get_userbyid(s.relowner)),
                 a.attname, quote_ident(a.attname), d.deptype, a.attidentity,
@@ -65,28 +66,28 @@ TABLE_COLUMNS = '''n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_
                 AND NOT EXISTS (SELECT 1 FROM pg_seclabel WHERE objoid = s.oid),
                 quote_ident(s.relname), ''' + acl_items('s.relacl', 's.relowner') + ''',
                 s.oid::bigint)
-                ORDER BY a.attnum)
           FROM pg_depend d JOIN pg_class s ON s.oid = d.objid
           JOIN pg_namespace sn ON sn.oid = s.relnamespace
           JOIN pg_sequence q ON q.seqrelid = s.oid
           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.refobjsubid
          WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
-           AND d.refobjid = c.oid AND d.deptype IN ('a', 'i')),
-       (SELECT json_object_agg(objsubid, description) FROM pg_description
-         WHERE objoid = c.oid AND classoid = 'pg_class'::regclass),
+           AND d.refobjid = c.oid AND d.deptype IN ('a', 'i')
+         ORDER BY a.attnum)),
+       array_to_json(ARRAY(SELECT json_build_array(objsubid, description) FROM pg_description
+         WHERE objoid = c.oid AND classoid = 'pg_class'::regclass)),
        quote_ident(c.relname), ''' + TOAST_MEMBERS + ''',
-       (SELECT json_agg(json_build_array(
+       array_to_json(ARRAY(SELECT json_build_array(
                 g.tgname, pg_get_triggerdef(g.oid, false),
                 g.tgenabled = 'O' AND g.tgparentid = 0
                 AND NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_trigger'::regclass
                                    AND objid = g.oid AND deptype = 'x'), quote_ident(g.tgname),
                 (SELECT description FROM pg_description WHERE objoid = g.oid
                     AND classoid = 'pg_trigger'::regclass))
-                ORDER BY g.tgname)
-          FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal),
+          FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal
+         ORDER BY g.tgname)),
        ''' + acl_items('c.relacl', 'c.relowner') + ''',
        c.relrowsecurity, c.relforcerowsecurity,
-       (SELECT json_agg(json_build_array(
+       array_to_json(ARRAY(SELECT json_build_array(
                 p.polname, quote_ident(p.polname), p.polpermissive, p.polcmd,
                 CASE WHEN p.polroles <> '{0}' THEN array_to_string(ARRAY(
                      SELECT quote_ident(rolname) FROM pg_roles WHERE oid = ANY(p.polroles)
@@ -94,11 +95,12 @@ TABLE_COLUMNS = '''n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_
                 pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid),
                 (SELECT description FROM pg_description WHERE objoid = p.oid
                     AND classoid = 'pg_policy'::regclass))
-                ORDER BY p.polname)
-          FROM pg_policy p WHERE p.polrelid = c.oid),
-       (SELECT json_agg(json_build_array(pn.nspname, p.relname) ORDER BY i.inhseqno)
+          FROM pg_policy p WHERE p.polrelid = c.oid
+         ORDER BY p.polname)),
+       array_to_json(ARRAY(SELECT json_build_array(pn.nspname, p.relname)
           FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
-          JOIN pg_namespace pn ON pn.oid = p.relnamespace WHERE i.inhrelid = c.oid)'''
+          JOIN pg_namespace pn ON pn.oid = p.relnamespace WHERE i.inhrelid = c.oid
+         ORDER BY i.inhseqno))'''
 TABLE = 'SELECT ' + TABLE_COLUMNS + '''
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.oid = %s::oid
@@ -236,7 +238,7 @@ def _render_table(reader, cursor, oid, row=None):
     if not plain or parents:
         return table if _sorted_by_name(table, sequences) else None
     table.sections = _sections(cursor, table, owner, quoted_owner, quoted_name, columns,
-                               constraints, indexes, sequences, comments or {}, triggers, acl,
+                               constraints, indexes, sequences, dict(comments or ()), triggers, acl,
                                row_security, force_row_security, policies)
     if table.sections is None and not _sorted_by_name(table, sequences):
         return None
@@ -268,7 +270,7 @@ def _sections(cursor, table, owner, quoted_owner, quoted_name, columns, constrai
               policies):
     """The table's sections in the order pg_dump writes them; None when pg_dump would
     write something this module does not.  ``comments``: the table's and its
-    columns' by column number ('0' for the table's own)."""
+    columns' by column number (0 for the table's own)."""
     schema, name, qualified = table.schema, table.name, table.qualified
     server_version = cursor.connection.server_version
     columns = columns or ()
@@ -314,10 +316,10 @@ def _sections(cursor, table, owner, quoted_owner, quoted_name, columns, constrai
         else:
             return None
     body = []
-    remarks = [] if '0' not in comments else [('TABLE %s' % quoted_name, 'TABLE %s' % qualified,
-                                               comments['0'])]
+    remarks = [] if 0 not in comments else [('TABLE %s' % quoted_name, 'TABLE %s' % qualified,
+                                             comments[0])]
     for quoted, type_name, attnotnull, default, plain_column, attname, attnum in columns:
-        remark = comments.get(str(attnum))
+        remark = comments.get(attnum)
         if remark is not None:
             remarks.append(('COLUMN %s.%s' % (quoted_name, quoted),
                              'COLUMN %s.%s' % (qualified, quoted), remark))
