@@ -1339,6 +1339,30 @@ SCHEMAS = [
 ]
 
 
+
+# A view with an INSTEAD OF trigger and a column default: sections of its own
+# that the fast path places with the view, and leaves to pg_dump whenever the
+# view itself changes, is renamed or goes.
+VIEW_PARTS = [
+    'CREATE FUNCTION vt_add() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$;'
+    ' CREATE VIEW vt AS SELECT 1 AS a, 2 AS b;'
+    ' CREATE TRIGGER vt_add INSTEAD OF INSERT ON vt FOR EACH ROW EXECUTE FUNCTION vt_add();'
+    ' ALTER VIEW vt ALTER COLUMN a SET DEFAULT 3',
+    'CREATE TABLE after_vt (id SERIAL PRIMARY KEY)',
+    'ALTER TABLE after_vt ADD COLUMN v TEXT',
+    'CREATE OR REPLACE FUNCTION vt_add() RETURNS trigger LANGUAGE plpgsql'
+    ' AS $$BEGIN RETURN NULL; END$$',
+    'DROP TRIGGER vt_add ON vt',
+    'CREATE INDEX after_vt_v ON after_vt (v)',
+    'ALTER VIEW vt ALTER COLUMN a DROP DEFAULT',
+    'CREATE TRIGGER vt_add INSTEAD OF INSERT ON vt FOR EACH ROW EXECUTE FUNCTION vt_add()',
+    "COMMENT ON TABLE after_vt IS 'after vt'",
+    'ALTER VIEW vt RENAME TO vt2',
+    'DROP VIEW vt2',
+    'DROP TABLE after_vt',
+]
+
+
 # Runs of many steps, each with the dumps it must take: whole ones, then
 # pg_dump --table and --schema ones.
 RUNS = [
@@ -1378,6 +1402,9 @@ RUNS = [
     # The snapshot, and the drop of the view that had moved its table up.
     ('lifecycle', LIFECYCLE, (2, 0)),
     ('typed', TYPED, (1, 0)),
+    # Whole dumps: the snapshot, the view made with its trigger and default,
+    # and each step that changes, renames or drops that view.
+    ('viewparts', VIEW_PARTS, (7, 0)),
 ]
 
 

@@ -89,7 +89,9 @@ class Relations:
 
     tables: dict    # oid -> (schema, name)
     indexes: dict   # table oid -> frozenset of (oid, name) of its indexes
-    names: set      # (schema, name) of every relation that can own a constraint, as dumped
+    # (schema, name) of every relation that can own a constraint, trigger or default,
+    # as dumped
+    names: set
     sequences: dict = dataclasses.field(default_factory=dict)  # table oid -> its sequences
     routines: dict = dataclasses.field(default_factory=dict)  # oid -> (schema, tag) as dumped
     # (catalog, oid) -> (type, schema, name) of views, materialized views, sequences
@@ -169,7 +171,7 @@ SELECT c.oid, n.nspname, c.relname, c.relkind IN ('r', 'p'), ''' + MEMBERS + '''
          WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
            AND d.refobjid = c.oid AND d.deptype IN ('a', 'i') AND s.relkind = 'S')
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind IN ('r', 'p', 'f') AND n.nspname <> 'pg_catalog'
+ WHERE c.relkind IN ('r', 'p', 'f', 'v') AND n.nspname <> 'pg_catalog'
    AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_toast'
 '''
 
@@ -721,6 +723,8 @@ class Snapshot:
         section = self._by_name.get((kind, schema, name))
         if section is None:
             return self._refuse('dropped %s %s is not one this path renders' % (kind, name))
+        if self._has_parts(schema, name):
+            return False
         if not self._take_out(section, name):
             return False
         self._remember(self.relations.objects, ident)
@@ -729,6 +733,13 @@ class Snapshot:
             self._remember(self.relations.domain_constraints, ident[1])
             self.relations.domain_constraints.pop(ident[1], None)
         return True
+
+    def _has_parts(self, schema, name):
+        """Refuse a view that has sections of its own in the dump (an INSTEAD OF trigger,
+        a column default): this path renders a view as its CREATE VIEW alone."""
+        if self._constraints.get((schema, name)) or self._defaults.get((schema, name)):
+            return self._refuse('view %s has triggers or defaults of its own' % name) or True
+        return False
 
     def _drop_table(self, oid):
         """Take out a dropped table with its constraints, triggers, defaults, comments,
@@ -793,6 +804,8 @@ class Snapshot:
         certain.  ``needs`` are the (type, schema, name) of the sections it depends on."""
         where = (new.type, new.schema, new.name)
         old = self.relations.objects.get(ident)
+        if self._has_parts(*(old or where)[1:]):
+            return False
         if old is not None and old != where and (
                 ident[0] == 'pg_namespace' or not self._drop_object(ident)):
             return self._refuse('%s %s.%s was renamed' % old)
