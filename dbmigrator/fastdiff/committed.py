@@ -65,9 +65,7 @@ def render_committed(reader, cursor, snapshot, delta, since):
     of :meth:`Snapshot.edit`, or None with ``snapshot.why``.  The tables it
     left to ``pg_dump --table`` are in ``snapshot.pending``.  Runs after it
     committed, after :meth:`CatalogReader.plan_with_indexes`."""
-    snapshot.pending, snapshot.owed, snapshot.why = [], 0, None
-    if not snapshot.editable:
-        snapshot.why = 'the first dump has a section this path cannot place'
+    if not snapshot.begin_render():
         return None
     why = _unsupported(delta)
     if why:

@@ -23,11 +23,8 @@ def render(reader, cursor, snapshot, delta, read=None):
     what the migration changed.  It only reads; the caller rolls back to a
     savepoint taken before, which also undoes the settings.
     """
-    snapshot.pending, snapshot.owed = [], 0
-    if not snapshot.editable:
-        snapshot.why = 'the first dump has a section this path cannot place'
+    if not snapshot.begin_render():
         return None
-    snapshot.why = None
     if 'pg_extension' in delta:
         return render_extensions(cursor, snapshot, delta)
     snapshot.why = unsupported(delta)
@@ -138,7 +135,7 @@ def render(reader, cursor, snapshot, delta, read=None):
         # have moved are rendered again, and a move between tables is pg_dump's.
         for sequence, (owner, kind) in owners.items():
             if sequence in snapshot.relations.known:
-                if _owner_before(snapshot.relations, sequence) != (
+                if snapshot.relations.table_owning(sequence) != (
                         None if owner == sequence else owner):
                     snapshot.why = 'it changed which table owns a sequence'
                     return None
@@ -224,12 +221,6 @@ def render(reader, cursor, snapshot, delta, read=None):
     if pending:
         snapshot.leave_pending(pending)
     return log
-
-
-def _owner_before(relations, sequence):
-    """The table whose column owned ``sequence`` at the snapshot, or None."""
-    return next((table for table, members in relations.members.items() if sequence in members),
-                None)
 
 
 def _renamed_and_named(reader, cursor, relations, tables, objects, routines):

@@ -143,6 +143,11 @@ class Relations:
                          by_table(self.members, part.members), self.known | part.known,
                          acl_names, arguments, constraints)
 
+    def table_owning(self, sequence):
+        """The table whose column owned ``sequence`` at the snapshot, or None."""
+        return next((table for table, members in self.members.items() if sequence in members),
+                    None)
+
     def constraint_table(self, schema, label):
         """The table of a ``<table> <constraint>`` header name; None if not certain."""
         found = [label[:i] for i, char in enumerate(label)
@@ -890,6 +895,14 @@ class Snapshot:
         if existing.lines != new.lines:
             self._swap(existing, new)
         return True
+
+    def begin_render(self):
+        """A render of one step's changes begins: nothing pending or owed yet.
+        False, with why, when the first dump has what this path cannot edit."""
+        self.pending, self.owed, self.why = [], 0, None
+        if not self.editable:
+            self.why = 'the first dump has a section this path cannot place'
+        return self.editable
 
     def leave_pending(self, tables):
         """Leave ``tables``, which have what this path does not render, to
